@@ -1,0 +1,85 @@
+"""Tables of the PI database: what the framework itself knows (Plane's database is never written)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class WorkspaceVectorization(Base):
+    """One vectorization job of a workspace. ``heartbeat_at`` moves whenever the job makes progress."""
+
+    __tablename__ = "workspace_vectorizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
+    live_sync_enabled: Mapped[bool] = mapped_column(default=False)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    task_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_live_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SyncState(Base):
+    """A cursor per (source, scope): a workspace's watermark, a docs repository's last SHA and ETag, ..."""
+
+    __tablename__ = "sync_states"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IndexedDocument(Base):
+    """A document whose every chunk is confirmed in the sinks. Written only after the sinks confirmed."""
+
+    __tablename__ = "indexed_documents"
+
+    document_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str | None] = mapped_column(String(64))
+    #: the source's own ``updated_at`` of the indexed version (stale when the source moved past it)
+    source_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    chunk_count: Mapped[int] = mapped_column(default=0)
+    indexed_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+    __table_args__ = (Index("ix_indexed_documents_ws_source", "workspace_id", "source"),)
+
+
+class IndexedChunk(Base):
+    """One chunk in the sinks with the hash of what was embedded (text + model + chunking parameters)."""
+
+    __tablename__ = "indexed_chunks"
+
+    chunk_id: Mapped[str] = mapped_column(String(600), primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(512), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    indexed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,90 @@
+"""Hook specifications: the whole contract between pi-framework and its plugins.
+
+A plugin is a module (or object) with functions decorated by ``pi_framework.hookimpl``
+whose names are among those below. It is found through the entry-point group
+``pi_framework``; the core's built-in plugins are registered the same way.
+
+Most hooks follow the ``register_*(register)`` pattern: the core passes a collector and the
+plugin calls it once per contribution, so one plugin can contribute any number of things and
+the core knows which plugin contributed what. Hooks are called once per process, after every
+plugin is loaded, in pluggy's order (last registered first). A hook that raises is reported
+against its plugin and the others still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from pi_framework.contributions import EmbedderFactory, HealthCheck, PeriodicJob, SinkFactory, Source
+    from pi_framework.settings import Settings
+
+hookspec = pluggy.HookspecMarker("pi_framework")
+
+
+@hookspec
+def register_sources(register: Callable[[Source], None], settings: Settings) -> None:
+    """Contribute content sources: call ``register(source)`` for each :class:`~pi_framework.contributions.Source`."""
+
+
+@hookspec
+def register_sinks(register: Callable[[str, SinkFactory], None]) -> None:
+    """Contribute index sinks: ``register(name, factory)``; ``factory(settings)`` builds the sink on first use.
+
+    Which sinks are written to is chosen by ``PI_SINKS`` (default ``opensearch`` when
+    ``OPENSEARCH_URL`` is set, else ``embedded``).
+    """
+
+
+@hookspec
+def register_embedders(register: Callable[[str, EmbedderFactory], None]) -> None:
+    """Contribute embedders: ``register(name, factory)``; ``PI_EMBEDDER`` picks one (default ``fastembed``).
+
+    The factory is called at most once per process, when the first text is embedded.
+    """
+
+
+@hookspec
+def register_tasks(register: Callable[..., None]) -> None:
+    """Contribute Celery tasks: ``register(func, name="pi.celery_app.x", **celery_task_options)``.
+
+    Two plugins registering the same task name stop the app at start with an error naming both.
+    """
+
+
+@hookspec
+def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
+    """Contribute beat entries: ``register(PeriodicJob(...))``; pass ``enabled=False`` to list a job as switched off."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``pi`` command-line tool (``@cli.command()``)."""
+
+
+@hookspec
+def register_health_checks(register: Callable[[HealthCheck], None]) -> None:
+    """Contribute health checks, run by ``pi health`` and the ``health_check`` task."""
+
+
+@hookspec
+def worker_start(settings: Settings) -> None:
+    """A worker process starts (Celery ``worker_process_init``, or the main process of a solo pool)."""
+
+
+@hookspec
+def worker_stop(settings: Settings) -> None:
+    """A worker process stops: release what :func:`worker_start` acquired."""
+
+
+@hookspec(firstresult=True)
+def workspace_plans(settings: Settings) -> Iterable[tuple[str, str]] | None:
+    """Yield ``(workspace_id, plan)`` for every workspace with a plan; the first plugin that answers wins.
+
+    The default (plugin ``pi_plans``) reads Plane's ``workspace_licenses``.
+    """

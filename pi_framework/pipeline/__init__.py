@@ -1,0 +1,1 @@
+"""The indexing pipeline: documents → normalised text → chunks → hashes → embeddings → sinks → ledger."""

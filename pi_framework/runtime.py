@@ -1,0 +1,72 @@
+"""Process-wide objects built from settings and plugins: the registry, the sinks, the embedder.
+
+Each is built on first use and kept for the life of the process (a worker loads its model once,
+not once per task). :func:`reset` forgets them, for tests and after a fork.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pi_framework.plugins import Registry, load_plugins
+from pi_framework.settings import Settings, get_settings
+from pi_framework.sinks.base import Sink
+
+_registry: Registry | None = None
+_sinks: list[Sink] | None = None
+_embedder: Any = None
+
+
+class ConfigurationError(RuntimeError):
+    """Settings name a sink or embedder that no loaded plugin provides."""
+
+
+def get_registry(settings: Settings | None = None) -> Registry:
+    global _registry
+    if _registry is None:
+        _registry = load_plugins(settings or get_settings())
+    return _registry
+
+
+def get_sinks() -> list[Sink]:
+    """The sinks named by ``PI_SINKS`` (default: opensearch if ``OPENSEARCH_URL`` else embedded)."""
+    global _sinks
+    if _sinks is None:
+        registry = get_registry()
+        missing = [name for name in registry.settings.sink_names if name not in registry.sink_factories]
+        if missing:
+            raise ConfigurationError(
+                f"sink(s) {', '.join(missing)} not provided by any loaded plugin "
+                f"(available: {', '.join(sorted(registry.sink_factories)) or 'none'})"
+            )
+        _sinks = [registry.sink_factories[name](registry.settings) for name in registry.settings.sink_names]
+    return _sinks
+
+
+def get_embedder() -> Any:
+    """The embedder named by ``PI_EMBEDDER``, built once per process."""
+    global _embedder
+    if _embedder is None:
+        registry = get_registry()
+        name = registry.settings.PI_EMBEDDER
+        if name not in registry.embedder_factories:
+            raise ConfigurationError(
+                f"PI_EMBEDDER={name!r} is not provided by any loaded plugin "
+                f"(available: {', '.join(sorted(registry.embedder_factories)) or 'none'})"
+            )
+        _embedder = registry.embedder_factories[name](registry.settings)
+    return _embedder
+
+
+def embedder_loaded() -> bool:
+    return _embedder is not None
+
+
+def reset() -> None:
+    """Forget the registry, sinks and embedder (the next call rebuilds them from current settings)."""
+    global _registry, _sinks, _embedder
+    for sink in _sinks or []:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    _registry = _sinks = _embedder = None

@@ -1,0 +1,16 @@
+"""Testing kit for pi-framework and its plugin authors.
+
+Installed as a pytest plugin (entry point ``pytest11``), so these fixtures are available in any
+project that has pi-framework installed:
+
+* ``pi_settings`` — settings on a throw-away ``PI_DATA_DIR`` (embedded broker, SQLite PI database).
+* ``pi_database`` — that PI database with its schema.
+* ``pi_registry`` — the plugins loaded from entry points under those settings.
+* ``register_plugin`` — ``register_plugin(obj, name)`` adds a plugin under test to the registry.
+* ``postgres_url`` / ``rabbitmq_url`` — a fresh PostgreSQL database / the RabbitMQ URL, from
+  ``PI_TEST_POSTGRES_URL`` / ``PI_TEST_RABBITMQ_URL``; skipped when unset, a failure when
+  ``PI_REQUIRE_SERVICES=1`` (CI sets it, so CI cannot pass by skipping).
+
+Contract tests for sources and sinks are in :mod:`pi_framework.testing.contracts`; helpers to run a
+real worker in a subprocess and wait on conditions are in :mod:`pi_framework.testing.worker`.
+"""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_chats (stub; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_docs (stub; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_issues (stub; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_maintenance (stub; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_pages (stub; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""pi-framework plugin pi_plans (stub; filled by its issue)."""
