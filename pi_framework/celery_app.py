@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from pi_framework import runtime
 from pi_framework.db import reset_database
 from pi_framework.log import configure_logging
 from pi_framework.plugins import PluginConflictError, Registry
-from pi_framework.settings import Settings, get_settings
+from pi_framework.settings import Settings, SettingsError, get_settings
 
 #: applied to every plugin task unless it says otherwise
 TASK_DEFAULTS: dict[str, Any] = {
@@ -119,5 +120,8 @@ def _task_finish(task_id: str, task: Any, args: Any = None, kwargs: Any = None, 
     )
 
 
-celery_app = create_app()
+try:
+    celery_app = create_app()
+except SettingsError as _error:  # one line naming the variable, not a traceback
+    sys.exit(f"pi-framework: {_error}")
 app = celery_app
