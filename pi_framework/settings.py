@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     GITHUB_TOKEN: SecretStr | None = None
     PI_GITHUB_API_URL: str = "https://api.github.com"
     PI_GITHUB_RAW_URL: str = "https://raw.githubusercontent.com"
+    PI_GITHUB_TIMEOUT: float = Field(default=30.0, gt=0, description="Seconds before a GitHub request times out.")
+    PI_GITHUB_RETRIES: int = Field(default=4, ge=0, description="Retries of a GitHub request after a 5xx, timeout or rate limit.")
+    PI_GITHUB_BACKOFF: float = Field(default=2.0, ge=0, description="First retry delay in seconds (doubles each retry).")
+    PI_GITHUB_MAX_WAIT: float = Field(default=900.0, ge=0, description="Max total rate-limit wait per request, then give up.")
 
     # --- chats
     PI_CHATS_SEMANTIC: bool = True
