@@ -1,0 +1,99 @@
+"""``pi status``: what an operator wants to see when something looks stuck."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pi_framework.db import Database, get_database
+from pi_framework.db.models import SyncState, WorkspaceVectorization
+from pi_maintenance.jobs import counts_by_status, iso, last_progress
+
+DOCS_SOURCE = "docs"
+
+
+def _workspaces(session: Session, workspace_id: str | None) -> list[dict[str, Any]]:
+    job = WorkspaceVectorization
+    scope = [job.workspace_id == workspace_id] if workspace_id else []
+    per_status: dict[str, dict[str, int]] = {}
+    for ws, status, count in session.execute(
+        select(job.workspace_id, job.status, func.count()).where(*scope).group_by(job.workspace_id, job.status)
+    ):
+        per_status.setdefault(ws, {})[status] = count
+    last_live = dict(
+        session.execute(select(job.workspace_id, func.max(job.last_live_sync_at)).where(*scope).group_by(job.workspace_id)).all()
+    )
+    latest_ids = select(func.max(job.id)).where(*scope).group_by(job.workspace_id)
+    rows = session.execute(select(job, last_progress).where(job.id.in_(latest_ids)).order_by(job.workspace_id))
+    return [
+        {
+            "workspace_id": latest.workspace_id,
+            "job_id": latest.id,
+            "status": latest.status,
+            "progress_done": latest.progress_done,
+            "progress_total": latest.progress_total,
+            "attempts": latest.attempts,
+            "live_sync_enabled": latest.live_sync_enabled,
+            "last_live_sync_at": iso(last_live.get(latest.workspace_id)),
+            "last_progress_at": iso(progress_at),
+            "error": latest.error,
+            "jobs": per_status.get(latest.workspace_id, {}),
+        }
+        for latest, progress_at in rows
+    ]
+
+
+def _docs(session: Session) -> list[dict[str, Any]]:
+    states = session.scalars(select(SyncState).where(SyncState.source == DOCS_SOURCE).order_by(SyncState.scope))
+    return [
+        {"repo": state.scope, "sha": (state.cursor or {}).get("sha"), "updated_at": iso(state.updated_at)} for state in states
+    ]
+
+
+def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
+    """Job counts by status, the latest job of each workspace with its progress, and the docs SHA of each repository."""
+    with database.session() as session:
+        return {
+            "jobs": counts_by_status(session) if workspace_id is None else None,
+            "workspaces": _workspaces(session, workspace_id),
+            "docs": _docs(session),
+        }
+
+
+def _progress(row: dict[str, Any]) -> str:
+    total = row["progress_total"]
+    return f"{row['progress_done']}/{total}" if total is not None else str(row["progress_done"])
+
+
+def _print(report: dict[str, Any]) -> None:
+    if report["jobs"] is not None:
+        counts = " ".join(f"{status}={count}" for status, count in sorted(report["jobs"].items())) or "none"
+        click.echo(f"jobs: {counts}")
+    if report["workspaces"]:
+        click.echo(
+            f"{'WORKSPACE':<38} {'STATUS':<8} {'PROGRESS':>11} {'LIVE':<4} {'LAST LIVE SYNC':<32} {'LAST PROGRESS':<32} ERROR"
+        )
+    for row in report["workspaces"]:
+        click.echo(
+            f"{row['workspace_id']:<38} {row['status']:<8} {_progress(row):>11} {'on' if row['live_sync_enabled'] else 'off':<4} "
+            f"{row['last_live_sync_at'] or '-':<32} {row['last_progress_at'] or '-':<32} {row['error'] or ''}"
+        )
+    for repo in report["docs"]:
+        click.echo(f"docs {repo['repo']}: {repo['sha'] or '-'} (updated {repo['updated_at']})")
+
+
+def register(cli: click.Group) -> None:
+    @cli.command()
+    @click.option("--workspace", "workspace_id", help="Only this workspace.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def status(workspace_id: str | None, as_json: bool) -> None:
+        """Jobs by workspace and status with progress, last live sync, last docs SHA per repository."""
+        report = collect_status(get_database(), workspace_id)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            _print(report)
