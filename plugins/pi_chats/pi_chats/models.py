@@ -1,0 +1,32 @@
+"""The plugin's own table in the PI database: what it must remember about each chat between messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pi_framework.db.models import Base, utcnow
+
+
+class ChatRecord(Base):
+    """One chat: its owner, its title and where the title came from, and whether it was deleted.
+
+    Messages can arrive out of order, so the title is kept with the ``created_at`` of the message it
+    came from: an earlier user message that arrives later still replaces it. ``deleted_at`` is a
+    tombstone: a message redelivered after ``delete_chat`` must not bring the chat back.
+    """
+
+    __tablename__ = "pi_chats"
+
+    workspace_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    #: the title was given by the chat service (it then wins over any derived one)
+    title_given: Mapped[bool] = mapped_column(default=False)
+    title_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    title_created_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,96 @@
+"""The task payloads, validated with pydantic.
+
+A chat service sends these with ``send_task``; a payload that does not validate is logged once at
+ERROR, naming the offending field, and dropped: retrying a malformed message could never succeed and
+would only block the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Annotated, Any, TypeVar
+
+from loguru import logger
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+#: an id becomes part of a document id (``chats:<chat_id>:<message_id>``): no whitespace, bounded length
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^\S+$")]
+#: a chat id must not contain ``:`` either, or one chat's id prefix could cover another chat's documents
+ChatId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\s:]+$")]
+
+
+def as_utc(value: datetime) -> datetime:
+    """Timestamps without a zone are taken as UTC, so every comparison is between aware datetimes."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ChatMessage(_Payload):
+    """One message of a chat, as ``index_chat_message`` receives it."""
+
+    workspace_id: Identifier
+    chat_id: ChatId
+    message_id: Identifier
+    user_id: Identifier
+    #: ``user`` messages name a chat that has no given title; any other role (assistant, system, tool) is indexed too
+    role: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32)]
+    text: Annotated[str, StringConstraints(max_length=1_000_000)]
+    created_at: Annotated[datetime, AfterValidator(as_utc)]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = Field(default=None)
+
+    @property
+    def document_id(self) -> str:
+        return message_document_id(self.chat_id, self.message_id)
+
+
+class ChatDeletion(_Payload):
+    """What ``delete_chat`` receives."""
+
+    workspace_id: Identifier
+    chat_id: ChatId
+
+
+def chat_document_id(chat_id: str) -> str:
+    """The id of a chat's title document."""
+    return f"chats:{chat_id}"
+
+
+def message_document_id(chat_id: str, message_id: str) -> str:
+    return f"{chat_document_id(chat_id)}:{message_id}"
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad field and why, e.g. ``created_at: Input should be a valid datetime``."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "payload"
+        parts.append(f"{field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+P = TypeVar("P", bound=_Payload)
+
+
+def parse_task_payload(model: type[P], task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> P | None:
+    """Validate a task's arguments (positional ones in field order) or log one ERROR and return ``None``."""
+    names = list(model.model_fields)
+    if len(args) > len(names):
+        logger.error("{} rejected: {} positional arguments, expected at most {} ({})", task, len(args), len(names), ", ".join(names))
+        return None
+    payload = {**dict(zip(names, args, strict=False)), **kwargs}
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        logger.error("{} rejected {}: {}", task, _identify(payload), describe(exc))
+        return None
+
+
+def _identify(payload: Mapping[str, Any]) -> str:
+    """The ids a payload carries (whatever they are), so the log line says which message was dropped."""
+    ids = {key: payload[key] for key in ("workspace_id", "chat_id", "message_id") if key in payload}
+    return json.dumps(ids, default=str) if ids else "payload without ids"
