@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from loguru import logger
@@ -23,7 +23,7 @@ ChatId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 
 def as_utc(value: datetime) -> datetime:
     """Timestamps without a zone are taken as UTC, so every comparison is between aware datetimes."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class _Payload(BaseModel):
@@ -80,7 +80,9 @@ def parse_task_payload(model: type[P], task: str, args: Sequence[Any], kwargs: M
     """Validate a task's arguments (positional ones in field order) or log one ERROR and return ``None``."""
     names = list(model.model_fields)
     if len(args) > len(names):
-        logger.error("{} rejected: {} positional arguments, expected at most {} ({})", task, len(args), len(names), ", ".join(names))
+        logger.error(
+            "{} rejected: {} positional arguments, expected at most {} ({})", task, len(args), len(names), ", ".join(names)
+        )
         return None
     payload = {**dict(zip(names, args, strict=False)), **kwargs}
     try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from loguru import logger
-
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
 from pi_chats.store import derive_title
 
@@ -34,7 +33,7 @@ def test_valid_payload_by_keyword_and_position(errors):
     by_position = parse_task_payload(ChatMessage, "index", tuple(GOOD.values()), {})
     assert by_keyword == by_position
     assert by_keyword.document_id == "chats:chat-1:m-1"
-    assert by_keyword.created_at == datetime(2026, 11, 28, 10, tzinfo=timezone.utc)
+    assert by_keyword.created_at == datetime(2026, 11, 28, 10, tzinfo=UTC)
     assert errors == []
 
 
