@@ -30,8 +30,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
     cursor.close()
 
 
+def with_driver(url: str) -> str:
+    """*url* with psycopg2 named for PostgreSQL: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, not installed."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
 def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """An engine with sane defaults for *url* (SQLite gets WAL and a busy timeout)."""
+    url = with_driver(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pi_framework import runtime
-from pi_framework.db import Database, get_database, reset_database
+from pi_framework.db import Database, get_database, reset_database, with_driver
 from pi_framework.plugins import PluginInfo, Registry
 from pi_framework.settings import Settings, get_settings
 
@@ -98,7 +98,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     name = f"pi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(with_driver(postgres_admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)

@@ -22,7 +22,7 @@ def _closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/pi"
+    return f"postgresql://postgres@127.0.0.1:{port}/pi"
 
 
 def test_jobs_check_counts_jobs_by_status(pg_database, add_job):
