@@ -1,1 +1,0 @@
-"""Stub: filled by its issue."""

@@ -1,0 +1,204 @@
+"""Pure builders for the OpenSearch sink: index names, mapping, documents, query bodies, hits.
+
+Nothing here talks to a cluster, so every request body the sink sends can be unit-tested for its
+exact shape (osmem-server, the test server, cannot run ``knn`` queries).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pi_framework.pipeline.documents import Chunk
+from pi_framework.sinks.base import Hit, SearchQuery
+
+VECTOR_FIELD = "vector"
+TEXT_FIELDS = ("title^2", "text", "key^3")
+_KIND_UNSAFE = re.compile(r"[^a-z0-9_]+")
+
+KEYWORD = {"type": "keyword"}
+STORED_ONLY = {"type": "keyword", "index": False}
+
+
+def kind_suffix(kind: str) -> str:
+    """The index-name part for *kind*: lower case, ``[a-z0-9_]`` only.
+
+    No ``-`` is allowed, so ``pi-staging-issues`` is never mistaken for an index of prefix ``pi``.
+    """
+    suffix = _KIND_UNSAFE.sub("_", kind.lower()).strip("_")
+    if not suffix:
+        raise ValueError(f"kind {kind!r} gives an empty index name")
+    return suffix
+
+
+def index_name(prefix: str, kind: str) -> str:
+    return f"{prefix}-{kind_suffix(kind)}"
+
+
+def is_own_index(prefix: str, name: str) -> bool:
+    """Whether *name* is one of this prefix's per-kind indices (and not another prefix's, like ``pi-staging-…``)."""
+    suffix = name.removeprefix(f"{prefix}-")
+    return suffix != name and bool(suffix) and _KIND_UNSAFE.search(suffix) is None
+
+
+def index_body(dimension: int, kind: str) -> dict[str, Any]:
+    """Settings and mapping of one per-kind index: BM25 text, keyword filters and an HNSW cosine vector."""
+    return {
+        "settings": {"index": {"knn": True}},
+        "mappings": {
+            "dynamic": "strict",
+            "_meta": {"pi_framework": {"kind": kind}},
+            "properties": {
+                "chunk_id": KEYWORD,
+                "document_id": KEYWORD,
+                "chunk_index": {"type": "integer"},
+                "kind": KEYWORD,
+                "source": KEYWORD,
+                "workspace_id": KEYWORD,
+                "project_ids": KEYWORD,
+                "owner_id": KEYWORD,
+                "key": KEYWORD,
+                "title": {"type": "text"},
+                "text": {"type": "text"},
+                "url": STORED_ONLY,
+                "content_hash": STORED_ONLY,
+                "metadata": {"type": "object", "enabled": False},
+                VECTOR_FIELD: {
+                    "type": "knn_vector",
+                    "dimension": dimension,
+                    "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+                },
+            },
+        },
+    }
+
+
+def mapping_problem(index: str, mapping: dict[str, Any], dimension: int) -> str | None:
+    """Why an existing index cannot take vectors of *dimension* (``None`` when it can)."""
+    field = mapping.get("properties", {}).get(VECTOR_FIELD)
+    if field is None or field.get("type") != "knn_vector":
+        return f"index {index!r} has no knn_vector field {VECTOR_FIELD!r}; it was not created by pi-framework"
+    found = field.get("dimension")
+    if found is not None and int(found) != dimension:
+        return (
+            f"index {index!r} holds {found}-dimensional vectors but the embedder makes {dimension}; "
+            f"delete the index (it is rebuilt on the next sync) or set another OPENSEARCH_INDEX_PREFIX"
+        )
+    return None
+
+
+def vector_problem(vector: Sequence[float] | None, dimension: int) -> str | None:
+    """Why *vector* cannot be written (wrong length, NaN/inf); checked before sending because
+    NaN is not valid JSON and would fail the whole bulk request instead of one item."""
+    if vector is None:
+        return None
+    if len(vector) != dimension:
+        return f"vector has {len(vector)} dimensions, index expects {dimension}"
+    if not all(math.isfinite(value) for value in vector):
+        return "vector contains NaN or infinity"
+    return None
+
+
+def chunk_source(chunk: Chunk) -> dict[str, Any]:
+    """The stored document of *chunk*. Global and public chunks have no ``workspace_id`` / ``owner_id`` field."""
+    source: dict[str, Any] = {
+        "chunk_id": chunk.id,
+        "document_id": chunk.document_id,
+        "chunk_index": chunk.index,
+        "kind": chunk.kind,
+        "source": chunk.source,
+        "title": chunk.title,
+        "text": chunk.text,
+        "content_hash": chunk.content_hash,
+        "project_ids": list(chunk.project_ids),
+        "metadata": chunk.metadata,
+    }
+    optional = {"workspace_id": chunk.workspace_id, "owner_id": chunk.owner_id, "key": chunk.key, "url": chunk.url}
+    source.update({name: value for name, value in optional.items() if value is not None})
+    if chunk.vector is not None:
+        source[VECTOR_FIELD] = [float(value) for value in chunk.vector]
+    return source
+
+
+def _missing(field: str) -> dict[str, Any]:
+    return {"bool": {"must_not": {"exists": {"field": field}}}}
+
+
+def _any_of(*clauses: dict[str, Any]) -> dict[str, Any]:
+    return {"bool": {"should": list(clauses), "minimum_should_match": 1}}
+
+
+def search_filters(query: SearchQuery) -> list[dict[str, Any]]:
+    """Filters every search carries: the workspace (or global content), privacy, and optional kinds."""
+    workspace = _any_of({"term": {"workspace_id": query.workspace_id}}, _missing("workspace_id"))
+    if query.user_id is None:
+        privacy = _missing("owner_id")
+    else:
+        privacy = _any_of(_missing("owner_id"), {"term": {"owner_id": query.user_id}})
+    filters = [workspace, privacy]
+    if query.kinds:
+        filters.append({"terms": {"kind": list(query.kinds)}})
+    return filters
+
+
+_NO_VECTOR = {"excludes": [VECTOR_FIELD]}
+
+
+def text_query_body(query: SearchQuery) -> dict[str, Any]:
+    """BM25 over title, text and key, inside the mandatory filters."""
+    return {
+        "size": query.limit,
+        "_source": _NO_VECTOR,
+        "query": {
+            "bool": {
+                "must": {"multi_match": {"query": query.text, "fields": list(TEXT_FIELDS)}},
+                "filter": search_filters(query),
+            }
+        },
+    }
+
+
+def knn_query_body(vector: Sequence[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """A lucene-engine kNN query whose filter is applied during the graph search (efficient filtering),
+    so the *k* neighbours returned all pass the filters instead of being post-filtered away."""
+    return {
+        "size": k,
+        "_source": _NO_VECTOR,
+        "query": {
+            "knn": {
+                VECTOR_FIELD: {
+                    "vector": [float(value) for value in vector],
+                    "k": k,
+                    "filter": {"bool": {"filter": filters}},
+                }
+            }
+        },
+    }
+
+
+def scope_query(workspace_id: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    """Query selecting one workspace's chunks (global ones excluded) and/or one kind's."""
+    terms = []
+    if workspace_id is not None:
+        terms.append({"term": {"workspace_id": workspace_id}})
+    if kind is not None:
+        terms.append({"term": {"kind": kind}})
+    return {"bool": {"filter": terms}} if terms else {"match_all": {}}
+
+
+def hit_from(raw: dict[str, Any]) -> Hit:
+    source = raw.get("_source") or {}
+    return Hit(
+        chunk_id=source.get("chunk_id", raw["_id"]),
+        document_id=source.get("document_id", ""),
+        kind=source.get("kind", ""),
+        score=float(raw.get("_score") or 0.0),
+        title=source.get("title", ""),
+        key=source.get("key"),
+        url=source.get("url"),
+        text=source.get("text", ""),
+        workspace_id=source.get("workspace_id"),
+        metadata=source.get("metadata") or {},
+    )

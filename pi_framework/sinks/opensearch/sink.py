@@ -1,0 +1,302 @@
+"""The OpenSearch sink: one index per kind (``<prefix>-issues``, ``<prefix>-docs``, …), written through the bulk helper.
+
+Reads (count, existing, search, delete by query) refresh the indices this process wrote to since its last
+read, so a process always sees its own writes; other processes see them after OpenSearch's refresh
+interval (1 s by default). Writes themselves never force a refresh: that would make many tiny segments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from loguru import logger
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import OpenSearchException
+from opensearchpy.helpers import streaming_bulk
+from opensearchpy.serializer import JSONSerializer
+
+from pi_framework.pipeline.documents import Chunk
+from pi_framework.settings import redact_url
+from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
+from pi_framework.sinks.opensearch import queries
+
+#: ids per request for deletes and existence checks (well under OpenSearch's 10,000 result window)
+ID_BATCH = 1000
+#: statuses of a bulk item worth retrying: throttled or a shard momentarily unavailable
+RETRYABLE = frozenset({429, 502, 503, 504})
+
+
+def _item_reason(item: dict[str, Any]) -> str:
+    error = item.get("error")
+    if isinstance(error, dict):
+        return f"HTTP {item.get('status')} {error.get('type')}: {error.get('reason')}"
+    return f"HTTP {item.get('status')}: {error}"
+
+
+class OpenSearchSink:
+    """:class:`~pi_framework.sinks.base.Sink` backed by an OpenSearch cluster (2.x or later, k-NN plugin)."""
+
+    name = "opensearch"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "pi",
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        bulk_chunk_size: int = 500,
+    ) -> None:
+        self.prefix = prefix
+        self.safe_url = redact_url(url) or ""
+        self._password = urlsplit(url).password
+        self.retries = retries
+        self.backoff = backoff
+        self.bulk_chunk_size = bulk_chunk_size
+        self.client = OpenSearch(hosts=[url], timeout=timeout, max_retries=2, retry_on_timeout=True)
+        self._serializer = JSONSerializer()
+        self._dimension: int | None = None
+        self._ready: set[str] = set()  # indices known to exist with the right vector dimension
+        self._dirty: set[str] = set()  # indices written since this process last refreshed them
+
+    # ------------------------------------------------------------------ errors
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn client errors (unreachable, timeout, 5xx, rejected request) into :class:`SinkError`, without credentials."""
+        try:
+            yield
+        except OpenSearchException as exc:
+            detail = self._scrub(f"{type(exc).__name__}: {exc}")[:500]
+            raise SinkError(f"OpenSearch at {self.safe_url}: {what} failed: {detail}") from None
+
+    # ------------------------------------------------------------------ indices
+    def _own_indices(self) -> list[str]:
+        with self._errors("listing indices"):
+            names = self.client.indices.get_alias(index=f"{self.prefix}-*")
+        return sorted(name for name in names if queries.is_own_index(self.prefix, name))
+
+    def ensure_ready(self, dimension: int) -> None:
+        """Remember the vector dimension and check every existing index of this prefix against it."""
+        with self._errors("reading mappings"):
+            mappings = self.client.indices.get_mapping(index=f"{self.prefix}-*")
+        own = {name: body.get("mappings", {}) for name, body in mappings.items() if queries.is_own_index(self.prefix, name)}
+        problems = [queries.mapping_problem(name, mapping, dimension) for name, mapping in sorted(own.items())]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise SinkError("; ".join(problems))
+        self._dimension = dimension
+        self._ready = set(own)
+
+    def _prepare_index(self, kind: str) -> str:
+        """The index for *kind*, created with the current dimension if absent (checked if another worker won the race)."""
+        name = queries.index_name(self.prefix, kind)
+        if name in self._ready:
+            return name
+        assert self._dimension is not None
+        try:
+            with self._errors(f"creating index {name}"):
+                self.client.indices.create(index=name, body=queries.index_body(self._dimension, kind))
+            logger.info("opensearch: created index {} ({} dimensions)", name, self._dimension)
+        except SinkError:
+            if not self._index_exists(name):
+                raise
+            with self._errors(f"reading mapping of {name}"):
+                mapping = self.client.indices.get_mapping(index=name)[name]["mappings"]
+            if problem := queries.mapping_problem(name, mapping, self._dimension):
+                raise SinkError(problem) from None
+        self._ready.add(name)
+        return name
+
+    def _index_exists(self, name: str) -> bool:
+        with self._errors(f"checking index {name}"):
+            return bool(self.client.indices.exists(index=name))
+
+    def _refresh(self) -> None:
+        """Make this process's writes visible to its own reads."""
+        if self._dirty:
+            with self._errors("refreshing indices"):
+                self.client.indices.refresh(index=",".join(sorted(self._dirty)), ignore_unavailable=True)
+            self._dirty.clear()
+
+    # ------------------------------------------------------------------ writes
+    def _item_problem(self, chunk: Chunk) -> str | None:
+        """What would make OpenSearch (or the JSON encoder, failing the whole request) reject *chunk*."""
+        try:
+            queries.kind_suffix(chunk.kind)
+        except ValueError as exc:
+            return str(exc)
+        if problem := queries.vector_problem(chunk.vector, self._dimension or 0):
+            return problem
+        try:
+            self._serializer.dumps(queries.chunk_source(chunk)).encode("utf-8")
+        except (TypeError, ValueError, UnicodeError) as exc:
+            return f"cannot be encoded as JSON: {exc}"
+        return None
+
+    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
+        result = WriteResult()
+        if not chunks:
+            return result
+        if self._dimension is None:
+            vectors = [chunk.vector for chunk in chunks if chunk.vector is not None]
+            if not vectors:
+                raise SinkError("opensearch: ensure_ready(dimension) must be called before writing chunks without vectors")
+            self.ensure_ready(len(vectors[0]))
+        actions: list[dict[str, Any]] = []
+        for chunk in chunks:
+            if problem := self._item_problem(chunk):
+                result.failed[chunk.id] = problem
+                continue
+            index = self._prepare_index(chunk.kind)
+            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": queries.chunk_source(chunk)})
+        written, failed = self._bulk(actions)
+        result.failed.update(failed)
+        result.written = [chunk_id for chunk_id in dict.fromkeys(chunk.id for chunk in chunks) if chunk_id in written]
+        for chunk_id, reason in result.failed.items():
+            logger.warning("opensearch: chunk {} not written: {}", chunk_id, reason)
+        return result
+
+    def _send(self, actions: list[dict[str, Any]], ignore_status: tuple[int, ...] = ()) -> Iterable[tuple[bool, dict[str, Any]]]:
+        """One pass of the bulk helper; a request-level failure (unreachable, timeout, 5xx) raises :class:`SinkError`."""
+        with self._errors("bulk request"):
+            yield from streaming_bulk(
+                self.client,
+                actions,
+                chunk_size=self.bulk_chunk_size,
+                raise_on_error=False,
+                raise_on_exception=True,
+                ignore_status=ignore_status,
+            )
+
+    def _bulk(self, actions: list[dict[str, Any]], ignore_status: tuple[int, ...] = ()) -> tuple[set[str], dict[str, str]]:
+        """Send *actions*; retry throttled/unavailable items with exponential backoff, a bounded number of times.
+
+        Returns the ids that succeeded and the reason for each id that did not (mapping errors are not retried).
+        """
+        written: set[str] = set()
+        failed: dict[str, str] = {}
+        pending = {(action["_index"], action["_id"]): action for action in actions}
+        for attempt in range(self.retries + 1):
+            retry: dict[tuple[str, str], dict[str, Any]] = {}
+            for ok, response in self._send(list(pending.values()), ignore_status):
+                item = next(iter(response.values()))
+                key = (str(item.get("_index")), str(item.get("_id")))
+                if ok:
+                    written.add(key[1])
+                elif item.get("status") in RETRYABLE and attempt < self.retries and key in pending:
+                    retry[key] = pending[key]
+                else:
+                    failed[key[1]] = _item_reason(item)
+            if not retry:
+                break
+            delay = self.backoff * 2**attempt
+            logger.info("opensearch: retrying {} bulk item(s) in {:.1f}s", len(retry), delay)
+            time.sleep(delay)
+            pending = retry
+        return written, failed
+
+    # ------------------------------------------------------------------ deletes
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        """Delete by id from every index of this prefix (a chunk id does not say its kind); absent ids are fine."""
+        indices = self._own_indices()
+        if not chunk_ids or not indices:
+            return
+        actions = [
+            {"_op_type": "delete", "_index": index, "_id": chunk_id} for chunk_id in dict.fromkeys(chunk_ids) for index in indices
+        ]
+        _, failed = self._bulk(actions, ignore_status=(404,))
+        self._dirty.update(indices)
+        if failed:
+            sample = "; ".join(f"{chunk_id}: {reason}" for chunk_id, reason in list(failed.items())[:5])
+            raise SinkError(f"opensearch: {len(failed)} delete(s) failed: {sample}")
+
+    def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
+        indices = self._scope_indices(kind)
+        if not indices:
+            return 0
+        self._refresh()
+        with self._errors(f"deleting workspace {workspace_id}"):
+            response = self.client.delete_by_query(
+                index=",".join(indices),
+                body={"query": queries.scope_query(workspace_id, kind)},
+                refresh=True,
+                conflicts="proceed",
+                ignore_unavailable=True,
+            )
+        if response.get("failures"):
+            raise SinkError(f"opensearch: deleting workspace {workspace_id} left failures: {response['failures'][:3]}")
+        return int(response.get("deleted", 0))
+
+    # ------------------------------------------------------------------ reads
+    def _scope_indices(self, kind: str | None) -> list[str]:
+        own = self._own_indices()
+        return [name for name in own if name == queries.index_name(self.prefix, kind)] if kind is not None else own
+
+    def count(self, workspace_id: str | None = None, kind: str | None = None) -> int:
+        indices = self._scope_indices(kind)
+        if not indices:
+            return 0
+        self._refresh()
+        with self._errors("count"):
+            response = self.client.count(
+                index=",".join(indices), body={"query": queries.scope_query(workspace_id, kind)}, ignore_unavailable=True
+            )
+        return int(response["count"])
+
+    def existing(self, chunk_ids: Sequence[str]) -> set[str]:
+        indices = self._own_indices()
+        ids = list(dict.fromkeys(chunk_ids))
+        if not ids or not indices:
+            return set()
+        self._refresh()
+        found: set[str] = set()
+        for start in range(0, len(ids), ID_BATCH):
+            batch = ids[start : start + ID_BATCH]
+            body = {"size": len(batch), "_source": False, "query": {"ids": {"values": batch}}}
+            found.update(raw["_id"] for raw in self._search(indices, body, "existence check"))
+        return found
+
+    def _search(self, indices: list[str], body: dict[str, Any], what: str) -> list[dict[str, Any]]:
+        with self._errors(what):
+            response = self.client.search(index=",".join(indices), body=body, ignore_unavailable=True)
+        return response["hits"]["hits"]
+
+    def _query_indices(self, query: SearchQuery) -> list[str]:
+        own = self._own_indices()
+        if not query.kinds:
+            return own
+        wanted = {queries.index_name(self.prefix, kind) for kind in query.kinds}
+        return [name for name in own if name in wanted]
+
+    def search_text(self, query: SearchQuery) -> list[Hit]:
+        indices = self._query_indices(query)
+        if not query.text.strip() or not indices or query.limit <= 0:
+            return []
+        self._refresh()
+        return [queries.hit_from(raw) for raw in self._search(indices, queries.text_query_body(query), "text search")]
+
+    def search_vector(self, query: SearchQuery) -> list[Hit]:
+        indices = self._query_indices(query)
+        if query.vector is None or not indices or query.limit <= 0:
+            return []
+        self._refresh()
+        body = queries.knn_query_body(query.vector, query.limit, queries.search_filters(query))
+        return [queries.hit_from(raw) for raw in self._search(indices, body, "vector search")]
+
+    # ------------------------------------------------------------------ lifecycle
+    def health(self) -> dict[str, Any]:
+        with self._errors("health check"):
+            cluster = self.client.cluster.health()
+            indices = {name: int(self.client.count(index=name)["count"]) for name in self._own_indices()}
+        return {"url": self.safe_url, "status": cluster.get("status"), "indices": indices}
+
+    def close(self) -> None:
+        self.client.close()
