@@ -110,3 +110,6 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
     return require_service("PI_TEST_RABBITMQ_URL")
+
+
+from pi_framework.testing.plane import plane_db  # noqa: E402,F401 - exposed through the pytest11 plugin
