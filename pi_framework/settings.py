@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     PI_EMBEDDING_THREADS: PositiveInt | None = None
     PI_CHUNK_TOKENS: PositiveInt = 256
     PI_CHUNK_OVERLAP: int = Field(default=32, ge=0)
+    PI_MAX_CHUNKS_PER_DOCUMENT: PositiveInt = Field(default=200, description="Chunks kept of a huge document; the rest is dropped with a warning.")
     PI_SINKS: list[str] = Field(default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded.")
     OPENSEARCH_URL: str | None = None
     OPENSEARCH_INDEX_PREFIX: str = "pi"

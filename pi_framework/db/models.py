@@ -82,4 +82,5 @@ class IndexedChunk(Base):
     chunk_id: Mapped[str] = mapped_column(String(600), primary_key=True)
     document_id: Mapped[str] = mapped_column(String(512), index=True)
     content_hash: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     indexed_at: Mapped[datetime] = mapped_column(default=utcnow)

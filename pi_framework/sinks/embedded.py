@@ -1,1 +1,419 @@
-"""Stub: filled by its issue."""
+"""The embedded sink (plugin ``embedded``): one SQLite file under ``PI_DATA_DIR``, no server.
+
+Text search is SQLite FTS5 (BM25, porter stemming); vectors are float32 blobs in the same rows,
+searched exactly with numpy. For speed the vectors of a workspace (and of global content) are kept
+in memory as one matrix per workspace, reloaded only when that workspace's *generation* changed:
+every write or delete bumps the generation of the workspaces it touched in the same transaction,
+so a search costs one tiny query to check freshness plus a matrix-vector product.
+
+Several worker processes may write at once: WAL journal, a 30 s busy timeout, and every write in a
+``BEGIN IMMEDIATE`` transaction (no lock upgrades, hence no deadlocks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pi_framework import hookimpl
+from pi_framework.pipeline.documents import Chunk
+from pi_framework.settings import Settings
+from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
+
+_GLOBAL = ""  # generation key of global content (workspace_id NULL)
+_IN_BATCH = 500
+_MAX_QUERY_TERMS = 32
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS generations (workspace TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    document_id TEXT NOT NULL,
+    workspace_id TEXT,
+    kind TEXT NOT NULL,
+    owner_id TEXT,
+    source TEXT NOT NULL,
+    title TEXT NOT NULL,
+    key TEXT,
+    url TEXT,
+    text TEXT NOT NULL,
+    project_ids TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_chunks_workspace ON chunks (workspace_id, kind);
+CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+    title, text, content='chunks', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, title, text) VALUES ('delete', old.rowid, old.title, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, title, text) VALUES ('delete', old.rowid, old.title, old.text);
+    INSERT INTO chunks_fts (rowid, title, text) VALUES (new.rowid, new.title, new.text);
+END;
+"""
+
+_UPSERT = """
+INSERT INTO chunks (id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, vector)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    document_id = excluded.document_id, workspace_id = excluded.workspace_id, kind = excluded.kind,
+    owner_id = excluded.owner_id, source = excluded.source, title = excluded.title, key = excluded.key,
+    url = excluded.url, text = excluded.text, project_ids = excluded.project_ids, metadata = excluded.metadata,
+    vector = excluded.vector
+"""
+
+_HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata"
+
+
+def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _IN_BATCH):
+        yield items[start : start + _IN_BATCH]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 query matching any word of *text*: every term quoted, so no user input is ever FTS syntax."""
+    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))[:_MAX_QUERY_TERMS]
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+@dataclass
+class _Vectors:
+    """The vectors of one workspace (or of global content), as of ``generation``."""
+
+    generation: int
+    rowids: np.ndarray
+    matrix: np.ndarray
+    kinds: np.ndarray  # codes into kind_names
+    kind_names: list[str]
+    owners: np.ndarray  # codes into owner_names; code 0 is "public"
+    owner_names: list[str | None]
+
+    def mask(self, kinds: Sequence[str] | None, user_id: str | None) -> np.ndarray:
+        allowed = self.owners == 0
+        if user_id is not None and user_id in self.owner_names:
+            allowed |= self.owners == self.owner_names.index(user_id)
+        if kinds is not None:
+            codes = [self.kind_names.index(kind) for kind in kinds if kind in self.kind_names]
+            allowed &= np.isin(self.kinds, codes)
+        return allowed
+
+
+class EmbeddedSink:
+    name = "embedded"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._vectors: dict[str, _Vectors] = {}
+        self._dimension: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedSink:
+        return cls(settings.data_dir / "embedded_index.sqlite")
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def connection(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():  # never reuse a connection across a fork
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection, self._pid, self._vectors = connection, os.getpid(), {}
+        return self._connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self.connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _bump(self, connection: sqlite3.Connection, workspaces: set[str | None]) -> None:
+        connection.executemany(
+            "INSERT INTO generations (workspace, generation) VALUES (?, 1) "
+            "ON CONFLICT (workspace) DO UPDATE SET generation = generation + 1",
+            [(workspace or _GLOBAL,) for workspace in workspaces],
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection, self._vectors = None, {}
+
+    # ------------------------------------------------------------------ Sink protocol
+    def ensure_ready(self, dimension: int) -> None:
+        with self._lock:
+            self.connection.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS), safe to race with other processes
+        with self._write() as connection:
+            row = connection.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+            if row is None:
+                connection.execute("INSERT INTO meta (key, value) VALUES ('dimension', ?)", (str(dimension),))
+            elif int(row[0]) != dimension:
+                raise SinkError(
+                    f"embedded index {self.path} holds {row[0]}-dimensional vectors but the embedder makes {dimension}: "
+                    "delete the file (or use another PI_DATA_DIR) and re-index"
+                )
+        self._dimension = dimension
+
+    def _known_dimension(self) -> int:
+        if self._dimension is None:
+            row = self.connection.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+            if row is None:
+                raise SinkError(f"embedded index {self.path} is not initialised (ensure_ready was never called)")
+            self._dimension = int(row[0])
+        return self._dimension
+
+    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
+        result = WriteResult()
+        rows = []
+        dimension = self._known_dimension()
+        for chunk in chunks:
+            vector = np.asarray(chunk.vector if chunk.vector is not None else [], dtype=np.float32)
+            if vector.shape != (dimension,):
+                result.failed[chunk.id] = f"vector has shape {vector.shape}, expected ({dimension},)"
+            elif not np.isfinite(vector).all():
+                result.failed[chunk.id] = "vector contains NaN or infinity"
+            else:
+                rows.append(self._row(chunk, vector))
+        if rows:
+            with self._write() as connection:
+                connection.executemany(_UPSERT, rows)
+                self._bump(connection, {row[2] for row in rows})
+            result.written = [row[0] for row in rows]
+        return result
+
+    @staticmethod
+    def _row(chunk: Chunk, vector: np.ndarray) -> tuple[Any, ...]:
+        return (
+            chunk.id,
+            chunk.document_id,
+            chunk.workspace_id,
+            chunk.kind,
+            chunk.owner_id,
+            chunk.source,
+            chunk.title,
+            chunk.key,
+            chunk.url,
+            chunk.text,
+            json.dumps(chunk.project_ids),
+            json.dumps(chunk.metadata, default=str),
+            vector.tobytes(),
+        )
+
+    def _delete_where(self, column: str, values: Sequence[str]) -> int:
+        removed = 0
+        with self._write() as connection:
+            touched: set[str | None] = set()
+            for batch in _batches(list(values)):
+                rows = connection.execute(
+                    f"DELETE FROM chunks WHERE {column} IN ({_marks(len(batch))}) RETURNING workspace_id", batch
+                ).fetchall()
+                touched.update(row[0] for row in rows)
+                removed += len(rows)
+            self._bump(connection, touched)
+        return removed
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids and self._has_table():
+            self._delete_where("id", chunk_ids)
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        """Every chunk of these documents (also chunks the ledger never recorded); returns how many."""
+        return self._delete_where("document_id", document_ids) if document_ids and self._has_table() else 0
+
+    def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
+        if not self._has_table():
+            return 0
+        with self._write() as connection:
+            if kind is None:
+                removed = connection.execute("DELETE FROM chunks WHERE workspace_id = ?", (workspace_id,)).rowcount
+            else:
+                removed = connection.execute(
+                    "DELETE FROM chunks WHERE workspace_id = ? AND kind = ?", (workspace_id, kind)
+                ).rowcount
+            self._bump(connection, {workspace_id})
+        return removed
+
+    def count(self, workspace_id: str | None = None, kind: str | None = None) -> int:
+        if not self._has_table():
+            return 0
+        clauses, params = [], []
+        if workspace_id is not None:
+            clauses.append("workspace_id = ?")
+            params.append(workspace_id)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            return self.connection.execute(f"SELECT count(*) FROM chunks{where}", params).fetchone()[0]
+
+    def existing(self, chunk_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        if not self._has_table():
+            return found
+        with self._lock:
+            for batch in _batches(list(chunk_ids)):
+                found.update(
+                    row[0] for row in self.connection.execute(f"SELECT id FROM chunks WHERE id IN ({_marks(len(batch))})", batch)
+                )
+        return found
+
+    def health(self) -> dict[str, Any]:
+        try:
+            return {"path": str(self.path), "chunks": self.count(), "dimension": self._dimension}
+        except sqlite3.Error as exc:
+            raise SinkError(f"embedded index {self.path}: {exc}") from exc
+
+    def _has_table(self) -> bool:
+        with self._lock:
+            return self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone() is not None
+
+    # ------------------------------------------------------------------ search
+    @staticmethod
+    def _filters(query: SearchQuery, alias: str = "") -> tuple[str, list[Any]]:
+        """The workspace and privacy filter every search applies (global content matches every workspace)."""
+        sql = f" AND ({alias}workspace_id = ? OR {alias}workspace_id IS NULL) AND ({alias}owner_id IS NULL"
+        params: list[Any] = [query.workspace_id]
+        if query.user_id is not None:
+            sql += f" OR {alias}owner_id = ?"
+            params.append(query.user_id)
+        sql += ")"
+        if query.kinds is not None:
+            sql += f" AND {alias}kind IN ({_marks(len(query.kinds))})"
+            params.extend(query.kinds)
+        return sql, params
+
+    @staticmethod
+    def _hit(row: Sequence[Any], score: float) -> Hit:
+        _rowid, chunk_id, document_id, kind, title, key, url, text, workspace_id, metadata = row
+        return Hit(chunk_id, document_id, kind, score, title, key, url, text, workspace_id, json.loads(metadata))
+
+    def search_text(self, query: SearchQuery) -> list[Hit]:
+        match = fts_query(query.text)
+        if not match or not query.workspace_id or query.kinds == [] or not self._has_table():
+            return []
+        filters, params = self._filters(query, "c.")
+        columns = ", ".join(f"c.{column}" for column in _HIT_COLUMNS.split(", "))
+        sql = (
+            f"SELECT {columns}, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH ?{filters} ORDER BY rank LIMIT ?"
+        )
+        with self._lock:
+            rows = self.connection.execute(sql, [match, *params, query.limit]).fetchall()
+        return [self._hit(row[:-1], -row[-1]) for row in rows]
+
+    def search_vector(self, query: SearchQuery) -> list[Hit]:
+        if query.vector is None or not query.workspace_id or query.kinds == [] or not self._has_table():
+            return []
+        vector = np.asarray(query.vector, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        if not norm or not math.isfinite(norm):
+            return []
+        vector = vector / norm
+        best: list[tuple[float, int]] = []
+        with self._lock:
+            for workspace in (query.workspace_id, _GLOBAL):
+                vectors = self._vectors_of(workspace)
+                if vectors is None or not len(vectors.rowids):
+                    continue
+                scores = vectors.matrix @ vector
+                scores[~vectors.mask(query.kinds, query.user_id)] = -np.inf
+                top = min(query.limit, len(scores))
+                for index in np.argpartition(-scores, top - 1)[:top]:
+                    if np.isfinite(scores[index]):
+                        best.append((float(scores[index]), int(vectors.rowids[index])))
+            best = sorted(best, reverse=True)[: query.limit]
+            if not best:
+                return []
+            rows = {
+                row[0]: row
+                for row in self.connection.execute(
+                    f"SELECT {_HIT_COLUMNS} FROM chunks WHERE rowid IN ({_marks(len(best))})", [rowid for _, rowid in best]
+                )
+            }
+        return [self._hit(rows[rowid], score) for score, rowid in best if rowid in rows]
+
+    def _vectors_of(self, workspace: str) -> _Vectors | None:
+        """The cached vectors of *workspace* (``""``: global content), reloaded if its generation moved."""
+        row = self.connection.execute("SELECT generation FROM generations WHERE workspace = ?", (workspace,)).fetchone()
+        if row is None:
+            return None
+        cached = self._vectors.get(workspace)
+        if cached is not None and cached.generation == row[0]:
+            return cached
+        # read the generation and the rows in one snapshot, so the cache is never newer than its generation says
+        self.connection.execute("BEGIN")
+        try:
+            generation = self.connection.execute(
+                "SELECT generation FROM generations WHERE workspace = ?", (workspace,)
+            ).fetchone()[0]
+            where = "workspace_id IS NULL" if workspace == _GLOBAL else "workspace_id = ?"
+            params = () if workspace == _GLOBAL else (workspace,)
+            size = self.connection.execute(f"SELECT count(*) FROM chunks WHERE {where}", params).fetchone()[0]
+            dimension = self._known_dimension()
+            matrix = np.empty((size, dimension), dtype=np.float32)
+            rowids = np.empty(size, dtype=np.int64)
+            kinds: list[str] = []
+            owners: list[str | None] = []
+            cursor = self.connection.execute(f"SELECT rowid, kind, owner_id, vector FROM chunks WHERE {where}", params)
+            for index, (rowid, kind, owner, blob) in enumerate(cursor):
+                rowids[index] = rowid
+                matrix[index] = np.frombuffer(blob, dtype=np.float32)
+                kinds.append(kind)
+                owners.append(owner)
+        finally:
+            self.connection.execute("COMMIT")
+        kind_names, kind_codes = np.unique(np.array(kinds, dtype=object), return_inverse=True) if kinds else ([], np.empty(0))
+        owner_names: list[str | None] = [None, *sorted({owner for owner in owners if owner is not None})]
+        owner_index = {name: code for code, name in enumerate(owner_names)}
+        vectors = _Vectors(
+            generation=generation,
+            rowids=rowids,
+            matrix=matrix,
+            kinds=np.asarray(kind_codes, dtype=np.int32),
+            kind_names=list(kind_names),
+            owners=np.fromiter((owner_index[owner] for owner in owners), dtype=np.int32, count=len(owners)),
+            owner_names=owner_names,
+        )
+        self._vectors[workspace] = vectors
+        return vectors
+
+
+@hookimpl
+def register_sinks(register) -> None:  # noqa: ANN001 - collector from the core
+    register("embedded", EmbeddedSink.from_settings)

@@ -1,0 +1,341 @@
+"""The indexer: documents in, chunks embedded and written to every sink, the ledger updated after the sinks confirmed.
+
+Documents are streamed and processed in groups of about ``4 × PI_EMBEDDING_BATCH_SIZE`` chunks: one
+ledger read per group, unchanged chunks skipped, changed chunks embedded in batches and written to
+every sink, chunks that no longer exist deleted, and then one ledger transaction. A document whose
+chunks any sink did not confirm is logged with its id and reason and left out of the ledger (its
+``IndexedDocument`` row is removed), so the next run processes it again; the rest of the group goes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from loguru import logger
+
+from pi_framework import runtime
+from pi_framework.db import Database, get_database
+from pi_framework.embedding import Embedder
+from pi_framework.pipeline.chunking import ChunkingParams, split
+from pi_framework.pipeline.documents import Chunk, Document, chunk_id
+from pi_framework.pipeline.hashing import content_hash
+from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate
+from pi_framework.pipeline.normalise import normalise, to_str
+from pi_framework.settings import Settings, get_settings
+from pi_framework.sinks.base import Sink
+
+_MAX_ID_LENGTH = 512
+#: documents per group at most, whatever their size (bounds the ledger read and the memory held)
+_MAX_GROUP_DOCUMENTS = 500
+
+
+@dataclass
+class IndexStats:
+    """What one :meth:`Indexer.index` call did. ``failed`` maps document id to the reason it is not indexed."""
+
+    documents_seen: int = 0
+    documents_indexed: int = 0
+    documents_unchanged: int = 0
+    documents_deleted: int = 0
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    #: documents with no text at all (no title, empty body): their old chunks are removed, they are recorded empty
+    documents_empty: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class _Plan:
+    """One document of a group: its chunks now, and what must change in the sinks."""
+
+    document: Document
+    chunks: list[Chunk]
+    to_write: list[Chunk] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+
+class Indexer:
+    """Indexes documents into the configured sinks; safe to use from several processes at once."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink] | None = None,
+        embedder: Embedder | None = None,
+        database: Database | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self._sinks = list(sinks) if sinks is not None else None
+        self._embedder = embedder
+        self.ledger = Ledger(database or get_database(self.settings))
+        self.chunking = ChunkingParams(
+            self.settings.PI_CHUNK_TOKENS, self.settings.PI_CHUNK_OVERLAP, self.settings.PI_MAX_CHUNKS_PER_DOCUMENT
+        )
+        self._ready = False
+
+    # -------------------------------------------------------------- lazily built parts
+    @property
+    def sinks(self) -> list[Sink]:
+        if self._sinks is None:
+            self._sinks = runtime.get_sinks()
+        return self._sinks
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = runtime.get_embedder()
+        return self._embedder
+
+    def _ensure_ready(self) -> None:
+        """Create the sinks' indices; a sink holding vectors of another dimension raises (never silent garbage)."""
+        if not self._ready:
+            for sink in self.sinks:
+                sink.ensure_ready(self.embedder.dimension)
+            self._ready = True
+
+    # -------------------------------------------------------------- public API
+    def index(self, documents: Iterable[Document], progress: Callable[[IndexStats], None] | None = None) -> IndexStats:
+        """Index (or delete, when ``deleted=True``) every document; *progress* is called after each group."""
+        stats = IndexStats()
+        group: list[_Plan] = []
+        group_ids: set[str] = set()
+        pending_chunks = 0
+        flush_at = self.settings.PI_EMBEDDING_BATCH_SIZE * 4
+        for position, document in enumerate(documents):
+            stats.documents_seen += 1
+            plan = self._plan(document, position, stats)
+            if plan is None:
+                continue
+            if plan.document.id in group_ids:  # the same document twice in a row: keep the order of events
+                self._flush(group, stats, progress)
+                group, group_ids, pending_chunks = [], set(), 0
+            group.append(plan)
+            group_ids.add(plan.document.id)
+            pending_chunks += len(plan.chunks)
+            if pending_chunks >= flush_at or len(group) >= _MAX_GROUP_DOCUMENTS:
+                self._flush(group, stats, progress)
+                group, group_ids, pending_chunks = [], set(), 0
+        if group:
+            self._flush(group, stats, progress)
+        return stats
+
+    def delete_documents(self, document_ids: Iterable[str]) -> int:
+        """Remove documents from every sink and then from the ledger; returns how many the ledger held."""
+        ids = list(dict.fromkeys(document_ids))
+        if not ids:
+            return 0
+        self._delete_from_sinks(ids)
+        return self.ledger.remove_documents(ids)
+
+    def delete_workspace(self, workspace_id: str) -> int:
+        """Remove every chunk of *workspace_id* from every sink and the ledger; returns the documents the ledger held."""
+        if not workspace_id:
+            raise ValueError("delete_workspace needs a workspace id (global content has none and is never removed this way)")
+        for sink in self.sinks:
+            sink.delete_workspace(workspace_id)
+        return self.ledger.remove_workspace(workspace_id)
+
+    def indexed_ids(self, workspace_id: str | None, source: str) -> Iterator[str]:
+        """Ids of the documents of *source* recorded in the ledger for *workspace_id* (``None``: global), streamed."""
+        return self.ledger.document_ids(workspace_id, source)
+
+    # -------------------------------------------------------------- planning
+    def _fail(self, stats: IndexStats, document_id: str, reason: str) -> None:
+        logger.warning("index: document {} not indexed: {}", document_id, reason)
+        stats.failed[document_id] = reason
+
+    def _plan(self, document: Document, position: int, stats: IndexStats) -> _Plan | None:
+        """Validate, normalise and chunk one document; ``None`` (and a logged failure) if it cannot be indexed."""
+        document_id = getattr(document, "id", None)
+        if not isinstance(document_id, str) or not document_id.strip():
+            self._fail(stats, f"<document #{position} without id>", f"document has no id ({type(document).__name__})")
+            return None
+        if len(document_id) > _MAX_ID_LENGTH or to_str(document_id) != document_id or "\x00" in document_id:
+            self._fail(stats, document_id[:_MAX_ID_LENGTH], f"invalid id (longer than {_MAX_ID_LENGTH} or not valid text)")
+            return None
+        if not document.source or not document.kind:
+            self._fail(stats, document_id, "document has no source or kind")
+            return None
+        if document.deleted:
+            return _Plan(document, [])
+        try:
+            return _Plan(document, self._chunks(document))
+        except Exception as exc:  # noqa: BLE001 - one bad document must not fail the batch
+            self._fail(stats, document_id, f"could not be prepared: {type(exc).__name__}: {exc}")
+            return None
+
+    def _chunks(self, document: Document) -> list[Chunk]:
+        title = normalise(document.title, "text").replace("\n", " ")
+        body = normalise(document.body, document.body_format)
+        windows, truncated = split(title, body, self.embedder, self.chunking)
+        if truncated:
+            logger.warning(
+                "index: document {} truncated to its first {} chunks (PI_MAX_CHUNKS_PER_DOCUMENT)",
+                document.id,
+                self.chunking.max_chunks,
+            )
+        described = self.chunking.describe()
+        return [
+            Chunk(
+                id=chunk_id(document.id, window.index),
+                document_id=document.id,
+                index=window.index,
+                text=window.text,
+                content_hash=content_hash(window.text, document, self.embedder.model_name, described),
+                source=document.source,
+                kind=document.kind,
+                workspace_id=document.workspace_id,
+                title=title,
+                key=document.key,
+                url=document.url,
+                project_ids=list(document.project_ids),
+                owner_id=document.owner_id,
+                metadata=dict(document.metadata),
+            )
+            for window in windows
+        ]
+
+    # -------------------------------------------------------------- one group
+    def _flush(self, group: list[_Plan], stats: IndexStats, progress: Callable[[IndexStats], None] | None) -> None:
+        self._ensure_ready()
+        ledger = self.ledger.lookup([plan.document.id for plan in group])
+        update = LedgerUpdate()
+        removals = [plan for plan in group if plan.document.deleted]
+        upserts = [plan for plan in group if not plan.document.deleted]
+        for plan in upserts:
+            self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
+        self._embed([plan for plan in upserts if plan.to_write and plan.failure is None], stats)
+        self._write([plan for plan in upserts if plan.to_write and plan.failure is None])
+        self._remove_orphans([plan for plan in upserts if plan.orphans and plan.failure is None])
+        self._remove(removals, ledger, update, stats)
+        for plan in upserts:
+            if plan.to_write or plan.orphans or plan.failure:
+                self._record(plan, update, stats)
+        self.ledger.apply(update)
+        if progress is not None:
+            progress(stats)
+
+    def _diff(self, plan: _Plan, entry: LedgerEntry, update: LedgerUpdate, stats: IndexStats) -> None:
+        """Decide what must be embedded and deleted; record unchanged documents straight away."""
+        current = {chunk.id for chunk in plan.chunks}
+        plan.to_write = [chunk for chunk in plan.chunks if entry.hashes.get(chunk.id) != chunk.content_hash]
+        plan.orphans = [chunk for chunk in entry.hashes if chunk not in current]
+        if not plan.chunks:
+            stats.documents_empty += 1
+            logger.warning("index: document {} has no text to index (no title, empty body): recorded empty", plan.document.id)
+        if plan.to_write or plan.orphans:
+            return
+        if entry.recorded:
+            stats.documents_unchanged += 1
+            if plan.document.updated_at is not None and plan.document.updated_at != entry.source_updated_at:
+                update.touched_documents.append(plan.document)
+        else:  # every chunk already confirmed (an earlier run failed after writing them): just record the document
+            update.confirmed_documents.append((plan.document, len(plan.chunks)))
+            stats.documents_indexed += 1
+
+    def _embed(self, plans: list[_Plan], stats: IndexStats) -> None:
+        """Embed the chunks of *plans* in one call; if that fails, document by document to isolate the culprit."""
+        if not plans:
+            return
+        try:
+            self._embed_into([chunk for plan in plans for chunk in plan.to_write])
+        except Exception as exc:  # noqa: BLE001 - retried per document below
+            logger.warning("index: embedding a group failed ({}: {}); retrying document by document", type(exc).__name__, exc)
+            for plan in plans:
+                try:
+                    self._embed_into(plan.to_write)
+                except Exception as error:  # noqa: BLE001 - this document fails, the others go on
+                    plan.failure = f"embedding failed: {type(error).__name__}: {error}"
+                    continue
+                stats.chunks_embedded += len(plan.to_write)
+        else:
+            stats.chunks_embedded += sum(len(plan.to_write) for plan in plans)
+
+    def _embed_into(self, chunks: list[Chunk]) -> None:
+        vectors = self.embedder.embed([chunk.text for chunk in chunks])
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            chunk.vector = vector.tolist()
+
+    def _write(self, plans: list[_Plan]) -> None:
+        """Write to every sink; a chunk counts only when every sink confirmed it."""
+        chunks = [chunk for plan in plans for chunk in plan.to_write]
+        if not chunks:
+            return
+        problems: dict[str, str] = {}
+        for sink in self.sinks:
+            try:
+                result = sink.write(chunks)
+            except Exception as exc:  # noqa: BLE001 - a sink error (500, timeout, ...) fails these chunks only
+                problems.update({chunk.id: f"sink {sink.name}: {type(exc).__name__}: {exc}" for chunk in chunks})
+                continue
+            written = set(result.written)
+            for chunk in chunks:
+                if chunk.id in result.failed:
+                    problems.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
+                elif chunk.id not in written:
+                    problems.setdefault(chunk.id, f"sink {sink.name} did not confirm the write")
+        for plan in plans:
+            reasons = [problems[chunk.id] for chunk in plan.to_write if chunk.id in problems]
+            if reasons:
+                plan.failure = f"{len(reasons)} of {len(plan.to_write)} chunk(s) not written: {reasons[0]}"
+            for chunk in plan.to_write:
+                chunk.vector = None  # free the memory as soon as the sinks have it
+
+    def _remove_orphans(self, plans: list[_Plan]) -> None:
+        orphans = [orphan for plan in plans for orphan in plan.orphans]
+        if not orphans:
+            return
+        for sink in self.sinks:
+            try:
+                sink.delete_chunks(orphans)
+            except Exception as exc:  # noqa: BLE001 - these documents are retried next run
+                for plan in plans:
+                    plan.failure = plan.failure or f"sink {sink.name}: deleting old chunks failed: {type(exc).__name__}: {exc}"
+
+    def _delete_from_sinks(self, document_ids: list[str]) -> None:
+        """Delete documents from every sink: by document id where the sink can, else by the chunk ids the ledger knows.
+
+        Deleting by document id also removes chunks an interrupted run wrote but never recorded.
+        """
+        known_chunks: list[str] | None = None
+        for sink in self.sinks:
+            by_document = getattr(sink, "delete_documents", None)
+            if by_document is not None:
+                by_document(document_ids)
+            else:
+                if known_chunks is None:
+                    known_chunks = self.ledger.chunk_ids(document_ids)
+                sink.delete_chunks(known_chunks)
+
+    def _remove(self, plans: list[_Plan], ledger: dict[str, LedgerEntry], update: LedgerUpdate, stats: IndexStats) -> None:
+        if not plans:
+            return
+        ids = [plan.document.id for plan in plans]
+        try:
+            self._delete_from_sinks(ids)
+        except Exception as exc:  # noqa: BLE001 - the ledger keeps them, so they are deleted again next run
+            for document_id in ids:
+                self._fail(stats, document_id, f"delete failed: {type(exc).__name__}: {exc}")
+            return
+        update.removed_documents.extend(ids)
+        stats.documents_deleted += len(ids)
+        stats.chunks_deleted += sum(len(ledger.get(document_id, LedgerEntry()).hashes) for document_id in ids)
+
+    def _record(self, plan: _Plan, update: LedgerUpdate, stats: IndexStats) -> None:
+        """Ledger changes for a document that was written: recorded if all went through, else left to retry."""
+        if plan.failure is None:
+            update.confirmed_chunks.extend(plan.to_write)
+            update.removed_chunks.extend(plan.orphans)
+            update.confirmed_documents.append((plan.document, len(plan.chunks)))
+            stats.documents_indexed += 1
+            stats.chunks_deleted += len(plan.orphans)
+            return
+        self._fail(stats, plan.document.id, plan.failure)
+        update.unrecorded_documents.append(plan.document.id)
+        # chunks whose write was not confirmed everywhere lose their hash, so the next run writes them again
+        update.removed_chunks.extend(chunk.id for chunk in plan.to_write)

@@ -1,0 +1,176 @@
+"""The ledger: which documents and chunks are confirmed in every sink, with the hash of what was embedded.
+
+Rows live in the PI database (:class:`~pi_framework.db.models.IndexedDocument`,
+:class:`~pi_framework.db.models.IndexedChunk`). The indexer writes them only after the sinks confirmed,
+so the ledger may lag the sinks (a crash in between re-does the work) but never runs ahead of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from pi_framework.db import Database
+from pi_framework.db.models import IndexedChunk, IndexedDocument, utcnow
+from pi_framework.pipeline.documents import Chunk, Document
+
+#: ids per ``IN (...)`` list: well below SQLite's and PostgreSQL's parameter limits
+_IN_BATCH = 500
+
+
+def _batches(items: Sequence[Any], size: int = _IN_BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class LedgerEntry:
+    """What the ledger knows of one document: its chunks' hashes and whether the document itself is recorded."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    recorded: bool = False
+    source_updated_at: datetime | None = None
+
+
+@dataclass
+class LedgerUpdate:
+    """One group's changes, applied in a single transaction."""
+
+    confirmed_documents: list[tuple[Document, int]] = field(default_factory=list)  # (document, chunk count)
+    confirmed_chunks: list[Chunk] = field(default_factory=list)
+    removed_chunks: list[str] = field(default_factory=list)
+    unrecorded_documents: list[str] = field(default_factory=list)  # failed: must be processed again
+    touched_documents: list[Document] = field(default_factory=list)  # unchanged text, newer source_updated_at
+    removed_documents: list[str] = field(default_factory=list)
+
+
+def _upsert(session: Session, model: type, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(model)
+    updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+
+
+class Ledger:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def lookup(self, document_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        entries: dict[str, LedgerEntry] = {}
+        with self.database.session() as session:
+            for batch in _batches(document_ids):
+                for document_id, updated_at in session.execute(
+                    select(IndexedDocument.document_id, IndexedDocument.source_updated_at).where(
+                        IndexedDocument.document_id.in_(batch)
+                    )
+                ):
+                    entry = entries.setdefault(document_id, LedgerEntry())
+                    entry.recorded, entry.source_updated_at = True, updated_at
+                for document_id, chunk_id, content_hash in session.execute(
+                    select(IndexedChunk.document_id, IndexedChunk.chunk_id, IndexedChunk.content_hash).where(
+                        IndexedChunk.document_id.in_(batch)
+                    )
+                ):
+                    entries.setdefault(document_id, LedgerEntry()).hashes[chunk_id] = content_hash
+        return entries
+
+    def apply(self, update: LedgerUpdate) -> None:
+        now = utcnow()
+        with self.database.session() as session:
+            for batch in _batches(update.removed_chunks):
+                session.execute(delete(IndexedChunk).where(IndexedChunk.chunk_id.in_(batch)))
+            gone = update.unrecorded_documents + update.removed_documents
+            for batch in _batches(gone):
+                session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch)))
+            for batch in _batches(update.removed_documents):
+                session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
+            _upsert(
+                session,
+                IndexedChunk,
+                [
+                    {
+                        "chunk_id": c.id,
+                        "document_id": c.document_id,
+                        "workspace_id": c.workspace_id,
+                        "content_hash": c.content_hash,
+                        "indexed_at": now,
+                    }
+                    for c in update.confirmed_chunks
+                ],
+                ["chunk_id"],
+            )
+            _upsert(
+                session,
+                IndexedDocument,
+                [
+                    {
+                        "document_id": d.id,
+                        "source": d.source,
+                        "kind": d.kind,
+                        "workspace_id": d.workspace_id,
+                        "source_updated_at": d.updated_at,
+                        "chunk_count": count,
+                        "indexed_at": now,
+                    }
+                    for d, count in update.confirmed_documents
+                ],
+                ["document_id"],
+            )
+            for document in update.touched_documents:
+                session.query(IndexedDocument).filter_by(document_id=document.id).update(
+                    {"source_updated_at": document.updated_at}
+                )
+
+    def chunk_ids(self, document_ids: Sequence[str]) -> list[str]:
+        with self.database.session() as session:
+            return [
+                chunk_id
+                for batch in _batches(document_ids)
+                for chunk_id in session.scalars(select(IndexedChunk.chunk_id).where(IndexedChunk.document_id.in_(batch)))
+            ]
+
+    def document_ids(self, workspace_id: str | None, source: str | None = None) -> Iterator[str]:
+        """Ids of recorded documents of *workspace_id* (``None``: global content), optionally of one source; streamed."""
+        query = select(IndexedDocument.document_id).where(
+            IndexedDocument.workspace_id.is_(None) if workspace_id is None else IndexedDocument.workspace_id == workspace_id
+        )
+        if source is not None:
+            query = query.where(IndexedDocument.source == source)
+        # pages of ids, not one long-lived cursor: callers may write to the ledger while iterating
+        last = ""
+        while True:
+            with self.database.session() as session:
+                page = list(
+                    session.scalars(
+                        query.where(IndexedDocument.document_id > last).order_by(IndexedDocument.document_id).limit(1000)
+                    )
+                )
+            yield from page
+            if len(page) < 1000:
+                return
+            last = page[-1]
+
+    def remove_documents(self, document_ids: Iterable[str]) -> int:
+        ids = list(document_ids)
+        removed = 0
+        with self.database.session() as session:
+            for batch in _batches(ids):
+                session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
+                removed += session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch))).rowcount
+        return removed
+
+    def remove_workspace(self, workspace_id: str) -> int:
+        with self.database.session() as session:
+            session.execute(delete(IndexedChunk).where(IndexedChunk.workspace_id == workspace_id))
+            return session.execute(delete(IndexedDocument).where(IndexedDocument.workspace_id == workspace_id)).rowcount

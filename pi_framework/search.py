@@ -1,0 +1,98 @@
+"""Hybrid search over every configured sink: kNN and BM25 fused with reciprocal rank fusion (RRF).
+
+Every query is filtered by workspace (global content such as docs matches from every workspace)
+and by privacy, inside each sink, and the fused result is checked once more here, so a search never
+returns another workspace's content whatever the query text contains. A sink that rejects vector
+queries (osmem, the in-memory OpenSearch used in tests, answers HTTP 400) degrades to text for
+that sink, with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loguru import logger
+
+from pi_framework import runtime
+from pi_framework.sinks.base import Hit, SearchQuery, Sink
+
+MODES = ("hybrid", "text", "vector")
+#: the usual RRF constant: damps the head of each list so one list alone cannot dominate
+RRF_K = 60
+#: each list is asked for more than ``limit`` hits so that fusion and per-document grouping have material
+_CANDIDATES_FACTOR = 4
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = RRF_K) -> list[Hit]:
+    """Fuse ranked lists: a chunk scores ``Σ 1 / (k + rank)`` over the lists it appears in; best first."""
+    scores: dict[str, float] = {}
+    hits: dict[str, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
+            hits.setdefault(hit.chunk_id, hit)
+    fused = sorted(hits, key=lambda chunk: scores[chunk], reverse=True)
+    return [_with_score(hits[chunk], scores[chunk]) for chunk in fused]
+
+
+def _with_score(hit: Hit, score: float) -> Hit:
+    return Hit(
+        hit.chunk_id, hit.document_id, hit.kind, score, hit.title, hit.key, hit.url, hit.text, hit.workspace_id, hit.metadata
+    )
+
+
+def _vector_hits(sink: Sink, query: SearchQuery) -> list[Hit]:
+    try:
+        return sink.search_vector(query)
+    except Exception as exc:  # noqa: BLE001 - e.g. HTTP 400 from a server without kNN: text still answers
+        logger.warning(
+            "search: sink {} rejected the vector query ({}: {}); using text search only", sink.name, type(exc).__name__, exc
+        )
+        return []
+
+
+def search(
+    query: str,
+    workspace_id: str,
+    kinds: Sequence[str] | None = None,
+    user_id: str | None = None,
+    limit: int = 10,
+    mode: str = "hybrid",
+    sinks: Sequence[Sink] | None = None,
+) -> list[Hit]:
+    """The best *limit* documents for *query* in *workspace_id*, one hit (its best chunk) per document.
+
+    ``mode`` is ``hybrid`` (kNN + BM25), ``text`` (BM25 only) or ``vector`` (kNN only). ``user_id``
+    lets that user's private content match. Scores are RRF scores (comparable within one result list).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if not workspace_id:
+        raise ValueError("search needs a workspace id: every search is filtered by workspace")
+    if not query.strip() or limit <= 0:
+        return []
+    sinks = list(sinks) if sinks is not None else runtime.get_sinks()
+    request = SearchQuery(
+        workspace_id=workspace_id,
+        text=query,
+        kinds=list(kinds) if kinds else None,
+        user_id=user_id,
+        limit=limit * _CANDIDATES_FACTOR,
+    )
+    if mode != "text":
+        request.vector = runtime.get_embedder().embed([query])[0].tolist()
+    rankings: list[list[Hit]] = []
+    for sink in sinks:
+        if mode != "vector":
+            rankings.append(sink.search_text(request))
+        if mode != "text":
+            rankings.append(_vector_hits(sink, request))
+    best_per_document: dict[str, Hit] = {}
+    for hit in reciprocal_rank_fusion(rankings):
+        if hit.workspace_id not in (workspace_id, None):  # defence in depth: a sink's filter bug must not leak
+            logger.error("search: sink returned chunk {} of another workspace; dropped", hit.chunk_id)
+            continue
+        best_per_document.setdefault(hit.document_id, hit)
+        if len(best_per_document) == limit:
+            break
+    return list(best_per_document.values())
