@@ -30,6 +30,15 @@ ID_BATCH = 1000
 RETRYABLE = frozenset({429, 502, 503, 504})
 
 
+def _describe(exc: OpenSearchException) -> str:
+    """Type, status and the server's own reason (``str(TransportError)`` drops the reason)."""
+    info = getattr(exc, "info", None)
+    error = info.get("error") if isinstance(info, dict) else None
+    if isinstance(error, dict):
+        return f"{type(exc).__name__} {getattr(exc, 'status_code', '')}: {error.get('type')}: {error.get('reason')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _item_reason(item: dict[str, Any]) -> str:
     error = item.get("error")
     if isinstance(error, dict):
@@ -74,7 +83,7 @@ class OpenSearchSink:
         try:
             yield
         except OpenSearchException as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")[:500]
+            detail = self._scrub(_describe(exc))[:500]
             raise SinkError(f"OpenSearch at {self.safe_url}: {what} failed: {detail}") from None
 
     # ------------------------------------------------------------------ indices
@@ -164,7 +173,7 @@ class OpenSearchSink:
             logger.warning("opensearch: chunk {} not written: {}", chunk_id, reason)
         return result
 
-    def _send(self, actions: list[dict[str, Any]], ignore_status: tuple[int, ...] = ()) -> Iterable[tuple[bool, dict[str, Any]]]:
+    def _send(self, actions: list[dict[str, Any]]) -> Iterable[tuple[bool, dict[str, Any]]]:
         """One pass of the bulk helper; a request-level failure (unreachable, timeout, 5xx) raises :class:`SinkError`."""
         with self._errors("bulk request"):
             yield from streaming_bulk(
@@ -173,23 +182,23 @@ class OpenSearchSink:
                 chunk_size=self.bulk_chunk_size,
                 raise_on_error=False,
                 raise_on_exception=True,
-                ignore_status=ignore_status,
             )
 
-    def _bulk(self, actions: list[dict[str, Any]], ignore_status: tuple[int, ...] = ()) -> tuple[set[str], dict[str, str]]:
+    def _bulk(self, actions: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
         """Send *actions*; retry throttled/unavailable items with exponential backoff, a bounded number of times.
 
         Returns the ids that succeeded and the reason for each id that did not (mapping errors are not retried).
+        Deleting an absent document counts as success.
         """
         written: set[str] = set()
         failed: dict[str, str] = {}
         pending = {(action["_index"], action["_id"]): action for action in actions}
         for attempt in range(self.retries + 1):
             retry: dict[tuple[str, str], dict[str, Any]] = {}
-            for ok, response in self._send(list(pending.values()), ignore_status):
-                item = next(iter(response.values()))
+            for ok, response in self._send(list(pending.values())):
+                op_type, item = next(iter(response.items()))
                 key = (str(item.get("_index")), str(item.get("_id")))
-                if ok:
+                if ok or (op_type == "delete" and item.get("status") == 404):
                     written.add(key[1])
                 elif item.get("status") in RETRYABLE and attempt < self.retries and key in pending:
                     retry[key] = pending[key]
@@ -212,7 +221,7 @@ class OpenSearchSink:
         actions = [
             {"_op_type": "delete", "_index": index, "_id": chunk_id} for chunk_id in dict.fromkeys(chunk_ids) for index in indices
         ]
-        _, failed = self._bulk(actions, ignore_status=(404,))
+        _, failed = self._bulk(actions)
         self._dirty.update(indices)
         if failed:
             sample = "; ".join(f"{chunk_id}: {reason}" for chunk_id, reason in list(failed.items())[:5])
