@@ -80,6 +80,20 @@ def test_rewriting_a_chunk_overwrites_it(sink):
     assert [hit.text for hit in sink.search_text(SearchQuery(workspace_id="w1", text="version"))] == ["second version"]
 
 
+def test_reads_refresh_what_this_process_wrote(sink, monkeypatch):
+    # osmem shows writes at once; a real cluster only after a refresh, which reads must ask for.
+    refreshed: list[str] = []
+    real_refresh = sink.client.indices.refresh
+    monkeypatch.setattr(
+        sink.client.indices, "refresh", lambda index, **kw: refreshed.append(index) or real_refresh(index=index, **kw)
+    )
+    sink.write([make_chunk("a"), make_chunk("p", kind="pages")])
+
+    assert sink.count() == 2 and sink.count() == 2
+
+    assert refreshed == ["pi-issues,pi-pages"]
+
+
 def test_existing_index_with_another_dimension_is_a_clear_error(sink, osmem_url):
     sink.write([make_chunk("a")])
     other = OpenSearchSink(osmem_url, "pi")

@@ -136,7 +136,7 @@ class OpenSearchSink:
             self._dirty.clear()
 
     # ------------------------------------------------------------------ writes
-    def _item_problem(self, chunk: Chunk) -> str | None:
+    def _item_problem(self, chunk: Chunk, source: dict[str, Any]) -> str | None:
         """What would make OpenSearch (or the JSON encoder, failing the whole request) reject *chunk*."""
         try:
             queries.kind_suffix(chunk.kind)
@@ -145,7 +145,7 @@ class OpenSearchSink:
         if problem := queries.vector_problem(chunk.vector, self._dimension or 0):
             return problem
         try:
-            self._serializer.dumps(queries.chunk_source(chunk)).encode("utf-8")
+            self._serializer.dumps(source).encode("utf-8")
         except (TypeError, ValueError, UnicodeError) as exc:
             return f"cannot be encoded as JSON: {exc}"
         return None
@@ -161,12 +161,14 @@ class OpenSearchSink:
             self.ensure_ready(len(vectors[0]))
         actions: list[dict[str, Any]] = []
         for chunk in chunks:
-            if problem := self._item_problem(chunk):
+            source = queries.chunk_source(chunk)
+            if problem := self._item_problem(chunk, source):
                 result.failed[chunk.id] = problem
                 continue
             index = self._prepare_index(chunk.kind)
-            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": queries.chunk_source(chunk)})
+            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": source})
         written, failed = self._bulk(actions)
+        self._dirty.update(action["_index"] for action in actions)
         result.failed.update(failed)
         result.written = [chunk_id for chunk_id in dict.fromkeys(chunk.id for chunk in chunks) if chunk_id in written]
         for chunk_id, reason in result.failed.items():
