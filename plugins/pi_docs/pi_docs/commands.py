@@ -1,0 +1,51 @@
+"""``pi feed-docs``: sync the configured documentation repositories now, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from pi_docs.repos import RepoSpec
+from pi_docs.sync import DocsSync
+from pi_docs.tasks import summarise
+from pi_framework import runtime
+
+
+@click.command("feed-docs")
+@click.option("--repo", "repos", multiple=True, help="Only this repository (owner/repo[@branch][:prefix] or file:///path); repeatable.")
+@click.option("--full", is_flag=True, help="Read every file of the tree, ignoring the last synced commit (unchanged files are not re-embedded).")
+def feed_docs(repos: tuple[str, ...], full: bool) -> None:
+    """Feed documentation from PI_DOCS_REPOS into the index (only what changed since the last run, unless --full)."""
+    settings = runtime.get_registry().settings
+    targets = list(repos) or settings.PI_DOCS_REPOS
+    if not targets:
+        raise click.UsageError("no repository: set PI_DOCS_REPOS or pass --repo")
+    bars: dict[str, object] = {}
+
+    def progress(spec: RepoSpec, done: int, total: int) -> None:
+        bar = bars.get(spec.scope)
+        if bar is None:
+            bar = bars[spec.scope] = click.progressbar(length=total, label=str(spec), file=sys.stderr)
+            bar.__enter__()
+        bar.update(1)
+        if done == total:
+            bar.__exit__(None, None, None)
+
+    started = time.monotonic()
+    results = DocsSync(settings, progress=progress).run(targets, full=full)
+    for result in results:
+        line = f"{result.repo}: {result.status} ({result.mode})"
+        if result.status == "failed":
+            line += f" - {result.error}"
+        else:
+            line += f" added={result.added} updated={result.updated} removed={result.removed} unchanged={result.unchanged}"
+            line += f" skipped={result.skipped}"
+        click.echo(f"{line} api_calls={result.api_calls} {result.seconds:.2f}s")
+    totals = summarise(results)
+    click.echo(
+        f"total: {totals['repos']} repositories, added {totals['added']}, updated {totals['updated']}, removed {totals['removed']}, "
+        f"{totals['failed']} failed, {totals['api_calls']} API calls, {time.monotonic() - started:.2f}s"
+    )
+    sys.exit(1 if totals["failed"] else 0)

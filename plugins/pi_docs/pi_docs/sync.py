@@ -1,0 +1,272 @@
+"""The docs sync: per configured repository, bring the index to the branch's latest commit with few API calls.
+
+Per repository (see the plugin README for the full story):
+
+1. ``head`` with the stored ETag: a 304 (or the stored SHA) ends the run for that repository.
+2. No stored SHA (or ``full``): list the commit's tree, index every doc file, delete indexed docs of
+   the repository that are no longer in it.
+3. Otherwise the files changed between the stored SHA and the new one (compare API; a diff of the
+   two trees when the comparison may be incomplete).
+4. Deletions first, then the changed files, fetched one by one and streamed into the indexer.
+5. The new SHA and ETag are stored only when every change is in the index, so a failed or
+   interrupted run is simply redone by the next one (the indexer skips content it already has).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from pi_docs.backends import Backend, GitHubBackend, Head, LocalGitBackend, html_url_for
+from pi_docs.github import GitHubClient, GitHubError, NotFound
+from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_spec
+from pi_docs.text import NotText, parse_document
+from pi_framework.db import Database, get_database
+from pi_framework.db.models import SyncState
+from pi_framework.pipeline.documents import Document
+from pi_framework.settings import Settings
+
+SOURCE = "docs"
+Progress = Callable[[RepoSpec, int, int], None]
+
+
+@dataclass
+class RepoResult:
+    """What one run did to one repository (logged, returned by the task, printed by ``pi feed-docs``)."""
+
+    repo: str
+    status: str = "unchanged"  # unchanged | synced | failed
+    mode: str = "none"  # none (304 or same SHA) | full | compare | tree-diff
+    sha: str | None = None
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    api_calls: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Plan:
+    mode: str
+    index: list[str]
+    delete: set[str]
+    new: set[str]
+
+
+class DocsSync:
+    """Runs the sync for a list of repositories; one repository's failure never stops the others."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        indexer: Any = None,
+        database: Database | None = None,
+        client: GitHubClient | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database or get_database(settings)
+        self._indexer = indexer
+        self.client = client or make_client(settings)
+        self.progress = progress
+
+    @property
+    def indexer(self) -> Any:
+        if self._indexer is None:
+            from pi_framework.pipeline.indexer import Indexer
+
+            self._indexer = Indexer(database=self.database, settings=self.settings)
+        return self._indexer
+
+    # ------------------------------------------------------------------ entry points
+    def run(self, repos: Iterable[RepoSpec | str] | None = None, full: bool = False) -> list[RepoResult]:
+        started, calls = time.monotonic(), self.client.calls
+        results = []
+        for entry in repos if repos is not None else self.settings.PI_DOCS_REPOS:
+            try:
+                spec = parse_repo_spec(entry) if isinstance(entry, str) else entry
+            except RepoSpecError as exc:
+                logger.error("docs: {}", exc)
+                results.append(RepoResult(repo=str(entry), status="failed", error=str(exc)))
+                continue
+            results.append(self.sync_repo(spec, full=full))
+        logger.info(
+            "docs sync: {} repositories ({} synced, {} unchanged, {} failed), {} API calls, {:.2f}s",
+            len(results),
+            sum(r.status == "synced" for r in results),
+            sum(r.status == "unchanged" for r in results),
+            sum(r.status == "failed" for r in results),
+            self.client.calls - calls,
+            time.monotonic() - started,
+        )
+        return results
+
+    def sync_repo(self, spec: RepoSpec, full: bool = False) -> RepoResult:
+        backend = self.backend(spec)
+        result = RepoResult(repo=str(spec))
+        started, calls = time.monotonic(), backend.calls
+        try:
+            self._sync(spec, backend, full, result)
+        except GitHubError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - one repository's failure must not stop the others
+            logger.exception("docs {}: unexpected error", spec)
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            result.api_calls = backend.calls - calls
+            result.seconds = round(time.monotonic() - started, 3)
+        if result.status == "failed":
+            logger.error("docs {}: sync failed after {} API calls: {}", spec, result.api_calls, result.error)
+        else:
+            logger.info(
+                "docs {}: {} mode={} sha={} added={} updated={} removed={} unchanged={} skipped={} api_calls={} in {:.2f}s",
+                spec, result.status, result.mode, (result.sha or "")[:12], result.added, result.updated, result.removed,
+                result.unchanged, result.skipped, result.api_calls, result.seconds,
+            )  # fmt: skip
+        return result
+
+    def backend(self, spec: RepoSpec) -> Backend:
+        if spec.is_local:
+            return LocalGitBackend(spec)
+        return GitHubBackend(spec, self.client, html_url_for(self.settings.PI_GITHUB_API_URL))
+
+    # ------------------------------------------------------------------ one repository
+    def _sync(self, spec: RepoSpec, backend: Backend, full: bool, result: RepoResult) -> None:
+        state = {} if full else self.load_state(spec)
+        head = backend.head(state.get("etag") if state.get("sha") else None)
+        if head is None:
+            result.sha = state.get("sha")
+            return
+        result.sha = head.sha
+        if state.get("sha") == head.sha:
+            if head.etag != state.get("etag"):
+                self.save_state(spec, head)
+            return
+        plan = self._plan(spec, backend, state.get("sha"), head.sha)
+        result.mode = plan.mode
+        removed = self.indexer.delete_documents([spec.document_id(path) for path in sorted(plan.delete)]) if plan.delete else 0
+        skipped: list[str] = []
+        stats = self.indexer.index(self._documents(spec, backend, head.sha, plan.index, skipped))
+        if skipped:
+            # a file that turned binary must not stay searchable with its old text
+            removed += self.indexer.delete_documents([spec.document_id(path) for path in skipped])
+        result.removed = removed
+        result.skipped = len(skipped)
+        result.unchanged = stats.documents_unchanged
+        result.failed = dict(stats.failed)
+        result.added = len([p for p in plan.new if p not in skipped and spec.document_id(p) not in result.failed])
+        result.updated = max(0, stats.documents_indexed - result.added)
+        if result.failed:
+            result.status = "failed"
+            result.error = f"{len(result.failed)} document(s) not indexed; SHA {head.sha[:12]} not recorded, the next run retries"
+            for doc_id, reason in result.failed.items():
+                logger.error("docs {}: {} not indexed: {}", spec, doc_id, reason)
+            return
+        self.save_state(spec, head)
+        result.status = "synced"
+
+    def _plan(self, spec: RepoSpec, backend: Backend, base: str | None, head: str) -> _Plan:
+        if base is not None:
+            try:
+                changes = backend.changes(base, head)
+            except NotFound:
+                logger.warning("docs {}: last synced commit {} is gone; full feed", spec, base[:12])
+            else:
+                if changes is not None:
+                    return self._plan_from_changes(spec, changes)
+                return self._plan_from_trees(spec, dict(backend.files(base)), dict(backend.files(head)))
+        files = [path for path, _ in backend.files(head) if spec.wants(path)]
+        known = set(self._indexed_paths(spec))
+        return _Plan("full", sorted(files), known - set(files), set(files) - known)
+
+    @staticmethod
+    def _plan_from_changes(spec: RepoSpec, changes: Iterable[Any]) -> _Plan:
+        index: set[str] = set()
+        delete: set[str] = set()
+        new: set[str] = set()
+        for change in changes:
+            if change.status == "removed":
+                delete.add(change.path)
+                continue
+            if change.status == "renamed" and change.previous:
+                delete.add(change.previous)
+            if change.status in ("added", "copied", "renamed"):
+                new.add(change.path)
+            if change.status != "unchanged":
+                index.add(change.path)
+        index = {path for path in index if spec.wants(path)}
+        return _Plan("compare", sorted(index), {path for path in delete if spec.wants(path)} - index, new & index)
+
+    @staticmethod
+    def _plan_from_trees(spec: RepoSpec, old: dict[str, str], new: dict[str, str]) -> _Plan:
+        index = sorted(path for path, blob in new.items() if spec.wants(path) and old.get(path) != blob)
+        delete = {path for path in old if spec.wants(path) and path not in new}
+        return _Plan("tree-diff", index, delete, {path for path in index if path not in old})
+
+    def _indexed_paths(self, spec: RepoSpec) -> Iterator[str]:
+        start = len(spec.document_id(""))
+        for doc_id in self.indexer.indexed_ids(None, SOURCE):
+            if doc_id.startswith(spec.id_prefix) and spec.wants(doc_id[start:]):
+                yield doc_id[start:]
+
+    def _documents(self, spec: RepoSpec, backend: Backend, sha: str, paths: list[str], skipped: list[str]) -> Iterator[Document]:
+        for done, path in enumerate(paths, 1):
+            try:
+                parsed = parse_document(backend.read(sha, path), path)
+            except NotText as exc:
+                logger.warning("docs {}: {} skipped: {}", spec, spec.document_id(path), exc)
+                skipped.append(path)
+                continue
+            finally:
+                if self.progress is not None:
+                    self.progress(spec, done, len(paths))
+            yield Document(
+                id=spec.document_id(path),
+                source=SOURCE,
+                kind=SOURCE,
+                workspace_id=None,
+                title=parsed.title,
+                body=parsed.body,
+                body_format=parsed.body_format,  # type: ignore[arg-type]
+                url=backend.url(path),
+                metadata={**parsed.metadata, "repository": spec.name, "path": path},
+            )
+
+    # ------------------------------------------------------------------ state
+    def load_state(self, spec: RepoSpec) -> dict[str, Any]:
+        with self.database.session() as session:
+            row = session.get(SyncState, (SOURCE, spec.scope))
+            return dict(row.cursor) if row is not None else {}
+
+    def save_state(self, spec: RepoSpec, head: Head) -> None:
+        with self.database.session() as session:
+            row = session.get(SyncState, (SOURCE, spec.scope))
+            cursor = {"sha": head.sha, "etag": head.etag, "synced_at": time.time()}
+            if row is None:
+                session.add(SyncState(source=SOURCE, scope=spec.scope, cursor=cursor))
+            else:
+                row.cursor = cursor
+
+
+def make_client(settings: Settings) -> GitHubClient:
+    token = settings.GITHUB_TOKEN.get_secret_value() if settings.GITHUB_TOKEN else None
+    return GitHubClient(
+        settings.PI_GITHUB_API_URL,
+        settings.PI_GITHUB_RAW_URL,
+        token,
+        timeout=settings.PI_GITHUB_TIMEOUT,
+        retries=settings.PI_GITHUB_RETRIES,
+        backoff=settings.PI_GITHUB_BACKOFF,
+        max_wait=settings.PI_GITHUB_MAX_WAIT,
+    )

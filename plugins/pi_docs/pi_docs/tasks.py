@@ -1,0 +1,46 @@
+"""The Celery task and health check of the docs sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pi_docs.repos import RepoSpecError, parse_repo_spec
+from pi_docs.sync import SOURCE, DocsSync, RepoResult
+from pi_framework import runtime
+from pi_framework.db import get_database
+from pi_framework.db.models import SyncState
+
+
+def summarise(results: list[RepoResult]) -> dict[str, Any]:
+    """Totals of a run (what the task returns and the task-finish log line shows)."""
+    return {
+        "repos": len(results),
+        "synced": sum(r.status == "synced" for r in results),
+        "unchanged": sum(r.status == "unchanged" for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+        "added": sum(r.added for r in results),
+        "updated": sum(r.updated for r in results),
+        "removed": sum(r.removed for r in results),
+        "api_calls": sum(r.api_calls for r in results),
+    }
+
+
+def sync_docs_periodic_task(repo: str | None = None, full: bool = False) -> dict[str, Any]:
+    """Sync every repository of ``PI_DOCS_REPOS`` (or just *repo*); a repository that fails is retried next run."""
+    settings = runtime.get_registry().settings
+    return summarise(DocsSync(settings).run([repo] if repo else None, full=full))
+
+
+def docs_health() -> dict[str, Any]:
+    """Last synced commit of each configured repository (from the PI database; no API call)."""
+    settings = runtime.get_registry().settings
+    repos: dict[str, Any] = {}
+    with get_database(settings).session() as session:
+        for entry in settings.PI_DOCS_REPOS:
+            try:
+                scope = parse_repo_spec(entry).scope
+            except RepoSpecError as exc:
+                return {"ok": False, "error": str(exc)}
+            row = session.get(SyncState, (SOURCE, scope))
+            repos[scope] = {"sha": row.cursor.get("sha"), "synced_at": row.updated_at.isoformat()} if row else None
+    return {"repos": repos, "never_synced": [scope for scope, state in repos.items() if state is None]}
