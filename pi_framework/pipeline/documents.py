@@ -16,7 +16,8 @@ class Document:
     ``id`` is stable and namespaced by source (``issues:<uuid>``, ``docs:<owner>/<repo>:<path>``).
     ``workspace_id`` is ``None`` for global content (docs), searchable from every workspace.
     ``owner_id`` set means private: only that user finds it. ``deleted=True`` asks the pipeline
-    to remove the document from every sink and the ledger.
+    to remove the document from every sink and the ledger. ``embed=False`` indexes it for full-text
+    search only (its chunks carry no vector).
     """
 
     id: str
@@ -30,6 +31,7 @@ class Document:
     url: str | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+    embed: bool = True
     project_ids: list[str] = field(default_factory=list)
     owner_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -180,13 +180,14 @@ class Indexer:
                 self.chunking.max_chunks,
             )
         described = self.chunking.describe()
+        model = self.embedder.model_name if document.embed else "none"
         return [
             Chunk(
                 id=chunk_id(document.id, window.index),
                 document_id=document.id,
                 index=window.index,
                 text=window.text,
-                content_hash=content_hash(window.text, document, self.embedder.model_name, described),
+                content_hash=content_hash(window.text, document, model, described),
                 source=document.source,
                 kind=document.kind,
                 workspace_id=document.workspace_id,
@@ -209,7 +210,7 @@ class Indexer:
         upserts = [plan for plan in group if not plan.document.deleted]
         for plan in upserts:
             self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
-        self._embed([plan for plan in upserts if plan.to_write and plan.failure is None], stats)
+        self._embed([plan for plan in upserts if plan.to_write and plan.document.embed], stats)
         self._write([plan for plan in upserts if plan.to_write and plan.failure is None])
         self._remove_orphans([plan for plan in upserts if plan.orphans and plan.failure is None])
         self._remove(removals, ledger, update, stats)

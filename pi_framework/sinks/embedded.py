@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL,
     project_ids TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB
 );
 CREATE INDEX IF NOT EXISTS ix_chunks_workspace ON chunks (workspace_id, kind);
 CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
@@ -202,13 +202,18 @@ class EmbeddedSink:
         rows = []
         dimension = self._known_dimension()
         for chunk in chunks:
-            vector = np.asarray(chunk.vector if chunk.vector is not None else [], dtype=np.float32)
+            if chunk.vector is None:  # full-text only
+                rows.append(self._row(chunk, None))
+                continue
+            vector = np.asarray(chunk.vector, dtype=np.float32)
             if vector.shape != (dimension,):
                 result.failed[chunk.id] = f"vector has shape {vector.shape}, expected ({dimension},)"
             elif not np.isfinite(vector).all():
                 result.failed[chunk.id] = "vector contains NaN or infinity"
-            else:
-                rows.append(self._row(chunk, vector))
+            elif not vector.any():
+                result.failed[chunk.id] = "vector is all zeros (no direction to compare)"
+            else:  # stored unit-length: a dot product is then the cosine similarity
+                rows.append(self._row(chunk, vector / np.linalg.norm(vector)))
         if rows:
             with self._write() as connection:
                 connection.executemany(_UPSERT, rows)
@@ -217,7 +222,7 @@ class EmbeddedSink:
         return result
 
     @staticmethod
-    def _row(chunk: Chunk, vector: np.ndarray) -> tuple[Any, ...]:
+    def _row(chunk: Chunk, vector: np.ndarray | None) -> tuple[Any, ...]:
         return (
             chunk.id,
             chunk.document_id,
@@ -231,7 +236,7 @@ class EmbeddedSink:
             chunk.text,
             json.dumps(chunk.project_ids),
             json.dumps(chunk.metadata, default=str),
-            vector.tobytes(),
+            None if vector is None else vector.tobytes(),
         )
 
     def _delete_where(self, column: str, values: Sequence[str]) -> int:
@@ -384,6 +389,7 @@ class EmbeddedSink:
             ).fetchone()[0]
             where = "workspace_id IS NULL" if workspace == _GLOBAL else "workspace_id = ?"
             params = () if workspace == _GLOBAL else (workspace,)
+            where += " AND vector IS NOT NULL"
             size = self.connection.execute(f"SELECT count(*) FROM chunks WHERE {where}", params).fetchone()[0]
             dimension = self._known_dimension()
             matrix = np.empty((size, dimension), dtype=np.float32)

@@ -1,0 +1,215 @@
+"""Contract tests every sink must pass. Subclass :class:`SinkContract` in a test module and provide a ``sink`` fixture::
+
+    from pi_framework.testing.sink_contract import SinkContract
+
+    class TestMySink(SinkContract):
+        @pytest.fixture
+        def sink(self, tmp_path):
+            sink = MySink(...)            # empty, not yet ensure_ready()'d
+            yield sink
+            sink.close()
+
+Set ``supports_vector_search = False`` on the subclass when the backend under test cannot answer
+kNN queries (osmem-server); the vector tests are then skipped with that reason. Text-search tests
+assert which chunks match and their order, never exact scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pi_framework.pipeline.documents import Chunk
+from pi_framework.sinks.base import SearchQuery, Sink, SinkError
+
+WS_A = "11111111-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+WS_B = "22222222-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+
+
+class SinkContract:
+    """The behaviour the pipeline and search rely on, for any :class:`~pi_framework.sinks.base.Sink`."""
+
+    dimension = 8
+    supports_vector_search = True
+
+    # ------------------------------------------------------------------ helpers
+    @pytest.fixture
+    def ready_sink(self, sink: Sink) -> Sink:
+        sink.ensure_ready(self.dimension)
+        return sink
+
+    def vector(self, axis: int, tilt: float = 0.0) -> list[float]:
+        """A unit-ish vector along *axis*, tilted towards the next axis by *tilt*."""
+        values = [0.0] * self.dimension
+        values[axis % self.dimension] = 1.0
+        values[(axis + 1) % self.dimension] = tilt
+        return values
+
+    def chunk(self, chunk_id: str, workspace_id: str | None = WS_A, text: str = "some text", **fields: Any) -> Chunk:
+        document_id = fields.pop("document_id", chunk_id.split("#")[0])
+        values: dict[str, Any] = {
+            "index": int(chunk_id.split("#")[1]) if "#" in chunk_id else 0,
+            "content_hash": "h",
+            "source": "issues",
+            "kind": "issues",
+            "title": "",
+            "vector": self.vector(0),
+        }
+        values.update(fields)
+        return Chunk(id=chunk_id, document_id=document_id, text=text, workspace_id=workspace_id, **values)
+
+    def write_all(self, sink: Sink, chunks: list[Chunk]) -> None:
+        result = sink.write(chunks)
+        assert not result.failed, result.failed
+        assert sorted(result.written) == sorted(chunk.id for chunk in chunks)
+
+    @staticmethod
+    def ids(hits) -> list[str]:  # noqa: ANN001 - list of Hit
+        return [hit.chunk_id for hit in hits]
+
+    # ------------------------------------------------------------------ writing
+    def test_write_then_count_and_existing(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:1#0"), self.chunk("issues:1#1"), self.chunk("issues:2#0", WS_B)])
+        assert ready_sink.count() == 3
+        assert ready_sink.count(WS_A) == 2
+        assert ready_sink.count(WS_B) == 1
+        assert ready_sink.existing(["issues:1#0", "issues:2#0", "issues:9#0"]) == {"issues:1#0", "issues:2#0"}
+
+    def test_overwrite_by_id_never_duplicates(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:1#0", text="old words")])
+        self.write_all(ready_sink, [self.chunk("issues:1#0", text="fresh content")])
+        assert ready_sink.count() == 1
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="fresh"))) == ["issues:1#0"]
+        assert ready_sink.search_text(SearchQuery(WS_A, text="old")) == []
+
+    def test_count_by_kind(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:1#0"), self.chunk("pages:1#0", kind="pages", source="pages")])
+        assert ready_sink.count(WS_A, "pages") == 1
+        assert ready_sink.count(kind="issues") == 1
+
+    def test_chunk_without_vector_is_text_searchable(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("chats:1#0", text="quarterly roadmap", vector=None, kind="chats")])
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="roadmap"))) == ["chats:1#0"]
+
+    # ------------------------------------------------------------------ deleting
+    def test_delete_chunks_by_id_ignores_missing(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:1#0"), self.chunk("issues:1#1")])
+        ready_sink.delete_chunks(["issues:1#1", "issues:404#0"])
+        assert ready_sink.existing(["issues:1#0", "issues:1#1"]) == {"issues:1#0"}
+        ready_sink.delete_chunks([])
+
+    def test_delete_workspace_leaves_other_workspaces_and_global(self, ready_sink: Sink) -> None:
+        self.write_all(
+            ready_sink,
+            [
+                self.chunk("issues:1#0", WS_A),
+                self.chunk("pages:1#0", WS_A, kind="pages", source="pages"),
+                self.chunk("issues:2#0", WS_B),
+                self.chunk("docs:x#0", None, kind="docs", source="docs"),
+            ],
+        )
+        assert ready_sink.delete_workspace(WS_A, kind="pages") == 1
+        assert ready_sink.existing(["issues:1#0", "pages:1#0"]) == {"issues:1#0"}
+        assert ready_sink.delete_workspace(WS_A) == 1
+        assert ready_sink.count(WS_A) == 0
+        assert ready_sink.existing(["issues:2#0", "docs:x#0"]) == {"issues:2#0", "docs:x#0"}
+
+    # ------------------------------------------------------------------ searching
+    def test_text_search_ranks_the_better_match_first(self, ready_sink: Sink) -> None:
+        self.write_all(
+            ready_sink,
+            [
+                self.chunk("issues:1#0", text="weekly meeting notes: budget, hiring, roadmap, and kubernetes was mentioned once"),
+                self.chunk(
+                    "issues:2#0", text="kubernetes deployment guide: kubernetes pods and kubernetes services", title="Kubernetes"
+                ),
+                self.chunk("issues:3#0", text="nothing relevant here at all"),
+            ],
+        )
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="kubernetes"))) == ["issues:2#0", "issues:1#0"]
+
+    def test_text_search_respects_limit_and_kinds(self, ready_sink: Sink) -> None:
+        self.write_all(
+            ready_sink,
+            [self.chunk(f"issues:{n}#0", text=f"invoice number {n}") for n in range(5)]
+            + [self.chunk("pages:1#0", text="invoice template", kind="pages", source="pages")],
+        )
+        assert len(ready_sink.search_text(SearchQuery(WS_A, text="invoice", limit=3))) == 3
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="invoice", kinds=["pages"]))) == ["pages:1#0"]
+
+    @pytest.mark.parametrize(
+        "text",
+        ["secret", f"secret workspace_id:{WS_B}", f'secret OR "{WS_B}"', "secret) OR (1=1", "secret* NEAR(x) ^ -", "*:*"],
+    )
+    def test_text_search_never_crosses_workspaces(self, ready_sink: Sink, text: str) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:2#0", WS_B, text=f"secret plans of {WS_B}")])
+        assert ready_sink.search_text(SearchQuery(WS_A, text=text)) == []
+
+    def test_global_content_is_found_from_every_workspace(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("docs:guide#0", None, text="installation guide", kind="docs", source="docs")])
+        for workspace in (WS_A, WS_B):
+            hits = ready_sink.search_text(SearchQuery(workspace, text="installation"))
+            assert self.ids(hits) == ["docs:guide#0"]
+            assert hits[0].workspace_id is None
+
+    def test_private_content_is_found_only_by_its_owner(self, ready_sink: Sink) -> None:
+        self.write_all(
+            ready_sink,
+            [self.chunk("chats:1#0", text="salary negotiation", owner_id="user-1", kind="chats", source="chats")],
+        )
+        assert ready_sink.search_text(SearchQuery(WS_A, text="salary")) == []
+        assert ready_sink.search_text(SearchQuery(WS_A, text="salary", user_id="user-2")) == []
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="salary", user_id="user-1"))) == ["chats:1#0"]
+
+    def test_hits_carry_the_chunk_fields(self, ready_sink: Sink) -> None:
+        self.write_all(
+            ready_sink,
+            [self.chunk("issues:7#0", text="printer on fire", title="Printer", key="OPS-7", url="https://x/OPS-7")],
+        )
+        (hit,) = ready_sink.search_text(SearchQuery(WS_A, text="printer"))
+        assert (hit.document_id, hit.kind, hit.title, hit.key, hit.url, hit.workspace_id) == (
+            "issues:7",
+            "issues",
+            "Printer",
+            "OPS-7",
+            "https://x/OPS-7",
+            WS_A,
+        )
+        assert "printer on fire" in hit.text
+
+    def test_ensure_ready_rejects_another_dimension(self, ready_sink: Sink) -> None:
+        self.write_all(ready_sink, [self.chunk("issues:1#0")])
+        with pytest.raises(SinkError):
+            ready_sink.ensure_ready(self.dimension * 2)
+
+    # ------------------------------------------------------------------ vectors
+    def _need_vectors(self) -> None:
+        if not self.supports_vector_search:
+            pytest.skip(f"{type(self).__name__}: the backend under test cannot answer kNN queries")
+
+    def test_vector_search_nearest_first_and_filtered(self, ready_sink: Sink) -> None:
+        self._need_vectors()
+        self.write_all(
+            ready_sink,
+            [
+                self.chunk("issues:1#0", vector=self.vector(1)),
+                self.chunk("issues:2#0", vector=self.vector(0, tilt=0.5)),
+                self.chunk("issues:3#0", vector=self.vector(0)),
+                self.chunk("issues:4#0", WS_B, vector=self.vector(0)),
+                self.chunk("chats:5#0", vector=self.vector(0), owner_id="user-1", kind="chats", source="chats"),
+                self.chunk("docs:6#0", None, vector=self.vector(0, tilt=2.0), kind="docs", source="docs"),
+            ],
+        )
+        hits = ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), limit=3))
+        assert self.ids(hits) == ["issues:3#0", "issues:2#0", "docs:6#0"]
+        assert hits[0].score > hits[1].score > hits[2].score
+        owner = ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), user_id="user-1", kinds=["chats"]))
+        assert self.ids(owner) == ["chats:5#0"]
+
+    def test_vector_search_sees_deletes(self, ready_sink: Sink) -> None:
+        self._need_vectors()
+        self.write_all(ready_sink, [self.chunk("issues:1#0"), self.chunk("issues:2#0", vector=self.vector(3))])
+        assert self.ids(ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), limit=1))) == ["issues:1#0"]
+        ready_sink.delete_chunks(["issues:1#0"])
+        assert self.ids(ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), limit=1))) == ["issues:2#0"]

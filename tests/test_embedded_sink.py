@@ -1,0 +1,97 @@
+"""The embedded sink: the shared sink contract, plus what only a SQLite file must guarantee."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from pi_framework.sinks.base import SearchQuery
+from pi_framework.sinks.embedded import EmbeddedSink, fts_query
+from pi_framework.testing.sink_contract import WS_A, WS_B, SinkContract
+
+
+class TestEmbeddedSinkContract(SinkContract):
+    @pytest.fixture
+    def sink(self, tmp_path: Path):
+        sink = EmbeddedSink(tmp_path / "index.sqlite")
+        yield sink
+        sink.close()
+
+
+#: the contract's chunk and vector builders, for the tests beyond the contract below
+helpers = SinkContract()
+
+
+@pytest.fixture
+def sink(tmp_path: Path):
+    sink = EmbeddedSink(tmp_path / "index.sqlite")
+    sink.ensure_ready(helpers.dimension)
+    yield sink
+    sink.close()
+
+
+def test_survives_a_restart(sink: EmbeddedSink) -> None:
+    helpers.write_all(sink, [helpers.chunk("issues:1#0", text="persistent words")])
+    sink.close()
+    reopened = EmbeddedSink(sink.path)
+    assert reopened.count() == 1
+    assert [hit.chunk_id for hit in reopened.search_text(SearchQuery(WS_A, text="persistent"))] == ["issues:1#0"]
+    assert [hit.chunk_id for hit in reopened.search_vector(SearchQuery(WS_A, vector=helpers.vector(0)))] == ["issues:1#0"]
+
+
+def test_bad_vectors_fail_alone(sink: EmbeddedSink) -> None:
+    good = helpers.chunk("issues:1#0")
+    short = helpers.chunk("issues:2#0", vector=[1.0, 2.0])
+    nan = helpers.chunk("issues:3#0", vector=[float("nan")] * helpers.dimension)
+    result = sink.write([good, short, nan])
+    assert result.written == ["issues:1#0"]
+    assert set(result.failed) == {"issues:2#0", "issues:3#0"}
+    assert "shape" in result.failed["issues:2#0"] and "NaN" in result.failed["issues:3#0"]
+    assert sink.existing(["issues:1#0", "issues:2#0", "issues:3#0"]) == {"issues:1#0"}
+
+
+def test_delete_documents_removes_every_chunk_of_them(sink: EmbeddedSink) -> None:
+    helpers.write_all(sink, [helpers.chunk(f"issues:1#{n}") for n in range(3)] + [helpers.chunk("issues:2#0")])
+    assert sink.delete_documents(["issues:1", "issues:404"]) == 3
+    assert sink.existing([f"issues:1#{n}" for n in range(3)] + ["issues:2#0"]) == {"issues:2#0"}
+
+
+def test_vector_cache_follows_writes_of_other_connections(sink: EmbeddedSink) -> None:
+    helpers.write_all(sink, [helpers.chunk("issues:1#0", vector=helpers.vector(2))])
+    assert [hit.chunk_id for hit in sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0)))] == ["issues:1#0"]
+    other = EmbeddedSink(sink.path)  # stands for another worker process
+    helpers.write_all(other, [helpers.chunk("issues:2#0", vector=helpers.vector(0))])
+    hits = sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0), limit=1))
+    assert [hit.chunk_id for hit in hits] == ["issues:2#0"]
+    other.delete_workspace(WS_A)
+    assert sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0))) == []
+
+
+def test_fts_query_quotes_every_term() -> None:
+    assert fts_query('Login "crash" OR NEAR(a b) -x workspace_id:1') == (
+        '"login" OR "crash" OR "or" OR "near" OR "a" OR "b" OR "x" OR "workspace_id" OR "1"'
+    )
+    assert fts_query("  ** ") == ""
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    sink = EmbeddedSink(Path(path))
+    for start in range(0, count, 10):
+        chunks = [helpers.chunk(f"issues:{worker}-{n}#0", WS_B if worker % 2 else WS_A) for n in range(start, start + 10)]
+        result = sink.write(chunks)
+        assert not result.failed
+    sink.close()
+
+
+def test_several_processes_write_at_once(sink: EmbeddedSink) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_writer, args=(str(sink.path), worker, 100)) for worker in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    assert sink.count() == 300
+    assert sink.count(WS_A) == 200 and sink.count(WS_B) == 100
