@@ -125,13 +125,16 @@ def test_items_the_mapping_rejects_are_reported_per_item_and_the_rest_is_written
         make_chunk("bad", key="ENG-12"),
         make_chunk("short", vector=[1.0, 0.0]),
         make_chunk("nan", vector=[float("nan"), 0.0, 0.0, 0.0]),
+        make_chunk("nan-meta", metadata={"estimate": float("inf")}),
+        make_chunk("object-meta", metadata={"state": object()}),
+        make_chunk("surrogate", "broken \udc80 text"),
         make_chunk("also-good"),
     ]
 
     result = sink.write(chunks)
 
     assert result.written == ["issues:good#0", "issues:also-good#0"]
-    assert set(result.failed) == {"issues:bad#0", "issues:short#0", "issues:nan#0"}
+    assert set(result.failed) == {f"issues:{doc}#0" for doc in ("bad", "short", "nan", "nan-meta", "object-meta", "surrogate")}
     assert "mapper_parsing_exception" in result.failed["issues:bad#0"]
     assert "2 dimensions" in result.failed["issues:short#0"]
     assert sink.existing([chunk.id for chunk in chunks]) == {"issues:good#0", "issues:also-good#0"}

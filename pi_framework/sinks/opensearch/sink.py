@@ -7,6 +7,7 @@ interval (1 s by default). Writes themselves never force a refresh: that would m
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import OpenSearchException
+from opensearchpy.exceptions import OpenSearchException, SerializationError
 from opensearchpy.helpers import streaming_bulk
 from opensearchpy.serializer import JSONSerializer
 
@@ -136,19 +137,27 @@ class OpenSearchSink:
             self._dirty.clear()
 
     # ------------------------------------------------------------------ writes
-    def _item_problem(self, chunk: Chunk, source: dict[str, Any]) -> str | None:
-        """What would make OpenSearch (or the JSON encoder, failing the whole request) reject *chunk*."""
-        try:
-            queries.kind_suffix(chunk.kind)
-        except ValueError as exc:
-            return str(exc)
+    def _encode(self, chunk: Chunk) -> str:
+        """The stored JSON of *chunk*, encoded once; ``ValueError`` says why it cannot be stored.
+
+        Checked here rather than left to the server because NaN, an object JSON cannot encode or a lone
+        surrogate would fail the whole bulk request instead of this one item.
+        """
+        queries.kind_suffix(chunk.kind)
         if problem := queries.vector_problem(chunk.vector, self._dimension or 0):
-            return problem
+            raise ValueError(problem)
         try:
-            self._serializer.dumps(source).encode("utf-8")
-        except (TypeError, ValueError, UnicodeError) as exc:
-            return f"cannot be encoded as JSON: {exc}"
-        return None
+            body = json.dumps(
+                queries.chunk_source(chunk),
+                default=self._serializer.default,
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+            body.encode("utf-8")
+        except (TypeError, ValueError, UnicodeError, SerializationError) as exc:
+            raise ValueError(f"cannot be encoded as JSON: {exc}") from None
+        return body
 
     def write(self, chunks: Sequence[Chunk]) -> WriteResult:
         result = WriteResult()
@@ -161,12 +170,13 @@ class OpenSearchSink:
             self.ensure_ready(len(vectors[0]))
         actions: list[dict[str, Any]] = []
         for chunk in chunks:
-            source = queries.chunk_source(chunk)
-            if problem := self._item_problem(chunk, source):
-                result.failed[chunk.id] = problem
+            try:
+                body = self._encode(chunk)
+            except ValueError as exc:
+                result.failed[chunk.id] = str(exc)
                 continue
             index = self._prepare_index(chunk.kind)
-            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": source})
+            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": body})
         written, failed = self._bulk(actions)
         self._dirty.update(action["_index"] for action in actions)
         result.failed.update(failed)
