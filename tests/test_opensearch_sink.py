@@ -18,6 +18,7 @@ from pi_framework.pipeline.documents import Chunk
 from pi_framework.sinks.base import SearchQuery, SinkError
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
+from pi_framework.testing.sink_contract import SinkContract
 
 DIM = 4
 
@@ -409,18 +410,49 @@ def test_knn_query_is_rejected_by_osmem_as_a_sink_error(sink):
         sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))
 
 
+class TestOpenSearchContract(SinkContract):
+    """The shared sink contract on osmem-server, which cannot answer kNN queries (those run on a real cluster below)."""
+
+    supports_vector_search = False
+
+    @pytest.fixture
+    def sink(self, osmem_url) -> Iterator[OpenSearchSink]:
+        sink = OpenSearchSink(osmem_url, "pi")
+        yield sink
+        sink.close()
+
+
 # --------------------------------------------------------------------------- real cluster (kNN)
 @pytest.fixture
-def knn_sink() -> Iterator[OpenSearchSink]:
+def knn_url() -> str:
     url = os.environ.get("PI_TEST_OPENSEARCH_KNN_URL")
     if not url:
         pytest.skip("PI_TEST_OPENSEARCH_KNN_URL is not set (kNN needs a real OpenSearch cluster; osmem-server has no kNN)")
+    return url
+
+
+def unique_sink(url: str) -> Iterator[OpenSearchSink]:
+    """A sink on a real cluster under a prefix of its own, whose indices are deleted afterwards."""
     prefix = f"pitest{uuid.uuid4().hex[:8]}"
     sink = OpenSearchSink(url, prefix)
-    sink.ensure_ready(DIM)
     yield sink
     sink.client.indices.delete(index=f"{prefix}-*")
     sink.close()
+
+
+class TestRealClusterContract(SinkContract):
+    """The whole contract, kNN included, on a real cluster (only when PI_TEST_OPENSEARCH_KNN_URL is set)."""
+
+    @pytest.fixture
+    def sink(self, knn_url) -> Iterator[OpenSearchSink]:
+        yield from unique_sink(knn_url)
+
+
+@pytest.fixture
+def knn_sink(knn_url) -> Iterator[OpenSearchSink]:
+    for sink in unique_sink(knn_url):
+        sink.ensure_ready(DIM)
+        yield sink
 
 
 def test_knn_on_a_real_cluster_returns_nearest_filtered_neighbours(knn_sink):
