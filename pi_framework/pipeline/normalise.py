@@ -12,17 +12,22 @@ import re
 import unicodedata
 from html.parser import HTMLParser
 
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote body br dd details dialog div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr html li main nav ol p pre section summary table tbody td tfoot th thead tr ul".split()
+#: tags that end a paragraph (a blank line in the text, where chunking prefers to cut)
+_PARAGRAPH_TAGS = frozenset(
+    "address article aside blockquote body details dialog div dl fieldset figure footer form h1 h2 h3 h4 h5 h6 header hr "
+    "html main nav ol p pre section table ul".split()
 )
+#: tags that end a line
+_LINE_TAGS = frozenset("br dd dt figcaption li summary tr".split())
 _SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"})
 _VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 #: attributes that carry the readable name of a mention (Plane's ``<mention-component>`` and similar)
 _MENTION_LABELS = ("label", "data-label", "entity_label", "data-entity-label", "name", "title")
 
-# C0/C1 controls except tab and newline; unpaired surrogates; zero-width and BOM characters
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u200b-\u200d\u2060]")
+# C0/C1 controls except tab and newline (NUL included), and U+FFFD left by invalid UTF-8: become spaces
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+# zero-width characters and the BOM: removed (they sit inside words)
+_INVISIBLE = re.compile(r"[\ufeff\u200b-\u200d\u2060]")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(?:\n\s*)+")
 
@@ -33,7 +38,7 @@ def to_str(body: str | bytes | None) -> str:
         return ""
     if isinstance(body, bytes | bytearray):
         return bytes(body).decode("utf-8", errors="replace")
-    return body.encode("utf-8", errors="replace").decode("utf-8") if _has_surrogates(body) else body
+    return body.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace") if _has_surrogates(body) else body
 
 
 def _has_surrogates(text: str) -> bool:
@@ -47,7 +52,7 @@ def _has_surrogates(text: str) -> bool:
 def clean_text(text: str) -> str:
     """Plain, tidy text: NFC, no control characters, single spaces, at most one blank line in a row."""
     text = unicodedata.normalize("NFC", to_str(text).replace("\r\n", "\n").replace("\r", "\n"))
-    text = _CONTROL.sub("", text)
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
     text = _SPACES.sub(" ", text)  # also turns \xa0 (&nbsp;) and other Unicode spaces into " "
     text = "\n".join(line.strip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
@@ -59,6 +64,7 @@ class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self._pending_break = 0  # newlines owed before the next text: 1 (line) or 2 (paragraph)
         self._skip_depth = 0
         self._links: list[tuple[str | None, int]] = []
 
@@ -70,21 +76,20 @@ class _TextExtractor(HTMLParser):
         if self._skip_depth:
             return
         attributes = dict(attrs)
-        if tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+        self._boundary(tag)
         if tag == "li":
-            self.parts.append("- ")
+            self._text("- ")
         elif tag in ("td", "th"):
-            self.parts.append(" ")
+            self._text(" ")
         elif tag == "img" and attributes.get("alt"):
-            self.parts.append(f" {attributes['alt']} ")
+            self._text(f" {attributes['alt']} ")
         elif tag == "a":
             self._links.append((attributes.get("href"), len(self.parts)))
         elif "mention" in tag or "mention" in (attributes.get("data-type") or "") or "mention" in (attributes.get("class") or ""):
             label = next((attributes[name] for name in _MENTION_LABELS if attributes.get(name)), None)
             label = label or attributes.get("entity_identifier") or attributes.get("data-id")
             if label:
-                self.parts.append(f" @{label.lstrip('@')} ")
+                self._text(f" @{label.lstrip('@')} ")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -100,13 +105,24 @@ class _TextExtractor(HTMLParser):
         if tag == "a" and self._links:
             href, start = self._links.pop()
             if href and not "".join(self.parts[start:]).strip() and not href.startswith(("javascript:", "#")):
-                self.parts.append(href)  # a link without text: its address is the readable part
-        if tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+                self._text(href)  # a link without text: its address is the readable part
+        self._boundary(tag)
 
     def handle_data(self, data: str) -> None:
         if not self._skip_depth:
-            self.parts.append(data)
+            self._text(data)
+
+    def _boundary(self, tag: str) -> None:
+        if tag in _PARAGRAPH_TAGS:
+            self._pending_break = 2
+        elif tag in _LINE_TAGS:
+            self._pending_break = max(self._pending_break, 1)
+
+    def _text(self, text: str) -> None:
+        if self._pending_break and text.strip():
+            self.parts.append("\n" * self._pending_break)
+            self._pending_break = 0
+        self.parts.append(text)
 
 
 def html_to_text(html: str) -> str:
