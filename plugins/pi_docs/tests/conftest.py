@@ -35,8 +35,8 @@ def fake_github(git_repo: GitRepo) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
-def docs_settings(pi_env, fake_github: FakeGitHub, osmem_url: str) -> Callable[..., Settings]:
-    """``docs_settings(**overrides)``: settings for the fake GitHub, hashing embedder, fast retries."""
+def docs_settings(pi_env, fake_github: FakeGitHub) -> Callable[..., Settings]:
+    """``docs_settings(**overrides)``: settings for the fake GitHub, hashing embedder, embedded sink, fast retries."""
 
     def make(**overrides: object) -> Settings:
         values = {
@@ -47,8 +47,6 @@ def docs_settings(pi_env, fake_github: FakeGitHub, osmem_url: str) -> Callable[.
             "PI_GITHUB_MAX_WAIT": "5",
             "PI_GITHUB_TIMEOUT": "5",
             "PI_EMBEDDER": "hashing",
-            "OPENSEARCH_URL": osmem_url,
-            "PI_SINKS": "opensearch",
             **overrides,
         }
         return pi_env(**values)
