@@ -346,6 +346,17 @@ def test_delete_chunks_by_id_across_kinds(sink):
     assert sink.count() == 1
 
 
+def test_delete_documents_removes_every_chunk_of_them(sink):
+    sink.write(
+        [make_chunk("a"), make_chunk("a", index=1), make_chunk("a", index=7), make_chunk("b"), make_chunk("p", kind="pages")]
+    )
+
+    assert sink.delete_documents(["issues:a", "pages:p", "issues:unknown"]) == 4
+
+    assert sink.existing(["issues:a#0", "issues:a#1", "issues:a#7", "issues:b#0", "pages:p#0"]) == {"issues:b#0"}
+    assert sink.delete_documents([]) == 0
+
+
 def test_another_prefix_is_untouched(osmem_url, sink):
     staging = OpenSearchSink(osmem_url, "pi-staging")
     staging.ensure_ready(DIM)

@@ -239,21 +239,30 @@ class OpenSearchSink:
             sample = "; ".join(f"{chunk_id}: {reason}" for chunk_id, reason in list(failed.items())[:5])
             raise SinkError(f"opensearch: {len(failed)} delete(s) failed: {sample}")
 
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        """Every chunk of these documents, also chunks the ledger never recorded (an interrupted run); returns how many."""
+        ids = list(dict.fromkeys(document_ids))
+        if not ids:
+            return 0
+        indices = self._own_indices()
+        batches = (ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH))
+        return sum(self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches)
+
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
-        indices = self._scope_indices(kind)
+        return self._delete_by_query(
+            self._scope_indices(kind), queries.scope_query(workspace_id, kind), f"deleting workspace {workspace_id}"
+        )
+
+    def _delete_by_query(self, indices: list[str], query: dict[str, Any], what: str) -> int:
         if not indices:
             return 0
         self._refresh()
-        with self._errors(f"deleting workspace {workspace_id}"):
+        with self._errors(what):
             response = self.client.delete_by_query(
-                index=",".join(indices),
-                body={"query": queries.scope_query(workspace_id, kind)},
-                refresh=True,
-                conflicts="proceed",
-                ignore_unavailable=True,
+                index=",".join(indices), body={"query": query}, refresh=True, conflicts="proceed", ignore_unavailable=True
             )
         if response.get("failures"):
-            raise SinkError(f"opensearch: deleting workspace {workspace_id} left failures: {response['failures'][:3]}")
+            raise SinkError(f"opensearch: {what} left failures: {response['failures'][:3]}")
         return int(response.get("deleted", 0))
 
     # ------------------------------------------------------------------ reads
