@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     PI_VECTORIZED_PLANS: list[str] = Field(default_factory=lambda: ["PRO", "BUSINESS"])
     PI_STUCK_JOB_TIMEOUT_MINUTES: PositiveInt = 5760
     PI_HEARTBEAT_TIMEOUT_SECONDS: PositiveInt = Field(default=600, description="A running job silent this long is re-queued.")
+    PI_SYNC_OVERLAP_SECONDS: int = Field(default=120, ge=0, description="Change scans re-read this much before the watermark (late commits, clock skew).")
+    PI_RECONCILE_INTERVAL: PositiveInt = Field(default=3600, description="Seconds between id reconciles of a live-synced workspace (hard deletes).")
 
     # --- docs
     PI_DOCS_REPOS: list[str] = Field(default_factory=list)

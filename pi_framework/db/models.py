@@ -44,6 +44,8 @@ class WorkspaceVectorization(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     last_live_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: when the job's task was last sent (a queued job not picked up within the heartbeat timeout is sent again)
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class SyncState(Base):

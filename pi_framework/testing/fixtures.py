@@ -112,4 +112,4 @@ def rabbitmq_url() -> str:
     return require_service("PI_TEST_RABBITMQ_URL")
 
 
-from pi_framework.testing.plane import plane_db  # noqa: E402,F401 - exposed through the pytest11 plugin
+from pi_framework.testing.plane import plane_db, plane_settings  # noqa: E402,F401 - exposed through the pytest11 plugin

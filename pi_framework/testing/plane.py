@@ -24,6 +24,7 @@ from sqlalchemy import Engine, Table, delete, func, select, update
 
 from pi_framework.db import make_engine
 from pi_framework.plane import reset_plane_engine, schema
+from pi_framework.settings import Settings
 
 _TAGS = re.compile(r"<[^>]+>")
 _counter = itertools.count(1)
@@ -296,3 +297,10 @@ def plane_db(postgres_url: str) -> Iterator[PlaneFactory]:
     yield factory
     reset_plane_engine()
     engine.dispose()
+
+
+@pytest.fixture
+def plane_settings(plane_db: PlaneFactory, pi_env: Any) -> Settings:
+    """Framework settings on a throw-away data dir with ``PLANE_DATABASE_URL`` pointing at ``plane_db``."""
+    reset_plane_engine()
+    return pi_env(PLANE_DATABASE_URL=plane_db.url)

@@ -1,0 +1,286 @@
+"""Vectorization job rows and live-sync leases: the PI database, not the broker, says what work exists.
+
+Every state change is one conditional ``UPDATE`` (atomic on PostgreSQL and SQLite alike), so two
+tasks racing for the same job cannot both win, and a task whose job was taken over (it was silent
+longer than ``PI_HEARTBEAT_TIMEOUT_SECONDS``) notices at its next heartbeat and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pi_framework.db import Database
+from pi_framework.db.models import JobStatus, SyncState, WorkspaceVectorization, utcnow
+from pi_framework.settings import Settings
+
+Job = WorkspaceVectorization
+VECTORIZE_TASK = "pi.celery_app.vectorize_workspace"
+LIVE_SYNC_TASK = "pi.celery_app.process_workspace_live_sync"
+LEASE_SOURCE = "live-sync-lease"
+_RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class JobLost(RuntimeError):
+    """Another task took this job over (this one was presumed dead): stop without touching it."""
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Aware UTC (SQLite hands back naive datetimes)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def send_task(name: str, **kwargs: Any) -> None:
+    from pi_framework.celery_app import celery_app
+
+    celery_app.send_task(name, kwargs=kwargs)
+
+
+@dataclass
+class Claim:
+    job_id: int | None
+    claimed: bool
+    reason: str = ""
+
+
+class Jobs:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+
+    @property
+    def stale_before(self) -> datetime:
+        return utcnow() - timedelta(seconds=self.settings.PI_HEARTBEAT_TIMEOUT_SECONDS)
+
+    def _alive(self) -> Any:
+        """Running jobs that still show signs of life (they count against the concurrency cap)."""
+        return and_(Job.status == JobStatus.RUNNING, Job.heartbeat_at >= self.stale_before)
+
+    def active(self, workspace_id: str) -> Job | None:
+        with self.database.session() as session:
+            return session.scalars(
+                select(Job).where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE)).order_by(Job.id.desc())
+            ).first()
+
+    def latest(self, workspace_id: str) -> Job | None:
+        with self.database.session() as session:
+            return session.scalars(select(Job).where(Job.workspace_id == workspace_id).order_by(Job.id.desc())).first()
+
+    def get(self, job_id: int) -> Job | None:
+        with self.database.session() as session:
+            return session.get(Job, job_id)
+
+    # ------------------------------------------------------------------ queueing and dispatch
+    def request(self, workspace_id: str) -> int:
+        """A queued job for *workspace_id* (the active one if there is one), dispatched when a slot is free."""
+        job = self.active(workspace_id)
+        if job is None:
+            with self.database.session() as session:
+                job = Job(workspace_id=workspace_id, status=JobStatus.QUEUED, created_at=utcnow())
+                session.add(job)
+            logger.bind(workspace=workspace_id, job=job.id).info(
+                "vectorization job {} queued for workspace {}", job.id, workspace_id
+            )
+        self.dispatch_queued()
+        return job.id
+
+    def free_slots(self) -> int:
+        with self.database.session() as session:
+            running = session.scalar(select(func.count()).select_from(Job).where(self._alive())) or 0
+        return max(0, self.settings.PI_MAX_CONCURRENT_VECTORIZATIONS - running)
+
+    def dispatch_queued(self) -> int:
+        """Send the task of the oldest undispatched queued jobs, as many as the concurrency cap allows."""
+        slots = self.free_slots()
+        if not slots:
+            return 0
+        sent = 0
+        with self.database.session() as session:
+            candidates = session.execute(
+                select(Job.id, Job.workspace_id)
+                .where(Job.status == JobStatus.QUEUED, Job.dispatched_at.is_(None))
+                .order_by(Job.created_at, Job.id)
+                .limit(slots)
+            ).all()
+        for job_id, workspace_id in candidates:
+            with self.database.session() as session:
+                won = session.execute(
+                    update(Job).where(Job.id == job_id, Job.dispatched_at.is_(None)).values(dispatched_at=utcnow())
+                ).rowcount
+            if won:
+                send_task(VECTORIZE_TASK, workspace_id=workspace_id)
+                sent += 1
+        return sent
+
+    def redispatch_lost(self) -> dict[str, int]:
+        """Re-queue running jobs whose heartbeat stopped and re-send queued jobs nobody picked up.
+
+        ``heartbeat_at`` is left alone: it is the last *progress*, which the stuck-job reaper judges.
+        """
+        stale = self.stale_before
+        now = utcnow()
+        with self.database.session() as session:
+            silent = session.execute(
+                select(Job.id, Job.workspace_id, Job.heartbeat_at).where(
+                    Job.status == JobStatus.RUNNING, or_(Job.heartbeat_at < stale, Job.heartbeat_at.is_(None))
+                )
+            ).all()
+            requeued = 0
+            for job_id, workspace_id, heartbeat in silent:
+                requeued += session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status == JobStatus.RUNNING,
+                        or_(Job.heartbeat_at < stale, Job.heartbeat_at.is_(None)),
+                    )
+                    .values(
+                        status=JobStatus.QUEUED,
+                        task_id=None,
+                        dispatched_at=None,
+                        error=f"re-queued at {now.isoformat()}: no heartbeat since {heartbeat}",
+                    )
+                ).rowcount
+                logger.bind(workspace=workspace_id, job=job_id).warning(
+                    "vectorization job {} of workspace {} silent since {}: re-queued, resumes from the ledger",
+                    job_id,
+                    workspace_id,
+                    heartbeat,
+                )
+            resent = session.execute(
+                update(Job).where(Job.status == JobStatus.QUEUED, Job.dispatched_at < stale).values(dispatched_at=None)
+            ).rowcount
+        dispatched = self.dispatch_queued()
+        return {"requeued": requeued, "resent": resent, "dispatched": dispatched}
+
+    # ------------------------------------------------------------------ a task's side
+    def claim(self, workspace_id: str, task_id: str) -> Claim:
+        """Make this task the runner of the workspace's active job (created if there is none).
+
+        Refused when another task runs it with a fresh heartbeat (duplicate dispatch) or when
+        ``PI_MAX_CONCURRENT_VECTORIZATIONS`` jobs are running (the job stays queued for later).
+        """
+        job = self.active(workspace_id)
+        if job is None:
+            with self.database.session() as session:
+                job = Job(workspace_id=workspace_id, status=JobStatus.QUEUED, created_at=utcnow(), dispatched_at=utcnow())
+                session.add(job)
+        stale, now = self.stale_before, utcnow()
+        takeover = or_(
+            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.heartbeat_at < stale, Job.heartbeat_at.is_(None)
+        )
+        if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.heartbeat_at) or now) >= stale:
+            return Claim(job.id, False, f"job {job.id} is already running (task {job.task_id})")
+        if job.status == JobStatus.QUEUED and not self.free_slots():
+            with self.database.session() as session:
+                session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED).values(dispatched_at=None))
+            return Claim(job.id, False, f"deferred: {self.settings.PI_MAX_CONCURRENT_VECTORIZATIONS} vectorizations running")
+        with self.database.session() as session:
+            won = session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status.in_(JobStatus.ACTIVE), takeover)
+                .values(
+                    status=JobStatus.RUNNING,
+                    task_id=task_id,
+                    heartbeat_at=now,
+                    attempts=Job.attempts + 1,
+                    started_at=func.coalesce(Job.started_at, now),
+                    error=None,
+                )
+            ).rowcount
+        return Claim(job.id, bool(won), "" if won else f"job {job.id} was claimed by another task")
+
+    def heartbeat(self, job_id: int, task_id: str, done: int, total: int | None) -> None:
+        with self.database.session() as session:
+            changed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.task_id == task_id, Job.status == JobStatus.RUNNING)
+                .values(progress_done=done, progress_total=total, heartbeat_at=utcnow())
+            ).rowcount
+        if not changed:
+            raise JobLost(f"job {job_id} is no longer run by task {task_id}")
+
+    def finish(self, job_id: int, task_id: str, status: str, error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": utcnow()}
+        if status == JobStatus.QUEUED:  # transient failure: the redispatch pass sends it again later
+            values.update(task_id=None, dispatched_at=utcnow())
+        else:
+            values.update(finished_at=utcnow(), live_sync_enabled=status == JobStatus.SUCCESS)
+        with self.database.session() as session:
+            session.execute(update(Job).where(Job.id == job_id, Job.task_id == task_id).values(**values))
+        self.dispatch_queued()
+
+    def disable_live_sync(self, workspace_id: str) -> None:
+        with self.database.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.workspace_id == workspace_id, Job.live_sync_enabled.is_(True))
+                .values(live_sync_enabled=False)
+            )
+
+    def live_synced(self, workspace_id: str) -> None:
+        with self.database.session() as session:
+            latest = select(func.max(Job.id)).where(Job.workspace_id == workspace_id).scalar_subquery()
+            session.execute(update(Job).where(Job.id == latest).values(last_live_sync_at=utcnow()))
+
+    def live_sync_workspaces(self) -> list[str]:
+        """Workspaces whose latest job succeeded with live sync enabled."""
+        latest = select(Job.workspace_id, func.max(Job.id).label("id")).group_by(Job.workspace_id).subquery()
+        with self.database.session() as session:
+            return list(
+                session.scalars(
+                    select(Job.workspace_id)
+                    .join(latest, latest.c.id == Job.id)
+                    .where(Job.status == JobStatus.SUCCESS, Job.live_sync_enabled.is_(True))
+                    .order_by(Job.workspace_id)
+                )
+            )
+
+    # ------------------------------------------------------------------ live-sync leases (one sync per workspace)
+    def acquire_lease(self, workspace_id: str, holder: str) -> bool:
+        now = utcnow()
+        values = {"cursor": {"holder": holder}, "updated_at": now}
+        where = (SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id, SyncState.updated_at < self.stale_before)
+        with self.database.session() as session:
+            if session.execute(update(SyncState).where(*where).values(**values)).rowcount:
+                return True
+        try:
+            with self.database.session() as session:
+                session.execute(insert(SyncState).values(source=LEASE_SOURCE, scope=workspace_id, **values))
+        except IntegrityError:
+            return False
+        return True
+
+    def lease_held(self, workspace_id: str) -> bool:
+        with self.database.session() as session:
+            held = session.scalar(
+                select(func.count())
+                .select_from(SyncState)
+                .where(
+                    SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id, SyncState.updated_at >= self.stale_before
+                )
+            )
+        return bool(held)
+
+    def renew_lease(self, workspace_id: str) -> None:
+        with self.database.session() as session:
+            session.execute(
+                update(SyncState)
+                .where(SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id)
+                .values(updated_at=utcnow())
+            )
+
+    def release_lease(self, workspace_id: str) -> None:
+        with self.database.session() as session:
+            session.execute(
+                update(SyncState)
+                .where(SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id)
+                .values(updated_at=_RELEASED)
+            )

@@ -1,0 +1,152 @@
+"""What the Plane sources (``pi_issues``, ``pi_pages``) share: keyset paging, watermark scans, the cursor.
+
+Every query is SQLAlchemy Core that PostgreSQL and SQLite both accept, runs in its own short
+connection (no transaction held open while documents are embedded) and reads at most one page of
+rows, so a workspace is never loaded into memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from loguru import logger
+from sqlalchemy import ColumnElement, Engine, Row, Select, and_, func, or_, select, type_coerce
+
+from pi_framework.contributions import Changes
+from pi_framework.pipeline.documents import Document
+from pi_framework.plane.db import plane_engine
+from pi_framework.plane.schema import UTCDateTime
+from pi_framework.plane.watermark import Watermark
+from pi_framework.settings import Settings
+
+Marks = dict[str, Watermark]
+Observed = dict[str, dict[str, datetime]]
+
+
+def _after(columns: Sequence[ColumnElement], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``(c1, c2, ...) > (v1, v2, ...)`` written without row values (portable)."""
+    head = columns[0] > values[0]
+    if len(columns) == 1:
+        return head
+    return or_(head, and_(columns[0] == values[0], _after(columns[1:], values[1:])))
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class PlaneSource:
+    """Base of a workspace-scoped source read from Plane's database.
+
+    Subclasses name the tables they watch (``tracked``) and implement the three queries. The cursor
+    is one :class:`Watermark` per tracked table.
+    """
+
+    scope: Literal["workspace"] = "workspace"
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    tracked: ClassVar[tuple[str, ...]]
+    page_size: ClassVar[int] = 200
+    id_page_size: ClassVar[int] = 5000
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.overlap = timedelta(seconds=settings.PI_SYNC_OVERLAP_SECONDS)
+
+    @property
+    def engine(self) -> Engine:
+        return plane_engine(self.settings)
+
+    def document_id(self, row_id: str) -> str:
+        return f"{self.name}:{row_id}"
+
+    # ------------------------------------------------------------------ querying
+    def db_now(self) -> datetime:
+        """The Plane database's clock (watermarks never use a worker's clock)."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(type_coerce(func.now(), UTCDateTime()))).scalar_one()
+
+    def paged(
+        self, stmt: Select, order: Sequence[ColumnElement], keys: Sequence[str], page_size: int | None = None
+    ) -> Iterator[Row]:
+        """Rows of *stmt* in keyset pages ordered by *order* (whose values are the row's *keys*; last unique)."""
+        size = page_size or self.page_size
+        last: list[Any] | None = None
+        while True:
+            page = stmt.order_by(*order).limit(size)
+            if last is not None:
+                page = page.where(_after(order, last))
+            with self.engine.connect() as connection:
+                rows = connection.execute(page).all()
+            yield from rows
+            if len(rows) < size:
+                return
+            last = [getattr(rows[-1], key) for key in keys]
+
+    def scan_changed(self, stmt: Select, table: Any, mark: Watermark, observed: dict[str, datetime]) -> Iterator[Row]:
+        """Rows of *stmt* (selecting *table*'s ``id`` and ``updated_at``) changed since *mark*.
+
+        Everything read inside the window lands in *observed*, which the next cursor remembers.
+        """
+        lower = mark.lower_bound(self.overlap)
+        if lower is not None:
+            stmt = stmt.where(table.c.updated_at > lower)
+        for row in self.paged(stmt, [table.c.updated_at, table.c.id], ["updated_at", "id"]):
+            observed[row.id] = row.updated_at
+            if mark.is_new(row.id, row.updated_at):
+                yield row
+
+    def build(self, row: Row, make: Callable[[Row], Document | None]) -> Document | None:
+        """``make(row)``, or ``None`` with a logged reason when the row cannot become a document."""
+        try:
+            return make(row)
+        except Exception as exc:  # noqa: BLE001 - one bad row must not fail the batch
+            logger.warning("{}: skipped {}: {}: {}", self.name, self.document_id(row.id), type(exc).__name__, exc)
+            return None
+
+    # ------------------------------------------------------------------ the Source protocol
+    def changes(self, workspace_id: str, cursor: dict[str, Any] | None) -> Changes:
+        start = self.db_now()
+        if cursor is None:
+            fresh = {table: Watermark(start).dump() for table in self.tracked}
+            return Changes(iter(self.iter_documents(workspace_id)), cursor=lambda: fresh)
+        marks = {table: Watermark.load(cursor.get(table)) for table in self.tracked}
+        observed: Observed = {table: {} for table in self.tracked}
+
+        def next_cursor() -> dict[str, Any]:
+            return {table: marks[table].advanced(start, observed[table], self.overlap).dump() for table in self.tracked}
+
+        return Changes(self.changed_documents(workspace_id, marks, observed), cursor=next_cursor)
+
+    def iter_documents(self, workspace_id: str) -> Iterable[Document]:
+        raise NotImplementedError
+
+    def changed_documents(self, workspace_id: str, marks: Marks, observed: Observed) -> Iterator[Document]:
+        """Upserts and deletions (``deleted=True``) of every document touched by a change since *marks*."""
+        raise NotImplementedError
+
+    def visible_versions(self, workspace_id: str) -> Iterable[tuple[str, datetime]]:
+        """``(document id, updated_at)`` of every visible document, streamed (reconcile and staleness)."""
+        raise NotImplementedError
+
+    def visible_ids(self, workspace_id: str) -> Iterable[str]:
+        return (document_id for document_id, _ in self.visible_versions(workspace_id))
+
+    def removed(self, row_id: str, workspace_id: str, updated_at: datetime | None = None) -> Document:
+        return Document(
+            id=self.document_id(row_id),
+            source=self.name,
+            kind=self.kind,
+            workspace_id=workspace_id,
+            updated_at=updated_at,
+            deleted=True,
+        )
