@@ -28,6 +28,10 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: a beat tick nobody consumed is dropped after one interval, but never sooner than this (polling brokers are slow)
+MIN_TICK_EXPIRES = 60.0
+
+
 def _beat_schedule(registry: Registry) -> dict[str, dict[str, Any]]:
     schedule: dict[str, dict[str, Any]] = {}
     for job in registry.enabled_periodic_jobs():
@@ -41,7 +45,7 @@ def _beat_schedule(registry: Registry) -> dict[str, dict[str, Any]]:
             "schedule": job.every,
             "args": tuple(job.args),
             "kwargs": dict(job.kwargs),
-            "options": {"expires": job.expires or job.every},
+            "options": {"expires": job.expires or max(job.every, MIN_TICK_EXPIRES)},
         }
     return schedule
 
@@ -71,7 +75,6 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     if settings.broker_is_embedded:
         logger.info("CELERY_BROKER_URL is unset: using the embedded SQLite broker at {}", settings.broker_url)
-        app.conf.broker_transport_options = {"polling_interval": 0.2}
     for spec in registry.tasks.values():
         app.task(name=spec.name, **{**TASK_DEFAULTS, **spec.options})(spec.func)
     return app

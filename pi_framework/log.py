@@ -21,7 +21,9 @@ class _InterceptHandler(logging.Handler):
         frame, depth = logging.currentframe(), 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame, depth = frame.f_back, depth + 1
-        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+        logger.patch(lambda entry: entry.update(name=record.name)).opt(depth=depth, exception=record.exc_info).log(
+            level, record.getMessage()
+        )
 
 
 def configure_logging(settings: Settings) -> None:
