@@ -115,11 +115,18 @@ def _task_start(task_id: str, task: Any, args: Any = None, kwargs: Any = None, *
 
 
 @signals.task_postrun.connect
-def _task_finish(task_id: str, task: Any, args: Any = None, kwargs: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
+def _task_finish(
+    task_id: str, task: Any, args: Any = None, kwargs: Any = None, retval: Any = None, state: str | None = None, **_: Any
+) -> None:
     duration = time.monotonic() - _started.pop(task_id, time.monotonic())
     counts = retval if isinstance(retval, dict) else {}
     logger.bind(task=task.name, workspace=_workspace_of(args, kwargs), duration=round(duration, 3), state=state, **counts).info(
-        "task finish {} workspace={} state={} duration={:.3f}s counts={}", task.name, _workspace_of(args, kwargs), state, duration, counts
+        "task finish {} workspace={} state={} duration={:.3f}s counts={}",
+        task.name,
+        _workspace_of(args, kwargs),
+        state,
+        duration,
+        counts,
     )
 
 

@@ -26,8 +26,14 @@ def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
     """Run a worker (with embedded beat by default): the whole service on one machine."""
     from pi_framework.celery_app import celery_app
 
-    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", f"--pool={pool}",
-            "-Q", get_settings().CELERY_DEFAULT_QUEUE]
+    argv = [
+        "worker",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        f"--pool={pool}",
+        "-Q",
+        get_settings().CELERY_DEFAULT_QUEUE,
+    ]
     if beat:
         argv.append("-B")
     celery_app.worker_main(argv)

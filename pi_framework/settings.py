@@ -86,8 +86,12 @@ class Settings(BaseSettings):
     PI_EMBEDDING_THREADS: PositiveInt | None = None
     PI_CHUNK_TOKENS: PositiveInt = 256
     PI_CHUNK_OVERLAP: int = Field(default=32, ge=0)
-    PI_MAX_CHUNKS_PER_DOCUMENT: PositiveInt = Field(default=200, description="Chunks kept of a huge document; the rest is dropped with a warning.")
-    PI_SINKS: list[str] = Field(default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded.")
+    PI_MAX_CHUNKS_PER_DOCUMENT: PositiveInt = Field(
+        default=200, description="Chunks kept of a huge document; the rest is dropped with a warning."
+    )
+    PI_SINKS: list[str] = Field(
+        default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded."
+    )
     OPENSEARCH_URL: str | None = None
     OPENSEARCH_INDEX_PREFIX: str = "pi"
 
@@ -97,8 +101,12 @@ class Settings(BaseSettings):
     PI_VECTORIZED_PLANS: list[str] = Field(default_factory=lambda: ["PRO", "BUSINESS"])
     PI_STUCK_JOB_TIMEOUT_MINUTES: PositiveInt = 5760
     PI_HEARTBEAT_TIMEOUT_SECONDS: PositiveInt = Field(default=600, description="A running job silent this long is re-queued.")
-    PI_SYNC_OVERLAP_SECONDS: int = Field(default=120, ge=0, description="Change scans re-read this much before the watermark (late commits, clock skew).")
-    PI_RECONCILE_INTERVAL: PositiveInt = Field(default=3600, description="Seconds between id reconciles of a live-synced workspace (hard deletes).")
+    PI_SYNC_OVERLAP_SECONDS: int = Field(
+        default=120, ge=0, description="Change scans re-read this much before the watermark (late commits, clock skew)."
+    )
+    PI_RECONCILE_INTERVAL: PositiveInt = Field(
+        default=3600, description="Seconds between id reconciles of a live-synced workspace (hard deletes)."
+    )
 
     # --- docs
     PI_DOCS_REPOS: list[str] = Field(default_factory=list)

@@ -18,8 +18,19 @@ def test_plugins_site(tmp_path_factory) -> Path:
     """pip-install every test plugin into a private folder (real dist-info with entry points)."""
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), *sorted(str(path) for path in PLUGINS.iterdir() if path.is_dir())],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            *sorted(str(path) for path in PLUGINS.iterdir() if path.is_dir()),
+        ],
         check=True,
     )
     return site

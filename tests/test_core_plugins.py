@@ -87,10 +87,14 @@ def test_two_plugins_claiming_one_name_is_an_error_not_an_overwrite(with_test_pl
 
 def test_pi_plugins_cli_lists_contributions_and_failures(with_test_plugins):
     with_test_plugins()
-    out = subprocess.run([sys.executable, "-m", "pi_framework.manage", "plugins"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pi_framework.manage", "plugins"], capture_output=True, text=True, check=True
+    ).stdout
     assert "pi_test_alpha  (pi-test-alpha 1.2.3)" in out
     assert "task: pi.celery_app.test_alpha_die_once, pi.celery_app.test_alpha_marker" in out
     assert "disabled periodic jobs: test-beta-off" in out
     assert "FAILED pi_test_broken: import of pi_test_broken raised RuntimeError" in out
-    hello = subprocess.run([sys.executable, "-m", "pi_framework.manage", "beta-hello"], capture_output=True, text=True, check=True)
+    hello = subprocess.run(
+        [sys.executable, "-m", "pi_framework.manage", "beta-hello"], capture_output=True, text=True, check=True
+    )
     assert hello.stdout.strip() == "hello from beta", "plugins add CLI commands"

@@ -63,7 +63,10 @@ def test_worker_with_beat_runs_plugin_tasks_and_beat_entries(worker_env, rabbitm
 
         registered = subprocess.run(
             [sys.executable, "-m", "celery", "-A", "pi_framework.celery_app", "inspect", "registered", "--json", "--timeout=10"],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         names = {name for tasks in json.loads(registered.stdout.strip().splitlines()[-1]).values() for name in tasks}
         assert {"pi.celery_app.test_alpha_marker", "pi.celery_app.test_beta_marker"} <= names
@@ -79,8 +82,11 @@ def test_disabled_plugin_is_absent_from_worker_and_beat(worker_env, rabbitmq_url
     try:
         wait_for(lambda: _lines(markers / "alpha-beat") >= 3, 60, message="alpha beat entry fired")
         _send(env, "pi.celery_app.test_beta_marker", "sent")
-        wait_for(lambda: "Received unregistered task of type 'pi.celery_app.test_beta_marker'" in worker.log(), 60,
-                 message="worker rejects the disabled plugin's task")
+        wait_for(
+            lambda: "Received unregistered task of type 'pi.celery_app.test_beta_marker'" in worker.log(),
+            60,
+            message="worker rejects the disabled plugin's task",
+        )
     finally:
         worker.stop()
     assert not (markers / "beta-beat").exists() and not (markers / "beta-sent").exists()
@@ -92,11 +98,17 @@ def test_task_of_a_killed_worker_process_is_redelivered_and_completes(worker_env
     worker = _start(env, tmp_path)
     try:
         _send(env, "pi.celery_app.test_alpha_die_once", "job")
-        pid = int(wait_for(lambda: (markers / "job.started").exists() and (markers / "job.started").read_text(), 60,
-                           message="task started"))
+        pid = int(
+            wait_for(
+                lambda: (markers / "job.started").exists() and (markers / "job.started").read_text(), 60, message="task started"
+            )
+        )
         os.kill(pid, signal.SIGKILL)
-        done = wait_for(lambda: (markers / "job.done").exists() and (markers / "job.done").read_text(), 90,
-                        message="task redelivered and completed")
+        done = wait_for(
+            lambda: (markers / "job.done").exists() and (markers / "job.done").read_text(),
+            90,
+            message="task redelivered and completed",
+        )
         assert int(done) != pid
     finally:
         worker.stop()

@@ -54,15 +54,23 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     )
 
 
+#: advisory lock key of schema upgrades (any constant; "pi-schema" as an int64)
+_SCHEMA_LOCK_KEY = 0x70692D736368656D
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Create missing tables, then add columns that a newer version of a model declares.
 
     Additive upgrades only (new tables, new nullable columns): enough for a schema that only grows,
-    and it needs no migration files or manual SQL.
+    and it needs no migration files or manual SQL. On PostgreSQL the whole upgrade runs in one
+    transaction under an advisory lock: worker processes starting together on a fresh database would
+    otherwise race on ``CREATE TABLE`` (``pg_type_typname_nsp_index`` unique violations).
     """
-    Base.metadata.create_all(engine)
-    inspector = inspect(engine)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(connection)
+        inspector = inspect(connection)
         for table in Base.metadata.sorted_tables:
             present = {column["name"] for column in inspector.get_columns(table.name)}
             for column in table.columns:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pi_framework import hookimpl, runtime
@@ -48,7 +48,7 @@ def embedder() -> dict[str, Any]:
 
 def beat() -> dict[str, Any]:
     registry = runtime.get_registry()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     entries = {
         job.name: {
             "task": job.task,

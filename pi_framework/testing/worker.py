@@ -28,22 +28,42 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, interval: float 
             if value:
                 return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {message}" + (f" (last error: {last_error})" if last_error else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {message}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 class WorkerProcess:
     """``celery -A pi_framework.celery_app worker`` in a subprocess, its log captured to a file."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, *, beat: bool = False, concurrency: int = 1, pool: str = "prefork") -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, *, beat: bool = False, concurrency: int = 1, pool: str = "prefork"
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         queue = env.get("CELERY_DEFAULT_QUEUE", "plane_pi_queue")
-        argv = [sys.executable, "-m", "celery", "-A", "pi_framework.celery_app", "worker", "--loglevel=INFO",
-                f"--concurrency={concurrency}", f"--pool={pool}", "-Q", queue, "--without-gossip", "--without-mingle",
-                "-n", f"pi-test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "pi_framework.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            "-Q",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"pi-test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ]
         if beat:
             argv.append("-B")
-        self.process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._lock = threading.Lock()
 
     def log(self) -> str:
