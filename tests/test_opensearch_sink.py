@@ -11,10 +11,15 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from click.testing import CliRunner
 from opensearchpy import OpenSearch
 
 from pi_framework import runtime
-from pi_framework.pipeline.documents import Chunk
+from pi_framework.cli import build_cli
+from pi_framework.db import get_database
+from pi_framework.pipeline.documents import Chunk, Document
+from pi_framework.pipeline.indexer import Indexer
+from pi_framework.search import search
 from pi_framework.sinks.base import SearchQuery, SinkError
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
@@ -419,6 +424,52 @@ def test_knn_query_is_rejected_by_osmem_as_a_sink_error(sink):
 
     with pytest.raises(SinkError, match="vector search failed"):
         sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))
+
+
+def test_pipeline_and_pi_search_end_to_end(pi_env, osmem_url):
+    """Real model, real indexer and ledger, this sink chosen by OPENSEARCH_URL, then ``pi search`` (BM25 on osmem)."""
+    pi_env(OPENSEARCH_URL=osmem_url.replace("//", "//admin:s3cret-pw@"), OPENSEARCH_INDEX_PREFIX="e2e")
+    get_database().ensure_schema()
+    issue = {"source": "issues", "kind": "issues", "workspace_id": "ws-a"}
+    documents = [
+        Document(
+            id="issues:1",
+            title="Login page crashes on Safari",
+            body="<p>Opening the login page crashes.</p>",
+            body_format="html",
+            key="ENG-1",
+            **issue,
+        ),
+        Document(id="issues:2", title="Export to CSV", body="Add a CSV export of the issue list.", key="ENG-2", **issue),
+        Document(
+            id="issues:3", title="Login crash", body="login crash login crash", key="OPS-1", **{**issue, "workspace_id": "ws-b"}
+        ),
+        Document(
+            id="docs:plane/docs:auth.md",
+            source="docs",
+            kind="docs",
+            workspace_id=None,
+            title="Authentication",
+            body="Configure login with SAML.",
+        ),
+    ]
+    indexer = Indexer()
+
+    stats = indexer.index(documents)
+
+    assert stats.failed == {} and stats.documents_indexed == 4
+    (sink,) = indexer.sinks
+    assert (sink.count("ws-a"), sink.count("ws-b"), sink.count(kind="docs")) == (2, 1, 1)
+    result = CliRunner().invoke(build_cli(), ["search", "login crash", "--workspace", "ws-a"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line[:3].strip().rstrip(".").isdigit()]
+    assert "ENG-1 · Login page crashes on Safari" in lines[0] and "[docs] Authentication" in lines[1] and len(lines) == 2
+    assert "s3cret-pw" not in result.output
+
+    assert indexer.index(documents).chunks_embedded == 0
+    indexer.delete_documents(["issues:1"])
+    assert sink.count("ws-a") == 1
+    assert [hit.document_id for hit in search("login crash", "ws-a", mode="text")] == ["docs:plane/docs:auth.md"]
 
 
 class TestOpenSearchContract(SinkContract):
