@@ -1,0 +1,94 @@
+"""``pi chats-backfill FILE.jsonl``: index an export of existing conversations in this process.
+
+Each line is one JSON object with the arguments of ``index_chat_message``. Lines are read as a
+stream and indexed in batches (one embedding batch per batch of messages), so memory stays flat
+whatever the size of the file. A bad line is logged with its line number and the field at fault
+and counted; the rest of the file goes through.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from loguru import logger
+from pydantic import ValidationError
+
+from pi_chats.indexing import ChatIndex, ChatStats
+from pi_chats.payloads import ChatMessage, describe
+
+
+@dataclass
+class Line:
+    """One line of the file: its size in bytes (for the progress bar) and its message, if it holds a valid one."""
+
+    size: int
+    message: ChatMessage | None = None
+    rejected: bool = False
+
+
+def read_messages(path: Path) -> Iterator[Line]:
+    """Yield every line of *path*, parsed; blank lines are skipped silently, bad ones logged and marked rejected."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                yield Line(len(raw))
+                continue
+            message = _parse(number, raw)
+            yield Line(len(raw), message, rejected=message is None)
+
+
+def _parse(number: int, raw: bytes) -> ChatMessage | None:
+    try:
+        return ChatMessage.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        logger.error("chats-backfill line {} rejected: not JSON ({})", number, exc.msg)
+    except ValidationError as exc:
+        logger.error("chats-backfill line {} rejected: {}", number, describe(exc))
+    return None
+
+
+def backfill(path: Path, batch_size: int, index: ChatIndex | None = None) -> ChatStats:
+    """Index every message of *path*; return the totals."""
+    index = index or ChatIndex()
+    totals = ChatStats()
+    batch: list[ChatMessage] = []
+    with click.progressbar(length=path.stat().st_size, label=f"indexing {path.name}", show_pos=False, show_percent=True) as bar:
+        for line in read_messages(path):
+            bar.update(line.size)
+            totals.rejected += line.rejected
+            if line.message is None:
+                continue
+            batch.append(line.message)
+            if len(batch) >= batch_size:
+                totals.add(index.index_messages(batch))
+                batch.clear()
+        if batch:
+            totals.add(index.index_messages(batch))
+    return totals
+
+
+@click.command("chats-backfill")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 10_000), help="Messages per indexing batch.")
+def chats_backfill(file: Path, batch_size: int) -> None:
+    """Index FILE.jsonl, an export of chats: one object per line with the fields of index_chat_message.
+
+    Exits 1 when a line was rejected or a message could not be indexed (the rest is indexed all the same).
+    """
+    started = time.monotonic()
+    totals = backfill(file, batch_size)
+    seconds = time.monotonic() - started
+    click.echo(
+        f"{totals.messages} messages read in {seconds:.1f}s ({totals.messages / max(seconds, 1e-9):.0f}/s): "
+        f"{totals.indexed} documents indexed ({totals.titles} chat titles), {totals.unchanged} unchanged, "
+        f"{totals.rejected} rejected, {totals.dropped_deleted} of deleted chats dropped, {len(totals.failed)} failed"
+    )
+    for doc_id, reason in list(totals.failed.items())[:10]:
+        click.echo(f"  failed {doc_id}: {reason}", err=True)
+    if totals.rejected or totals.failed:
+        raise SystemExit(1)

@@ -1,0 +1,167 @@
+"""Turn chat messages into documents, index them, and delete chats.
+
+One code path serves the ``index_chat_message`` task (a batch of one) and ``pi chats-backfill``
+(batches of hundreds, so embeddings are computed in batches too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import select
+
+from pi_chats import store
+from pi_chats.payloads import ChatMessage, chat_document_id, message_document_id
+from pi_framework.db import Database, get_database
+from pi_framework.db.models import IndexedDocument
+from pi_framework.pipeline.documents import Document
+from pi_framework.pipeline.indexer import Indexer
+from pi_framework.settings import Settings, get_settings
+
+SOURCE = "chats"
+KIND = "chats"
+#: how often a title is re-checked after indexing when another worker changed it meanwhile
+TITLE_RECHECKS = 3
+
+
+@dataclass
+class ChatStats:
+    """What one call did: messages received and refused, documents (messages and titles) written or unchanged."""
+
+    messages: int = 0
+    rejected: int = 0
+    dropped_deleted: int = 0
+    titles: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    chunks_embedded: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: ChatStats) -> None:
+        for name, value in asdict(other).items():
+            if name == "failed":
+                self.failed.update(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "failed": len(self.failed)}
+
+
+class ChatIndex:
+    """Index and delete chats through the framework's pipeline; remember titles and tombstones in the PI database."""
+
+    def __init__(
+        self, indexer: Indexer | None = None, database: Database | None = None, settings: Settings | None = None
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.database = database or get_database(self.settings)
+        self.indexer = indexer or Indexer(database=self.database, settings=self.settings)
+
+    # ------------------------------------------------------------------ documents
+    def _document(self, doc_id: str, chat: store.ChatView, body: str, updated_at: datetime | None, **metadata: Any) -> Document:
+        """A private document of *chat*, titled with the chat's title (so every message hit names its chat)."""
+        return Document(
+            id=doc_id,
+            source=SOURCE,
+            kind=KIND,
+            workspace_id=chat.workspace_id,
+            title=chat.title,
+            body=body,
+            updated_at=updated_at,
+            owner_id=chat.user_id,
+            embed=self.settings.PI_CHATS_SEMANTIC,
+            metadata={"chat_id": chat.chat_id, "title": chat.title, **metadata},
+        )
+
+    def message_document(self, message: ChatMessage, chat: store.ChatView) -> Document:
+        return self._document(
+            message.document_id,
+            chat,
+            message.text,
+            message.created_at,
+            message_id=message.message_id,
+            role=message.role,
+            created_at=message.created_at.isoformat(),
+        )
+
+    def title_document(self, chat: store.ChatView) -> Document:
+        """The chat itself, found by its title (its body is empty: the chunk is the title)."""
+        return self._document(chat_document_id(chat.chat_id), chat, "", None)
+
+    # ------------------------------------------------------------------ indexing
+    def index_messages(self, messages: Sequence[ChatMessage]) -> ChatStats:
+        """Index *messages* (any chats, any order, duplicates allowed) and the titles they change."""
+        unique = list({(m.workspace_id, m.document_id): m for m in reversed(messages)}.values())[::-1]
+        stats = ChatStats(messages=len(messages), unchanged=len(messages) - len(unique))
+        with self.database.session() as session:
+            admission = store.admit(session, unique)
+        for doc_id, reason in admission.rejected.items():
+            logger.error("index_chat_message rejected {}: {}", doc_id, reason)
+        if admission.dropped:
+            logger.info(
+                "chats: {} message(s) of deleted chats dropped: {}", len(admission.dropped), ", ".join(admission.dropped[:5])
+            )
+        stats.rejected, stats.dropped_deleted = len(admission.rejected), len(admission.dropped)
+        documents = [self.message_document(message, chat) for message, chat in admission.accepted]
+        documents += [self.title_document(chat) for chat in admission.retitled.values()]
+        if not documents:
+            return stats
+        result = self.indexer.index(documents)
+        stats.titles = len(admission.retitled)
+        stats.indexed, stats.chunks_embedded = result.documents_indexed, result.chunks_embedded
+        stats.unchanged += result.documents_unchanged
+        stats.failed.update(result.failed)
+        self._settle({m.document_id: chat.key for m, chat in admission.accepted}, admission.retitled)
+        return stats
+
+    def _settle(self, written: dict[str, store.ChatKey], retitled: dict[store.ChatKey, store.ChatView]) -> None:
+        """Repair what a concurrent worker changed while this one was writing to the sinks.
+
+        A chat deleted meanwhile loses the messages written here (its ``delete_chat`` could not see
+        them yet); a title changed meanwhile is written again, so the last title in the index is
+        the one in the database whatever order the workers finished in.
+        """
+        keys = sorted(set(written.values()) | set(retitled))
+        for _ in range(TITLE_RECHECKS):
+            with self.database.session() as session:
+                current = store.read(session, keys)
+            deleted = {key for key, chat in current.items() if chat.deleted}
+            orphans = [doc_id for doc_id, key in written.items() if key in deleted]
+            orphans += [chat_document_id(chat_id) for _, chat_id in deleted & set(retitled)]
+            if orphans:
+                self.indexer.delete_documents(orphans)
+            stale = [
+                chat
+                for key, chat in current.items()
+                if key in retitled and not chat.deleted and chat.title != retitled[key].title
+            ]
+            if not stale:
+                return
+            self.indexer.index([self.title_document(chat) for chat in stale])
+            retitled = {chat.key: chat for chat in stale}
+            written, keys = {}, [chat.key for chat in stale]
+
+    # ------------------------------------------------------------------ deletion
+    def delete_chat(self, workspace_id: str, chat_id: str) -> int:
+        """Remove a chat's title and messages from every sink; later deliveries of its messages are dropped."""
+        with self.database.session() as session:
+            store.tombstone(session, workspace_id, chat_id)
+            ids = list(self._indexed_ids(session, workspace_id, chat_id))
+        return self.indexer.delete_documents(ids) if ids else 0
+
+    @staticmethod
+    def _indexed_ids(session: Any, workspace_id: str, chat_id: str) -> Iterable[str]:
+        """The ledger's documents of one chat (its title and every message), in *workspace_id* only."""
+        title_id = chat_document_id(chat_id)
+        prefix = message_document_id(chat_id, "")
+        query = select(IndexedDocument.document_id).where(
+            IndexedDocument.workspace_id == workspace_id,
+            IndexedDocument.source == SOURCE,
+            (IndexedDocument.document_id == title_id) | IndexedDocument.document_id.startswith(prefix, autoescape=True),
+        )
+        return session.scalars(query)

@@ -1,0 +1,61 @@
+"""Fixtures of the pi_chats tests: message payloads and search shortcuts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pi_framework.search import search
+
+START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+class Chats:
+    """Search the chats of a workspace the way the assistant would, as one user."""
+
+    def hits(self, query: str, *, user_id: str | None = "alice", workspace_id: str = "ws-a", mode: str = "text") -> list:
+        return search(query, workspace_id, kinds=["chats"], user_id=user_id, limit=50, mode=mode)
+
+    def ids(self, query: str, **kwargs: Any) -> set[str]:
+        return {hit.document_id for hit in self.hits(query, **kwargs)}
+
+    def titles(self, query: str, **kwargs: Any) -> dict[str, str]:
+        """Chat title documents (``chats:<chat_id>``) matching *query*: chat id -> title."""
+        return {hit.metadata["chat_id"]: hit.title for hit in self.hits(query, **kwargs) if hit.document_id.count(":") == 1}
+
+
+@pytest.fixture
+def found() -> Chats:
+    return Chats()
+
+
+@pytest.fixture
+def message():
+    """``message(chat_id, text, minute=0, role="user", user_id="alice", workspace_id="ws-a", **extra)``: a valid payload."""
+    ids = itertools.count(1)
+
+    def make(
+        chat_id: str,
+        text: str,
+        *,
+        minute: int = 0,
+        role: str = "user",
+        user_id: str = "alice",
+        workspace_id: str = "ws-a",
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "workspace_id": workspace_id,
+            "chat_id": chat_id,
+            "message_id": f"m{next(ids)}",
+            "user_id": user_id,
+            "role": role,
+            "text": text,
+            "created_at": (START + timedelta(minutes=minute)).isoformat(),
+            **extra,
+        }
+
+    return make

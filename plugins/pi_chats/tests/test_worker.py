@@ -1,0 +1,115 @@
+"""Through a real worker and RabbitMQ: a chat service calls the tasks with ``send_task``.
+
+Each test runs a worker subprocess on its own queue, a fresh PostgreSQL PI database and a private
+``PI_DATA_DIR``; the test process searches the same sinks the worker writes to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from celery import Celery
+
+from pi_framework.testing.worker import WorkerProcess, wait_for
+
+INDEX = "pi.celery_app.index_chat_message"
+DELETE = "pi.celery_app.delete_chat"
+
+
+class ChatService:
+    """What a chat service does: publish tasks to the pi queue, fire and forget."""
+
+    def __init__(self, broker_url: str, queue: str) -> None:
+        self.app = Celery(broker=broker_url)
+        self.queue = queue
+        self.worker: WorkerProcess | None = None
+
+    def send(self, task: str, **kwargs) -> None:
+        self.app.send_task(task, kwargs=kwargs, queue=self.queue)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+@pytest.fixture
+def start_worker(pi_env, postgres_url, rabbitmq_url, tmp_path) -> Iterator[Callable[..., ChatService]]:
+    """``start_worker(**env)``: this process and a worker share settings; returns the chat service's client."""
+    started: list[tuple[WorkerProcess, ChatService]] = []
+
+    def start(**env: str) -> ChatService:
+        queue = f"pi_test_{uuid.uuid4().hex[:10]}"
+        settings = {
+            "PI_DATABASE_URL": postgres_url,
+            "CELERY_BROKER_URL": rabbitmq_url,
+            "CELERY_DEFAULT_QUEUE": queue,
+            "PI_EMBEDDER": "hashing",
+            **env,
+        }
+        pi_env(**settings)
+        worker = WorkerProcess(
+            {**settings, "PI_DATA_DIR": str(tmp_path / "pi-data"), "HF_HUB_OFFLINE": "1"},
+            tmp_path / f"worker-{queue}.log",
+            concurrency=2,
+        )
+        worker.wait_ready()
+        service = ChatService(rabbitmq_url, queue)
+        service.worker = worker
+        started.append((worker, service))
+        return service
+
+    yield start
+    for worker, service in started:
+        service.close()
+        worker.stop()
+
+
+@pytest.fixture(params=["embedded", "opensearch"])
+def sink_env(request) -> dict[str, str]:
+    if request.param == "embedded":
+        return {"PI_SINKS": "embedded"}
+    osmem = request.getfixturevalue("osmem_clone")
+    return {"PI_SINKS": "opensearch", "OPENSEARCH_URL": osmem.url}
+
+
+def test_chat_service_messages_become_searchable_privately(start_worker, sink_env, message, found):
+    service = start_worker(**sink_env)
+    first = message("c1", "Prepare the release checklist for 2.4", minute=0)
+    reply = message("c1", "Freeze, changelog, smoke tests, then tag", role="assistant", minute=1)
+    later = message("c1", "Who signs off the changelog?", minute=2)
+    bobs = message("c2", "My own changelog notes", user_id="bob", minute=0)
+    other_ws = message("c3", "changelog in another workspace", workspace_id="ws-b", minute=0)
+    # out of order and twice, with malformed payloads in between: the good ones all get through
+    for payload in (later, reply, dict(first, created_at="not a date"), first, later, bobs, other_ws):
+        service.send(INDEX, **payload)
+    service.send(INDEX, **{k: v for k, v in reply.items() if k != "chat_id"})
+
+    alice_ids = {f"chats:c1:{m['message_id']}" for m in (reply, later)}
+    wait_for(lambda: found.ids("changelog") == alice_ids, 90, message="alice's messages searchable")
+    hits = found.hits("checklist")
+    assert {hit.document_id for hit in hits} >= {"chats:c1", f"chats:c1:{first['message_id']}"}
+    assert {hit.metadata["title"] for hit in hits} == {"Prepare the release checklist for 2.4"}, (
+        "first user message names the chat"
+    )
+    wait_for(
+        lambda: found.ids("changelog", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}, 30, message="bob's chat"
+    )
+    wait_for(
+        lambda: found.ids("changelog", workspace_id="ws-b") == {"chats:c3", f"chats:c3:{other_ws['message_id']}"},
+        30,
+        message="ws-b",
+    )
+    assert found.ids("changelog", user_id=None) == set(), "chats are never public"
+    log = service.worker.log()
+    assert "index_chat_message rejected" in log and "created_at: Input should be a valid datetime" in log
+    assert "chat_id: Field required" in log
+
+    service.send(DELETE, workspace_id="ws-b", chat_id="c1")  # wrong workspace: nothing happens
+    service.send(DELETE, workspace_id="ws-a", chat_id="c1")
+    wait_for(lambda: found.ids("checklist changelog") == set(), 60, message="chat c1 deleted")
+    service.send(INDEX, **dict(reply, message_id="late-redelivery"))
+    service.send(INDEX, **message("c4", "fresh chat after the delete", minute=5))
+    wait_for(lambda: found.ids("fresh"), 60, message="a later message indexed")
+    assert found.ids("changelog") == set(), "a message of a deleted chat arriving late stays out"
+    assert found.ids("changelog", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}
