@@ -180,7 +180,8 @@ class OpenSearchSink:
         written, failed = self._bulk(actions)
         self._dirty.update(action["_index"] for action in actions)
         result.failed.update(failed)
-        result.written = [chunk_id for chunk_id in dict.fromkeys(chunk.id for chunk in chunks) if chunk_id in written]
+        confirmed = dict.fromkeys(chunk.id for chunk in chunks if chunk.id in written and chunk.id not in result.failed)
+        result.written = list(confirmed)
         for chunk_id, reason in result.failed.items():
             logger.warning("opensearch: chunk {} not written: {}", chunk_id, reason)
         return result
