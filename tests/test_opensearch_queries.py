@@ -113,3 +113,12 @@ def test_vector_problems_are_found_before_sending():
     assert queries.vector_problem([1.0, 2.0], 2) is None
     assert "3 dimensions" in queries.vector_problem([1.0, 2.0, 3.0], 2)
     assert "NaN" in queries.vector_problem([float("nan"), 1.0], 2)
+
+
+def test_mapping_problems_name_the_index_and_the_fix():
+    good = queries.index_body(384, "issues")["mappings"]
+
+    assert queries.mapping_problem("pi-issues", good, 384) is None
+    assert "holds 384-dimensional vectors but the embedder makes 768" in queries.mapping_problem("pi-issues", good, 768)
+    assert "OPENSEARCH_INDEX_PREFIX" in queries.mapping_problem("pi-issues", good, 768)
+    assert "no knn_vector field" in queries.mapping_problem("pi-legacy", {"properties": {"vector": {"type": "float"}}}, 384)
