@@ -78,8 +78,11 @@ class Jobs:
             return session.get(Job, job_id)
 
     # ------------------------------------------------------------------ queueing and dispatch
-    def request(self, workspace_id: str) -> int:
-        """A queued job for *workspace_id* (the active one if there is one), dispatched when a slot is free."""
+    def request(self, workspace_id: str, dispatch: bool = True) -> int:
+        """A queued job for *workspace_id* (the active one if there is one), dispatched when a slot is free.
+
+        ``dispatch=False`` only queues it: a caller queueing many jobs calls :meth:`dispatch_queued` once.
+        """
         job = self.active(workspace_id)
         if job is None:
             with self.database.session() as session:
@@ -88,7 +91,8 @@ class Jobs:
             logger.bind(workspace=workspace_id, job=job.id).info(
                 "vectorization job {} queued for workspace {}", job.id, workspace_id
             )
-        self.dispatch_queued()
+        if dispatch:
+            self.dispatch_queued()
         return job.id
 
     def free_slots(self) -> int:
