@@ -198,6 +198,7 @@ class _Vectorization:
         for source in sources:
             self.index_source(source)
         missing = self.validate(sources)
+        save_cursor(RECONCILE_SOURCE, self.workspace_id, {"at": utcnow().isoformat()})  # every id was just compared
         result: dict[str, Any] = {
             "status": JobStatus.SUCCESS if not missing else JobStatus.FAILED,
             "job_id": self.job_id,

@@ -1,0 +1,249 @@
+"""Workspace vectorization and live sync in-process, on a real PostgreSQL with Plane's schema.
+
+Search-level tests use the real fastembed model and the embedded sink; job-logic tests use the
+hashing embedder (they assert bookkeeping, not semantics).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from pi_framework.db import get_database
+from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
+from pi_framework.default_plugins import workspace_sync as sync
+from pi_framework.default_plugins.workspace_jobs import Jobs
+from pi_framework.pipeline.indexer import Indexer
+from pi_framework.plane import schema
+from pi_framework.search import search
+
+ISSUES = [
+    ("Checkout page crashes on Safari", "<p>Clicking <b>Pay now</b> throws a TypeError in Safari 17.</p>"),
+    ("Export invoices as CSV", "<p>Finance wants a monthly CSV export of all invoices with VAT.</p>"),
+    ("Dark mode for the editor", "<p>Add a night theme with low-contrast colours.</p>"),
+    ("Password reset email never arrives", "<p>SMTP relay drops messages to outlook.com addresses.</p>"),
+    ("Upload of large attachments times out", "<p>Files above 50 MB fail after thirty seconds.</p>"),
+]
+
+
+@pytest.fixture
+def real_model(plane_settings, pi_env):
+    return pi_env(PI_EMBEDDER="fastembed")
+
+
+@pytest.fixture
+def hashing(plane_settings, pi_env):
+    return pi_env(PI_EMBEDDER="hashing")
+
+
+def make_workspace(plane_db, identifier: str = "ENG", issues=ISSUES):
+    owner = plane_db.user()
+    workspace = plane_db.workspace(owner)
+    project = plane_db.project(workspace, identifier=identifier)
+    state = plane_db.state(project, "started")
+    rows = [plane_db.issue(project, name, html, state=state) for name, html in issues]
+    return {"owner": owner, "workspace": workspace, "project": project, "state": state, "issues": rows}
+
+
+def ids(hits) -> set[str]:
+    return {hit.document_id for hit in hits}
+
+
+def ledger_ids(workspace_id: str) -> set[str]:
+    with get_database().session() as session:
+        return set(session.scalars(select(IndexedDocument.document_id).where(IndexedDocument.workspace_id == workspace_id)))
+
+
+def latest_job(workspace_id: str) -> WorkspaceVectorization:
+    return Jobs(get_database(), get_database().settings).latest(workspace_id)
+
+
+# ---------------------------------------------------------------------- end to end with the real model
+def test_vectorize_then_live_sync_every_change_path(plane_db, real_model) -> None:
+    ws = make_workspace(plane_db)
+    workspace_id = ws["workspace"]["id"]
+    page = plane_db.page(ws["workspace"], name="Release checklist", description_html="<ul><li>Freeze the branch</li></ul>")
+    plane_db.issue(ws["project"], "A draft about kubernetes", is_draft=True)
+
+    result = sync.vectorize(workspace_id)
+    assert result["status"] == "success" and result["documents_total"] == 6
+    job = latest_job(workspace_id)
+    assert job.status == JobStatus.SUCCESS and job.live_sync_enabled and job.progress_done == job.progress_total == 6
+    assert len(ledger_ids(workspace_id)) == 6
+    checkout = f"issues:{ws['issues'][0]['id']}"
+    assert checkout in ids(search("safari payment crash", workspace_id, limit=3))
+    assert f"pages:{page['id']}" in ids(search("release checklist", workspace_id, kinds=["pages"]))
+    assert not search("kubernetes", workspace_id, mode="text")
+
+    # edit: the new text becomes searchable, the old one disappears
+    plane_db.update(
+        schema.issues,
+        ws["issues"][1]["id"],
+        name="Export invoices as XLSX spreadsheet",
+        description_html="<p>Finance now wants spreadsheets.</p>",
+    )
+    assert sync.live_sync(workspace_id)["documents_indexed"] >= 1
+    assert f"issues:{ws['issues'][1]['id']}" in ids(search("XLSX spreadsheet", workspace_id, mode="text"))
+    assert not search("CSV", workspace_id, mode="text")
+
+    # each removal path leaves the index
+    plane_db.soft_delete(schema.issues, ws["issues"][0]["id"])
+    plane_db.archive(schema.issues, ws["issues"][2]["id"])
+    plane_db.update(schema.issues, ws["issues"][3]["id"], is_draft=True)
+    plane_db.archive(schema.pages, page["id"])
+    result = sync.live_sync(workspace_id)
+    assert result["documents_deleted"] == 4
+    assert ledger_ids(workspace_id) == {f"issues:{ws['issues'][1]['id']}", f"issues:{ws['issues'][4]['id']}"}
+    assert not search("Safari", workspace_id, mode="text") and not search("checklist", workspace_id, mode="text")
+
+    # a hard delete is only found by the reconcile of ids
+    plane_db.hard_delete(schema.issues, ws["issues"][4]["id"])
+    assert "reconcile_deleted" not in sync.live_sync(workspace_id)  # not due yet: vectorize just compared every id
+    assert f"issues:{ws['issues'][4]['id']}" in ledger_ids(workspace_id)
+    assert sync.live_sync(workspace_id, force_reconcile=True)["reconcile_deleted"] == 1
+    assert ledger_ids(workspace_id) == {f"issues:{ws['issues'][1]['id']}"}
+    assert not search("attachments", workspace_id, mode="text")
+
+    # an archived project takes its issues out
+    plane_db.archive(schema.projects, ws["project"]["id"])
+    sync.live_sync(workspace_id)
+    assert ledger_ids(workspace_id) == set() and not search("invoices", workspace_id)
+    assert sync.missing_or_stale_count(workspace_id) == 0
+
+
+def test_no_result_ever_crosses_workspaces(plane_db, real_model) -> None:
+    """Two workspaces with near-identical content: every query in one returns only its own documents."""
+    a = make_workspace(plane_db, "ENG")
+    b = make_workspace(plane_db, "ENG", issues=[(name + " (team B)", html) for name, html in ISSUES])
+    plane_db.issue(b["project"], "Zanzibar secret roadmap", "<p>Only team B knows the zanzibar plan.</p>")
+    for ws in (a, b):
+        assert sync.vectorize(ws["workspace"]["id"])["status"] == "success"
+    a_ids = {f"issues:{row['id']}" for row in a["issues"]}
+    for query in ["Safari checkout crash", "CSV export", "team B", "Zanzibar secret roadmap", "ENG-1", "password"]:
+        for mode in ("hybrid", "text", "vector"):
+            hits = search(query, a["workspace"]["id"], limit=20, mode=mode)
+            assert ids(hits) <= a_ids, (query, mode)
+            assert all(hit.workspace_id == a["workspace"]["id"] for hit in hits)
+    assert ids(search("Zanzibar", b["workspace"]["id"], mode="text"))
+
+
+def test_private_pages_are_found_only_by_their_owner(plane_db, real_model) -> None:
+    ws = make_workspace(plane_db, issues=[])
+    owner, colleague = ws["owner"], plane_db.user()
+    private = plane_db.page(
+        ws["workspace"],
+        owner=owner,
+        name="Salary negotiation notes",
+        access=1,
+        description_html="<p>My salary expectations for the review.</p>",
+        projects=(ws["project"],),
+    )
+    public = plane_db.page(ws["workspace"], owner=owner, name="Salary bands (public)", projects=(ws["project"],))
+    workspace_id = ws["workspace"]["id"]
+    sync.vectorize(workspace_id)
+    assert ids(search("salary", workspace_id, mode="text")) == {f"pages:{public['id']}"}
+    assert ids(search("salary", workspace_id, user_id=colleague["id"])) == {f"pages:{public['id']}"}
+    assert f"pages:{private['id']}" in ids(search("salary", workspace_id, user_id=owner["id"]))
+
+
+# ---------------------------------------------------------------------- job bookkeeping (hashing embedder)
+def test_progress_is_reported_on_the_job_and_through_the_callback(plane_db, hashing, pi_env) -> None:
+    ws = make_workspace(plane_db, issues=[(f"Issue number {n}", f"<p>body {n}</p>") for n in range(1200)])
+    reported: list[tuple[int, int | None]] = []
+    result = sync.vectorize(ws["workspace"]["id"], on_progress=lambda done, total: reported.append((done, total)))
+    assert result["status"] == "success" and result["documents_indexed"] == 1200
+    assert reported[0] == (0, 1200) and reported[-1] == (1200, 1200)
+    assert len(reported) > 3 and [done for done, _ in reported] == sorted(done for done, _ in reported)
+    job = latest_job(ws["workspace"]["id"])
+    assert (job.progress_done, job.progress_total) == (1200, 1200) and job.heartbeat_at is not None
+
+
+def test_duplicate_dispatch_does_not_start_a_parallel_run(plane_db, hashing) -> None:
+    ws = make_workspace(plane_db)
+    workspace_id = ws["workspace"]["id"]
+    jobs = Jobs(get_database(), get_database().settings)
+    job_id = jobs.request(workspace_id)
+    assert jobs.request(workspace_id) == job_id  # one active job per workspace
+    assert jobs.claim(workspace_id, "task-a").claimed
+    second = sync.vectorize(workspace_id, task_id="task-b")
+    assert second["status"] == "skipped" and "already running" in second["reason"]
+    assert latest_job(workspace_id).task_id == "task-a" and not ledger_ids(workspace_id)
+    # the same task redelivered (its worker died) takes its job back
+    assert sync.vectorize(workspace_id, task_id="task-a")["status"] == "success"
+
+
+def test_concurrency_cap_defers_and_the_finishing_job_dispatches_the_next(plane_db, hashing, pi_env) -> None:
+    pi_env(PI_MAX_CONCURRENT_VECTORIZATIONS=1, PI_EMBEDDER="hashing")
+    first, second = make_workspace(plane_db), make_workspace(plane_db, "OPS")
+    jobs = Jobs(get_database(), get_database().settings)
+    assert jobs.claim(first["workspace"]["id"], "task-1").claimed
+    deferred = sync.vectorize(second["workspace"]["id"], task_id="task-2")
+    assert deferred["status"] == "skipped" and deferred["reason"].startswith("deferred")
+    queued = latest_job(second["workspace"]["id"])
+    assert queued.status == JobStatus.QUEUED and queued.dispatched_at is None
+    assert sync.vectorize(first["workspace"]["id"], task_id="task-1")["status"] == "success"
+    assert latest_job(second["workspace"]["id"]).dispatched_at is not None  # sent when the slot freed
+
+
+def test_silent_running_job_is_requeued_and_resumes_without_re_embedding(plane_db, hashing) -> None:
+    ws = make_workspace(plane_db, issues=[(f"Issue {n}", f"<p>text {n}</p>") for n in range(40)])
+    workspace_id = ws["workspace"]["id"]
+    jobs = Jobs(get_database(), get_database().settings)
+    assert jobs.claim(workspace_id, "dead-task").claimed
+    # the dead task had indexed a part of the workspace before it died
+    source = next(source for source in sync._sources() if source.name == "issues")
+    Indexer().index(list(source.iter_documents(workspace_id))[:25])
+    with get_database().session() as session:
+        session.execute(update(WorkspaceVectorization).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+    heartbeat_before = latest_job(workspace_id).heartbeat_at
+
+    counts = jobs.redispatch_lost()
+    assert counts["requeued"] == 1 and counts["dispatched"] == 1
+    job = latest_job(workspace_id)
+    assert job.status == JobStatus.QUEUED and job.heartbeat_at == heartbeat_before  # progress time kept for the reaper
+    result = sync.vectorize(workspace_id, task_id="new-task")
+    assert result["status"] == "success"
+    assert result["documents_already_indexed"] == 25 and result["chunks_embedded"] == 15
+    assert latest_job(workspace_id).attempts == 2
+
+
+def test_trigger_dispatches_small_backlogs_and_leaves_big_ones_to_stale_recovery(plane_db, hashing, pi_env) -> None:
+    pi_env(PI_LIVE_SYNC_MAX_MISSING=3, PI_EMBEDDER="hashing")
+    small, big, never = make_workspace(plane_db), make_workspace(plane_db, "BIG"), make_workspace(plane_db, "NEW")
+    for ws in (small, big):
+        sync.vectorize(ws["workspace"]["id"])
+        sync.live_sync(ws["workspace"]["id"])  # consume the overlap window of the full pass
+    plane_db.update(schema.issues, small["issues"][0]["id"], name="changed")
+    for row in big["issues"]:
+        plane_db.update(schema.issues, row["id"], name=row["name"] + " v2")
+    assert sync.pending_changes(small["workspace"]["id"], 3) == 1
+    assert sync.pending_changes(big["workspace"]["id"], 3) == 4  # counting stops past the limit
+    counts = sync.trigger()
+    assert counts == {"dispatched": 1, "busy": 0, "left_to_stale_recovery": 1, "failed": 0}
+    assert never["workspace"]["id"] not in Jobs(get_database(), get_database().settings).live_sync_workspaces()
+    assert sync.missing_or_stale_count(big["workspace"]["id"]) == 5
+
+
+def test_one_live_sync_per_workspace(plane_db, hashing) -> None:
+    ws = make_workspace(plane_db)
+    workspace_id = ws["workspace"]["id"]
+    sync.vectorize(workspace_id)
+    jobs = Jobs(get_database(), get_database().settings)
+    assert jobs.acquire_lease(workspace_id, "other-task")
+    assert sync.live_sync(workspace_id)["status"] == "skipped"
+    assert sync.trigger()["busy"] == 1
+    jobs.release_lease(workspace_id)
+    assert sync.live_sync(workspace_id)["status"] == "success"
+
+
+def test_forget_workspace_removes_only_that_workspace(plane_db, hashing) -> None:
+    a, b = make_workspace(plane_db), make_workspace(plane_db, "OPS")
+    for ws in (a, b):
+        sync.vectorize(ws["workspace"]["id"])
+    assert sync.forget_workspace(a["workspace"]["id"]) == 5
+    assert not ledger_ids(a["workspace"]["id"]) and len(ledger_ids(b["workspace"]["id"])) == 5
+    assert not latest_job(a["workspace"]["id"]).live_sync_enabled
+    with get_database().session() as session:
+        assert session.scalar(select(func.count()).select_from(IndexedChunk)) == 5
