@@ -8,6 +8,7 @@ import sys
 import click
 
 from pi_framework import __version__, runtime
+from pi_framework.log import configure_logging
 from pi_framework.settings import SettingsError, get_settings
 
 
@@ -92,6 +93,7 @@ def build_cli() -> click.Group:
 
 def main() -> None:
     try:
+        configure_logging(get_settings())
         group = build_cli()
     except SettingsError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -98,3 +98,13 @@ def test_pi_plugins_cli_lists_contributions_and_failures(with_test_plugins):
         [sys.executable, "-m", "pi_framework.manage", "beta-hello"], capture_output=True, text=True, check=True
     )
     assert hello.stdout.strip() == "hello from beta", "plugins add CLI commands"
+
+
+def test_a_failed_plugin_is_one_json_error_line(with_test_plugins):
+    import json
+
+    with_test_plugins(PI_LOG_JSON="1", PI_LOAD_PLUGINS="pi_test_broken,pi_test_alpha")
+    result = subprocess.run([sys.executable, "-m", "pi_framework.manage", "plugins"], capture_output=True, text=True, check=True)
+    records = [json.loads(line)["record"] for line in result.stderr.splitlines() if line.startswith("{")]
+    errors = [record for record in records if record["level"]["name"] == "ERROR"]
+    assert len(errors) == 1 and "pi_test_broken" in errors[0]["message"]
