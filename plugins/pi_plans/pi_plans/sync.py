@@ -1,0 +1,203 @@
+"""The plan sync: vectorize exactly the workspaces whose billing plan includes it.
+
+One pass reads every ``(workspace, plan)`` from the ``workspace_plans`` hook, compares it with the
+PI database's jobs and runs three operations, each logged with counts:
+
+1. **downgrade** — a workspace with vectorization jobs whose plan left ``PI_VECTORIZED_PLANS`` (or
+   that has no plan row, or was soft-deleted): every document removed from every sink and the ledger,
+   its cursors dropped, live sync off, active jobs cancelled, and a ``plans`` marker recorded so a
+   later upgrade onboards it again. Only that workspace is touched.
+2. **stale recovery** — a live-synced workspace with more than ``PI_LIVE_SYNC_MAX_MISSING`` documents
+   missing or stale: a new job is queued; it skips everything the ledger already holds.
+3. **onboarding** — a workspace on a vectorized plan with no job (or only a downgraded one): a job is
+   queued and dispatched.
+
+Jobs are queued first and dispatched once at the end of the pass, only as many as
+``PI_MAX_CONCURRENT_VECTORIZATIONS`` allows; the rest are sent as running jobs finish (and by the
+re-dispatch pass). A second pass right after the first finds nothing to do. The plans are read in full
+before anything changes, so a failing plan source changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import case, delete, func, select, update
+
+from pi_framework import runtime
+from pi_framework.db import Database, get_database
+from pi_framework.db.models import JobStatus, SyncState, WorkspaceVectorization, utcnow
+from pi_framework.default_plugins import workspace_sync
+from pi_framework.default_plugins.workspace_jobs import Jobs
+from pi_framework.settings import Settings
+
+#: ``SyncState.source`` of the marker a downgrade leaves behind (scope = workspace id)
+MARKER_SOURCE = "plans"
+Job = WorkspaceVectorization
+
+
+@dataclass
+class JobState:
+    """What the PI database knows of one workspace's vectorization."""
+
+    latest_status: str
+    live: bool
+    active: bool
+    downgraded: bool
+
+
+@dataclass
+class Actions:
+    """What a pass does: computed first (read only), then applied."""
+
+    downgrade: dict[str, str | None] = field(default_factory=dict)  # workspace -> its plan (None: no plan row)
+    recover: dict[str, int] = field(default_factory=dict)  # workspace -> documents missing or stale
+    onboard: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def read_plans(settings: Settings) -> dict[str, str] | None:
+    """``workspace -> upper-cased plan`` from the first plugin that answers ``workspace_plans``; ``None`` if none does."""
+    answer: Iterable[tuple[str, str]] | None = runtime.get_registry().pm.hook.workspace_plans(settings=settings)
+    if answer is None:
+        return None
+    return {str(workspace_id): (plan or "").strip().upper() for workspace_id, plan in answer}
+
+
+def job_states(database: Database) -> dict[str, JobState]:
+    latest = select(func.max(Job.id)).group_by(Job.workspace_id)
+    with database.session() as session:
+        flags = {
+            workspace_id: (bool(live), bool(active))
+            for workspace_id, live, active in session.execute(
+                select(
+                    Job.workspace_id,
+                    func.max(case((Job.live_sync_enabled.is_(True), 1), else_=0)),
+                    func.max(case((Job.status.in_(JobStatus.ACTIVE), 1), else_=0)),
+                ).group_by(Job.workspace_id)
+            )
+        }
+        statuses = dict(session.execute(select(Job.workspace_id, Job.status).where(Job.id.in_(latest))).all())
+        markers = set(session.scalars(select(SyncState.scope).where(SyncState.source == MARKER_SOURCE)))
+    return {
+        workspace_id: JobState(statuses[workspace_id], live, active, workspace_id in markers)
+        for workspace_id, (live, active) in flags.items()
+    }
+
+
+def plan_actions(settings: Settings, plans: dict[str, str], states: dict[str, JobState]) -> Actions:
+    """Decide the three operations (stale recovery counts documents, read only)."""
+    vectorized = {workspace_id for workspace_id, plan in plans.items() if plan in settings.PI_VECTORIZED_PLANS}
+    actions = Actions()
+    for workspace_id, state in sorted(states.items()):
+        if workspace_id in vectorized:
+            continue
+        if state.live or state.active or not state.downgraded:
+            actions.downgrade[workspace_id] = plans.get(workspace_id)
+    for workspace_id in sorted(vectorized):
+        state = states.get(workspace_id)
+        if state is None or (state.downgraded and not state.active and not state.live):
+            actions.onboard.append(workspace_id)
+        elif state.live and state.latest_status == JobStatus.SUCCESS:
+            try:
+                missing = workspace_sync.missing_or_stale_count(workspace_id)
+            except Exception as exc:  # noqa: BLE001 - one workspace's problem must not stop the pass
+                actions.errors[workspace_id] = f"counting missing documents failed: {type(exc).__name__}: {exc}"
+                continue
+            if missing > settings.PI_LIVE_SYNC_MAX_MISSING:
+                actions.recover[workspace_id] = missing
+    return actions
+
+
+def downgrade(database: Database, workspace_id: str, plan: str | None) -> int:
+    """Remove the workspace from every sink and the ledger, cancel its active jobs, leave the marker; documents removed."""
+    removed = workspace_sync.forget_workspace(workspace_id)
+    reason = f"cancelled: workspace plan {plan or '(none)'} is not vectorized"
+    with database.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE))
+            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow(), live_sync_enabled=False)
+        )
+        session.merge(SyncState(source=MARKER_SOURCE, scope=workspace_id, cursor={"plan": plan}, updated_at=utcnow()))
+    return removed
+
+
+def queue_vectorization(jobs: Jobs, workspace_id: str) -> int:
+    """Queue a job (not dispatched yet); an onboarded workspace is no longer marked downgraded."""
+    job_id = jobs.request(workspace_id, dispatch=False)
+    with jobs.database.session() as session:
+        session.execute(delete(SyncState).where(SyncState.source == MARKER_SOURCE, SyncState.scope == workspace_id))
+    return job_id
+
+
+def apply_actions(jobs: Jobs, actions: Actions) -> dict[str, int]:
+    counts = {"downgraded": 0, "documents_removed": 0, "recovered": 0, "onboarded": 0}
+    for workspace_id, plan in actions.downgrade.items():
+        try:
+            removed = downgrade(jobs.database, workspace_id, plan)
+        except Exception as exc:  # noqa: BLE001 - retried by the next pass (the workspace is still a candidate)
+            actions.errors[workspace_id] = f"downgrade failed: {type(exc).__name__}: {exc}"
+            continue
+        counts["downgraded"] += 1
+        counts["documents_removed"] += removed
+        logger.bind(workspace=workspace_id).info(
+            "plan sync: downgrade workspace {} (plan {}): {} document(s) removed, live sync off",
+            workspace_id,
+            plan or "none",
+            removed,
+        )
+    for operation, workspaces in (("recovered", actions.recover), ("onboarded", actions.onboard)):
+        for workspace_id in workspaces:
+            try:
+                job_id = queue_vectorization(jobs, workspace_id)
+            except Exception as exc:  # noqa: BLE001 - retried by the next pass
+                actions.errors[workspace_id] = f"queueing a job failed: {type(exc).__name__}: {exc}"
+                continue
+            counts[operation] += 1
+            detail = f", {actions.recover[workspace_id]} document(s) missing or stale" if operation == "recovered" else ""
+            logger.bind(workspace=workspace_id, job=job_id).info(
+                "plan sync: {} workspace {}: job {} queued{}", operation, workspace_id, job_id, detail
+            )
+    # only after queueing: a pass that queued nothing sends nothing (jobs waiting for a slot are the re-dispatch pass's)
+    counts["dispatched"] = jobs.dispatch_queued() if counts["recovered"] or counts["onboarded"] else 0
+    return counts
+
+
+def sync_plans(settings: Settings | None = None, database: Database | None = None) -> dict[str, Any]:
+    """One pass; returns the counts it logged."""
+    settings = settings or runtime.get_registry().settings
+    database = database or get_database()
+    plans = read_plans(settings)
+    if plans is None:
+        logger.warning("plan sync: no plugin answered workspace_plans (PLANE_DATABASE_URL unset?): nothing changed")
+        return {"status": "skipped"}
+    actions = plan_actions(settings, plans, job_states(database))
+    counts = apply_actions(Jobs(database, settings), actions)
+    for workspace_id, error in actions.errors.items():
+        logger.bind(workspace=workspace_id).error("plan sync: workspace {}: {}", workspace_id, error)
+    vectorized = sum(plan in settings.PI_VECTORIZED_PLANS for plan in plans.values())
+    result = {"status": "success", "workspaces_with_plan": len(plans), "vectorized_plans": vectorized, **counts}
+    result["errors"] = len(actions.errors)
+    logger.info(
+        "plan sync: {} workspace(s) with a plan, {} on {}: downgraded {} ({} documents removed), "
+        "stale recovery {}, onboarded {}, jobs dispatched {}, errors {}",
+        len(plans),
+        vectorized,
+        ",".join(settings.PI_VECTORIZED_PLANS),
+        counts["downgraded"],
+        counts["documents_removed"],
+        counts["recovered"],
+        counts["onboarded"],
+        counts["dispatched"],
+        len(actions.errors),
+    )
+    return result
+
+
+def workspace_plan_sync() -> dict[str, Any]:
+    """Celery task ``pi.celery_app.workspace_plan_sync``."""
+    return sync_plans()
