@@ -6,7 +6,10 @@ Also the default ``workspace_plans`` implementation (Plane's ``workspace_license
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+
+import click
 
 from pi_framework import hookimpl
 from pi_framework.contributions import TASK_PREFIX, PeriodicJob
@@ -36,3 +39,27 @@ def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Se
             enabled=settings.CELERY_WORKSPACE_PLAN_SYNC_ENABLED,
         )
     )
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    @cli.command("plan-sync")
+    @click.option("--dry-run", is_flag=True, help="Print what a pass would do; change nothing.")
+    def plan_sync(dry_run: bool) -> None:
+        """Run the plan sync here: downgrade, stale recovery, onboarding (what the beat entry does)."""
+        if not dry_run:
+            click.echo(json.dumps(sync.sync_plans()))
+            return
+        planned = sync.preview()
+        if planned is None:
+            click.echo("no plugin answered workspace_plans (PLANE_DATABASE_URL unset?): nothing would change")
+            return
+        _plans, actions = planned
+        for workspace_id, plan in actions.downgrade.items():
+            click.echo(f"downgrade {workspace_id} (plan {plan or 'none'})")
+        for workspace_id, missing in actions.recover.items():
+            click.echo(f"recover   {workspace_id} ({missing} documents missing or stale)")
+        for workspace_id in actions.onboard:
+            click.echo(f"onboard   {workspace_id}")
+        for workspace_id, error in actions.errors.items():
+            click.echo(f"error     {workspace_id}: {error}")

@@ -29,7 +29,7 @@ from sqlalchemy import case, delete, func, select, update
 
 from pi_framework import runtime
 from pi_framework.db import Database, get_database
-from pi_framework.db.models import JobStatus, SyncState, WorkspaceVectorization, utcnow
+from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, WorkspaceVectorization, utcnow
 from pi_framework.default_plugins import workspace_sync
 from pi_framework.default_plugins.workspace_jobs import Jobs
 from pi_framework.settings import Settings
@@ -46,7 +46,10 @@ class JobState:
     latest_status: str
     live: bool
     active: bool
+    #: downgraded by an earlier pass (the ``plans`` marker)
     downgraded: bool
+    #: downgraded, yet documents in the ledger: a task was mid-write during the downgrade
+    leftovers: bool = False
 
 
 @dataclass
@@ -81,9 +84,13 @@ def job_states(database: Database) -> dict[str, JobState]:
             )
         }
         statuses = dict(session.execute(select(Job.workspace_id, Job.status).where(Job.id.in_(latest))).all())
-        markers = set(session.scalars(select(SyncState.scope).where(SyncState.source == MARKER_SOURCE)))
+        marked = select(SyncState.scope).where(SyncState.source == MARKER_SOURCE)
+        markers = set(session.scalars(marked))
+        leftovers = set(
+            session.scalars(select(IndexedDocument.workspace_id).where(IndexedDocument.workspace_id.in_(marked)).distinct())
+        )
     return {
-        workspace_id: JobState(statuses[workspace_id], live, active, workspace_id in markers)
+        workspace_id: JobState(statuses[workspace_id], live, active, workspace_id in markers, workspace_id in leftovers)
         for workspace_id, (live, active) in flags.items()
     }
 
@@ -95,7 +102,7 @@ def plan_actions(settings: Settings, plans: dict[str, str], states: dict[str, Jo
     for workspace_id, state in sorted(states.items()):
         if workspace_id in vectorized:
             continue
-        if state.live or state.active or not state.downgraded:
+        if state.live or state.active or not state.downgraded or state.leftovers:
             actions.downgrade[workspace_id] = plans.get(workspace_id)
     for workspace_id in sorted(vectorized):
         state = states.get(workspace_id)
@@ -113,15 +120,20 @@ def plan_actions(settings: Settings, plans: dict[str, str], states: dict[str, Jo
 
 
 def downgrade(database: Database, workspace_id: str, plan: str | None) -> int:
-    """Remove the workspace from every sink and the ledger, cancel its active jobs, leave the marker; documents removed."""
-    removed = workspace_sync.forget_workspace(workspace_id)
+    """Cancel the workspace's active jobs, remove its documents everywhere, leave the marker; returns documents removed.
+
+    Cancelling first makes a running vectorization stop at its next heartbeat; the marker comes last, so a
+    downgrade that failed half-way is retried by the next pass.
+    """
     reason = f"cancelled: workspace plan {plan or '(none)'} is not vectorized"
     with database.session() as session:
         session.execute(
             update(Job)
             .where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE))
-            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow(), live_sync_enabled=False)
+            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
         )
+    removed = workspace_sync.forget_workspace(workspace_id)
+    with database.session() as session:
         session.merge(SyncState(source=MARKER_SOURCE, scope=workspace_id, cursor={"plan": plan}, updated_at=utcnow()))
     return removed
 
@@ -167,15 +179,24 @@ def apply_actions(jobs: Jobs, actions: Actions) -> dict[str, int]:
     return counts
 
 
+def preview(settings: Settings | None = None, database: Database | None = None) -> tuple[dict[str, str], Actions] | None:
+    """The plans and what a pass would do with them, changing nothing; ``None`` when no plugin answers."""
+    settings = settings or runtime.get_registry().settings
+    plans = read_plans(settings)
+    if plans is None:
+        return None
+    return plans, plan_actions(settings, plans, job_states(database or get_database()))
+
+
 def sync_plans(settings: Settings | None = None, database: Database | None = None) -> dict[str, Any]:
     """One pass; returns the counts it logged."""
     settings = settings or runtime.get_registry().settings
     database = database or get_database()
-    plans = read_plans(settings)
-    if plans is None:
+    planned = preview(settings, database)
+    if planned is None:
         logger.warning("plan sync: no plugin answered workspace_plans (PLANE_DATABASE_URL unset?): nothing changed")
         return {"status": "skipped"}
-    actions = plan_actions(settings, plans, job_states(database))
+    plans, actions = planned
     counts = apply_actions(Jobs(database, settings), actions)
     for workspace_id, error in actions.errors.items():
         logger.bind(workspace=workspace_id).error("plan sync: workspace {}: {}", workspace_id, error)
