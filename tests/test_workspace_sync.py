@@ -150,14 +150,15 @@ def test_private_pages_are_found_only_by_their_owner(plane_db, real_model) -> No
 
 # ---------------------------------------------------------------------- job bookkeeping (hashing embedder)
 def test_progress_is_reported_on_the_job_and_through_the_callback(plane_db, hashing, pi_env) -> None:
-    ws = make_workspace(plane_db, issues=[(f"Issue number {n}", f"<p>body {n}</p>") for n in range(1200)])
+    pi_env(PI_EMBEDDER="hashing", PI_EMBEDDING_BATCH_SIZE=16)  # a group every 64 chunks
+    ws = make_workspace(plane_db, issues=[(f"Issue number {n}", f"<p>body {n}</p>") for n in range(300)])
     reported: list[tuple[int, int | None]] = []
     result = sync.vectorize(ws["workspace"]["id"], on_progress=lambda done, total: reported.append((done, total)))
-    assert result["status"] == "success" and result["documents_indexed"] == 1200
-    assert reported[0] == (0, 1200) and reported[-1] == (1200, 1200)
+    assert result["status"] == "success" and result["documents_indexed"] == 300
+    assert reported[0] == (0, 300) and reported[-1] == (300, 300)
     assert len(reported) > 3 and [done for done, _ in reported] == sorted(done for done, _ in reported)
     job = latest_job(ws["workspace"]["id"])
-    assert (job.progress_done, job.progress_total) == (1200, 1200) and job.heartbeat_at is not None
+    assert (job.progress_done, job.progress_total) == (300, 300) and job.heartbeat_at is not None
 
 
 def test_duplicate_dispatch_does_not_start_a_parallel_run(plane_db, hashing) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pi_framework.db import Database
@@ -85,15 +85,35 @@ class Jobs:
         """
         job = self.active(workspace_id)
         if job is None:
-            with self.database.session() as session:
-                job = Job(workspace_id=workspace_id, status=JobStatus.QUEUED, created_at=utcnow())
-                session.add(job)
+            job = self._create(workspace_id, dispatched=False)
             logger.bind(workspace=workspace_id, job=job.id).info(
                 "vectorization job {} queued for workspace {}", job.id, workspace_id
             )
         if dispatch:
             self.dispatch_queued()
         return job.id
+
+    def _create(self, workspace_id: str, dispatched: bool = True) -> Job:
+        """A new active job; if a concurrent caller created one too, both settle on the older one.
+
+        ``dispatched`` says a task for it already runs (a direct dispatch without a job).
+        """
+        with self.database.session() as session:
+            mine = Job(
+                workspace_id=workspace_id,
+                status=JobStatus.QUEUED,
+                created_at=utcnow(),
+                dispatched_at=utcnow() if dispatched else None,
+            )
+            session.add(mine)
+        with self.database.session() as session:
+            oldest = session.scalars(
+                select(Job).where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE)).order_by(Job.id)
+            ).first()
+            if oldest is not None and oldest.id != mine.id:
+                session.execute(delete(Job).where(Job.id == mine.id, Job.status == JobStatus.QUEUED))
+                return oldest
+        return mine
 
     def free_slots(self) -> int:
         with self.database.session() as session:
@@ -119,7 +139,7 @@ class Jobs:
                     update(Job).where(Job.id == job_id, Job.dispatched_at.is_(None)).values(dispatched_at=utcnow())
                 ).rowcount
             if won:
-                send_task(VECTORIZE_TASK, workspace_id=workspace_id)
+                send_task(VECTORIZE_TASK, workspace_id=workspace_id, job_id=job_id)
                 sent += 1
         return sent
 
@@ -165,17 +185,17 @@ class Jobs:
         return {"requeued": requeued, "resent": resent, "dispatched": dispatched}
 
     # ------------------------------------------------------------------ a task's side
-    def claim(self, workspace_id: str, task_id: str) -> Claim:
-        """Make this task the runner of the workspace's active job (created if there is none).
+    def claim(self, workspace_id: str, task_id: str, job_id: int | None = None) -> Claim:
+        """Make this task the runner of job *job_id* (default: the workspace's active job, created if there is none).
 
-        Refused when another task runs it with a fresh heartbeat (duplicate dispatch) or when
-        ``PI_MAX_CONCURRENT_VECTORIZATIONS`` jobs are running (the job stays queued for later).
+        Refused when the job is over (a late duplicate message), when another task runs it with a fresh
+        heartbeat (duplicate dispatch) or when ``PI_MAX_CONCURRENT_VECTORIZATIONS`` jobs are running
+        (the job stays queued and is dispatched when a slot frees).
         """
-        job = self.active(workspace_id)
-        if job is None:
-            with self.database.session() as session:
-                job = Job(workspace_id=workspace_id, status=JobStatus.QUEUED, created_at=utcnow(), dispatched_at=utcnow())
-                session.add(job)
+        job = self.get(job_id) if job_id is not None else self.active(workspace_id) or self._create(workspace_id)
+        if job is None or job.workspace_id != workspace_id or job.status not in JobStatus.ACTIVE:
+            state = "unknown" if job is None else job.status if job.workspace_id == workspace_id else "of another workspace"
+            return Claim(job_id, False, f"job {job_id} is {state}: nothing to do")
         stale, now = self.stale_before, utcnow()
         takeover = or_(
             Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.heartbeat_at < stale, Job.heartbeat_at.is_(None)

@@ -134,11 +134,13 @@ def request_vectorization(workspace_id: str) -> int:
     return _jobs().request(workspace_id)
 
 
-def vectorize(workspace_id: str, task_id: str | None = None, on_progress: Progress | None = None) -> dict[str, Any]:
-    """Run the workspace's vectorization job in this process; see the module docstring."""
+def vectorize(
+    workspace_id: str, task_id: str | None = None, on_progress: Progress | None = None, job_id: int | None = None
+) -> dict[str, Any]:
+    """Run job *job_id* (default: the workspace's active job, or a new one) in this process; see the module docstring."""
     task_id = task_id or f"local-{uuid.uuid4()}"
     jobs = _jobs()
-    claim = jobs.claim(workspace_id, task_id)
+    claim = jobs.claim(workspace_id, task_id, job_id)
     log = logger.bind(workspace=workspace_id, job=claim.job_id)
     if not claim.claimed:
         log.info("vectorize {}: not started: {}", workspace_id, claim.reason)
@@ -388,9 +390,9 @@ def _publish(task: Any) -> Progress | None:
     return lambda done, total: task.update_state(state="PROGRESS", meta={"done": done, "total": total})
 
 
-def vectorize_workspace(self: Any, workspace_id: str) -> dict[str, Any]:
-    """Celery task ``pi.celery_app.vectorize_workspace``."""
-    result = vectorize(workspace_id, task_id=self.request.id, on_progress=_publish(self))
+def vectorize_workspace(self: Any, workspace_id: str, job_id: int | None = None) -> dict[str, Any]:
+    """Celery task ``pi.celery_app.vectorize_workspace`` (``job_id`` is set by the dispatcher; omitted, the active job)."""
+    result = vectorize(workspace_id, task_id=self.request.id, on_progress=_publish(self), job_id=job_id)
     if result["status"] == JobStatus.FAILED:
         logger.error("vectorize {}: {}", workspace_id, result.get("error"))
     return result
