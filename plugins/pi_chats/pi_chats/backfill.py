@@ -84,9 +84,10 @@ def chats_backfill(file: Path, batch_size: int) -> None:
     totals = backfill(file, batch_size)
     seconds = time.monotonic() - started
     click.echo(
-        f"{totals.messages} messages read in {seconds:.1f}s ({totals.messages / max(seconds, 1e-9):.0f}/s): "
+        f"{totals.messages + totals.rejected} lines in {seconds:.1f}s: {totals.messages} messages "
+        f"({totals.messages / max(seconds, 1e-9):.0f}/s), {totals.rejected} rejected; "
         f"{totals.indexed} documents indexed ({totals.titles} chat titles), {totals.unchanged} unchanged, "
-        f"{totals.rejected} rejected, {totals.dropped_deleted} of deleted chats dropped, {len(totals.failed)} failed"
+        f"{totals.dropped_deleted} of deleted chats dropped, {len(totals.failed)} failed"
     )
     for doc_id, reason in list(totals.failed.items())[:10]:
         click.echo(f"  failed {doc_id}: {reason}", err=True)

@@ -1,0 +1,38 @@
+"""``pi chats-backfill FILE.jsonl``: an export indexed in batches; bad lines are reported, the rest goes through."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from pi_framework.cli import build_cli
+
+
+def test_backfill_indexes_an_export_and_summarises(pi_env, tmp_path, message, found):
+    pi_env(PI_EMBEDDER="hashing")
+    first = message("c1", "Migrate the billing database", minute=0)
+    answer = message("c1", "Use logical replication then switch over", role="assistant", minute=1)
+    bobs = message("c2", "Replication lag alerts", user_id="bob", minute=0)
+    lines = [json.dumps(answer), json.dumps(first), "", json.dumps(answer), "{not json", json.dumps(bobs)]
+    lines.append(json.dumps({k: v for k, v in message("c3", "no role").items() if k != "role"}))
+    export = tmp_path / "chats.jsonl"
+    export.write_text("\n".join(lines) + "\n")
+
+    result = CliRunner().invoke(build_cli(), ["chats-backfill", str(export), "--batch-size", "2"])
+
+    assert result.exit_code == 1, result.output  # some lines were rejected
+    assert (
+        "7 lines" not in result.output
+        and "6 lines" in result.output
+        and "4 messages" in result.output
+        and "2 rejected" in result.output
+        and "0 failed" in result.output
+    )
+    assert "indexing chats.jsonl" in result.output, "progress bar label"
+    assert found.titles("billing") == {"c1": "Migrate the billing database"}, "the earliest user message names the chat"
+    assert found.ids("replication") == {f"chats:c1:{answer['message_id']}"}, "the duplicate line gave one message"
+    assert found.ids("replication", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}
+
+    again = CliRunner().invoke(build_cli(), ["chats-backfill", str(export)])
+    assert "0 documents indexed" in again.output, "a second run changes nothing"
