@@ -1,4 +1,4 @@
-"""Fixtures of pi_maintenance's tests: a PI database on a fresh PostgreSQL database."""
+"""Fixtures of pi_maintenance's tests: the PI database (PostgreSQL and SQLite) and jobs in it."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from pi_framework.db import Database, get_database
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
 
 
-@pytest.fixture
-def pg_database(pi_env, postgres_url) -> Database:
-    pi_env(PI_DATABASE_URL=postgres_url)
+@pytest.fixture(params=["postgresql", "sqlite"])
+def pi_db(request, pi_env) -> Database:
+    """The PI database on PostgreSQL (production) and on SQLite (the one-machine default)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    pi_env(PI_DATABASE_URL=url)
     database = get_database()
     database.ensure_schema()
     return database
 
 
 @pytest.fixture
-def add_job(pg_database) -> Callable[..., int]:
+def add_job(pi_db) -> Callable[..., int]:
     """``add_job(workspace_id, status, created=…, started=…, heartbeat=…, **columns)`` with times as ages (timedelta)."""
 
     def add(
@@ -36,7 +38,7 @@ def add_job(pg_database) -> Callable[..., int]:
         def ago(age: timedelta | None) -> datetime | None:
             return None if age is None else now - age
 
-        with pg_database.session() as session:
+        with pi_db.session() as session:
             job = WorkspaceVectorization(
                 workspace_id=workspace_id,
                 status=status,

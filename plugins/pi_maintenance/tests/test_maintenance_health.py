@@ -25,7 +25,7 @@ def _closed_port_url() -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/pi"
 
 
-def test_jobs_check_counts_jobs_by_status(pg_database, add_job):
+def test_jobs_check_counts_jobs_by_status(pi_db, add_job):
     add_job("ws-a", JobStatus.RUNNING, started=timedelta(hours=2), heartbeat=timedelta(hours=1))
     add_job("ws-b", JobStatus.RUNNING, started=timedelta(minutes=1), heartbeat=timedelta(seconds=5))
     add_job("ws-c", JobStatus.SUCCESS)

@@ -18,7 +18,7 @@ def _jobs(database) -> dict[int, WorkspaceVectorization]:
         return {job.id: job for job in session.query(WorkspaceVectorization)}
 
 
-def test_silent_jobs_fail_with_reason_and_progressing_jobs_are_kept(pi_env, pg_database, add_job):
+def test_silent_jobs_fail_with_reason_and_progressing_jobs_are_kept(pi_env, pi_db, add_job):
     pi_env(PI_STUCK_JOB_TIMEOUT_MINUTES=60)
     silent_running = add_job("ws-silent", JobStatus.RUNNING, created=3 * HOUR, started=3 * HOUR, heartbeat=61 * MINUTE)
     progressing = add_job("ws-progress", JobStatus.RUNNING, created=240 * HOUR, started=240 * HOUR, heartbeat=MINUTE)
@@ -31,7 +31,7 @@ def test_silent_jobs_fail_with_reason_and_progressing_jobs_are_kept(pi_env, pg_d
 
     assert reap_stuck_vectorization_jobs() == {"reaped": 3}
 
-    jobs = _jobs(pg_database)
+    jobs = _jobs(pi_db)
     for job_id in (silent_running, never_started, started_no_heartbeat):
         job = jobs[job_id]
         assert job.status == JobStatus.FAILED and job.finished_at is not None
@@ -49,17 +49,17 @@ def test_silent_jobs_fail_with_reason_and_progressing_jobs_are_kept(pi_env, pg_d
     assert reap_stuck_vectorization_jobs() == {"reaped": 0}, "a second pass finds nothing more"
 
 
-def test_a_job_that_keeps_reporting_progress_outlives_many_timeouts(pg_database, add_job):
+def test_a_job_that_keeps_reporting_progress_outlives_many_timeouts(pi_db, add_job):
     job_id = add_job("ws-long", JobStatus.RUNNING, started=timedelta(0), heartbeat=timedelta(0))
     silent_id = add_job("ws-quiet", JobStatus.RUNNING, started=timedelta(0), heartbeat=timedelta(0))
     now = utcnow()
     for step in range(1, 7):  # 4.5 hours against a 60-minute timeout; the long job reports progress every 45 minutes
         moment = now + step * 45 * MINUTE
-        reaped = {entry["job_id"] for entry in reap_stuck_jobs(pg_database, timeout_minutes=60, now=moment)}
+        reaped = {entry["job_id"] for entry in reap_stuck_jobs(pi_db, timeout_minutes=60, now=moment)}
         assert reaped == ({silent_id} if step == 2 else set()), f"step {step}"
-        with pg_database.session() as session:
+        with pi_db.session() as session:
             session.get(WorkspaceVectorization, job_id).heartbeat_at = moment
-    assert _jobs(pg_database)[job_id].status == JobStatus.RUNNING
+    assert _jobs(pi_db)[job_id].status == JobStatus.RUNNING
 
 
 def test_task_and_daily_beat_entry_are_registered(pi_env):

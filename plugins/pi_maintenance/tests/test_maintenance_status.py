@@ -11,7 +11,7 @@ from pi_framework.cli import build_cli
 from pi_framework.db.models import JobStatus, SyncState, utcnow
 
 
-def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pg_database, add_job):
+def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pi_db, add_job):
     live_at = utcnow() - timedelta(minutes=3)
     add_job("ws-a", JobStatus.FAILED, created=timedelta(days=3), error="boom")
     add_job(
@@ -31,7 +31,7 @@ def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pg_database, add_
         progress_done=40,
         progress_total=100,
     )
-    with pg_database.session() as session:
+    with pi_db.session() as session:
         session.add(SyncState(source="docs", scope="makeplane/docs", cursor={"sha": "abc123", "etag": "W/x"}))
         session.add(SyncState(source="issues", scope="ws-b", cursor={"watermark": "x"}))
 
