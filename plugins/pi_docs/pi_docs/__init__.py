@@ -31,7 +31,9 @@ def register_tasks(register: Callable[..., None]) -> None:
 @hookimpl
 def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
     register(
-        PeriodicJob(name=JOB_NAME, task=TASK_NAME, every=settings.CELERY_DOCS_SYNC_INTERVAL, enabled=settings.CELERY_DOCS_SYNC_ENABLED)
+        PeriodicJob(
+            name=JOB_NAME, task=TASK_NAME, every=settings.CELERY_DOCS_SYNC_INTERVAL, enabled=settings.CELERY_DOCS_SYNC_ENABLED
+        )
     )
 
 

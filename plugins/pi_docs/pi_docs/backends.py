@@ -75,7 +75,9 @@ class GitHubBackend:
         try:
             found = self.client.head_commit(self.owner, self.repo, self.spec.branch, etag)
         except NotFound:
-            raise NotFound(f"docs repository {self.spec.name}: repository or branch {self.spec.branch!r} not found (404)") from None
+            raise NotFound(
+                f"docs repository {self.spec.name}: repository or branch {self.spec.branch!r} not found (404)"
+            ) from None
         return None if found is None else Head(*found)
 
     def files(self, sha: str) -> Iterator[tuple[str, str]]:

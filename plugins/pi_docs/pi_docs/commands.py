@@ -14,8 +14,14 @@ from pi_framework import runtime
 
 
 @click.command("feed-docs")
-@click.option("--repo", "repos", multiple=True, help="Only this repository (owner/repo[@branch][:prefix] or file:///path); repeatable.")
-@click.option("--full", is_flag=True, help="Read every file of the tree, ignoring the last synced commit (unchanged files are not re-embedded).")
+@click.option(
+    "--repo", "repos", multiple=True, help="Only this repository (owner/repo[@branch][:prefix] or file:///path); repeatable."
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every file of the tree, ignoring the last synced commit (unchanged files are not re-embedded).",
+)
 def feed_docs(repos: tuple[str, ...], full: bool) -> None:
     """Feed documentation from PI_DOCS_REPOS into the index (only what changed since the last run, unless --full)."""
     settings = runtime.get_registry().settings

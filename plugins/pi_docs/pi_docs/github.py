@@ -111,7 +111,9 @@ class GitHubClient:
                 raise NotFound(f"GitHub: {what} not found (404)")
             if status in (403, 429) and self._is_rate_limit(reply):
                 if attempt > self.retries:
-                    raise RateLimited(f"GitHub rate limit on {what}: still limited after {attempt} attempts; giving up for this run")
+                    raise RateLimited(
+                        f"GitHub rate limit on {what}: still limited after {attempt} attempts; giving up for this run"
+                    )
                 waited += self._wait_for_limit(reply, what, waited)
                 continue
             if status >= 500:

@@ -8,8 +8,10 @@ Per repository (see the plugin README for the full story):
 3. Otherwise the files changed between the stored SHA and the new one (compare API; a diff of the
    two trees when the comparison may be incomplete).
 4. Deletions first, then the changed files, fetched one by one and streamed into the indexer.
-5. The new SHA and ETag are stored only when every change is in the index, so a failed or
-   interrupted run is simply redone by the next one (the indexer skips content it already has).
+5. The new SHA and ETag are stored only once every change went through the indexer, so an
+   interrupted run (or one that hit a rate limit or an HTTP error) is simply redone by the next one;
+   the indexer skips content it already has. Files the indexer refused are stored as ``pending``
+   and fetched again by every later run until they go through (they do not hold back the SHA).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class RepoResult:
 
     repo: str
     status: str = "unchanged"  # unchanged | synced | failed
-    mode: str = "none"  # none (304 or same SHA) | full | compare | tree-diff
+    mode: str = "none"  # none (304 or same SHA) | full | compare | tree-diff | retry (failed files only)
     sha: str | None = None
     added: int = 0
     updated: int = 0
@@ -144,16 +146,23 @@ class DocsSync:
     # ------------------------------------------------------------------ one repository
     def _sync(self, spec: RepoSpec, backend: Backend, full: bool, result: RepoResult) -> None:
         state = {} if full else self.load_state(spec)
-        head = backend.head(state.get("etag") if state.get("sha") else None)
+        base, pending = state.get("sha"), list(state.get("pending", []))
+        # files that failed last time are retried even when the branch did not move: no conditional request then
+        head = backend.head(state.get("etag") if base and not pending else None)
         if head is None:
-            result.sha = state.get("sha")
+            result.sha = base
             return
         result.sha = head.sha
-        if state.get("sha") == head.sha:
+        if base == head.sha and not pending:
             if head.etag != state.get("etag"):
                 self.save_state(spec, head)
             return
-        plan = self._plan(spec, backend, state.get("sha"), head.sha)
+        if base == head.sha:
+            plan = _Plan("retry", sorted(pending), set(), set())
+        else:
+            plan = self._plan(spec, backend, base, head.sha)
+            if plan.mode != "full":
+                plan.index = sorted(set(plan.index) | {path for path in pending if path not in plan.delete})
         result.mode = plan.mode
         removed = self.indexer.delete_documents([spec.document_id(path) for path in sorted(plan.delete)]) if plan.delete else 0
         skipped: list[str] = []
@@ -165,16 +174,17 @@ class DocsSync:
         result.skipped = len(skipped)
         result.unchanged = stats.documents_unchanged
         result.failed = dict(stats.failed)
-        result.added = len([p for p in plan.new if p not in skipped and spec.document_id(p) not in result.failed])
+        failed_paths = [path for path in plan.index if _refused(spec.document_id(path), result.failed)]
+        result.added = len([p for p in plan.new if p not in skipped and p not in failed_paths])
         result.updated = max(0, stats.documents_indexed - result.added)
+        # the SHA moves on only now that every change is in the index; files the indexer refused are kept to retry
+        self.save_state(spec, head, pending=failed_paths)
+        result.status = "synced"
         if result.failed:
             result.status = "failed"
-            result.error = f"{len(result.failed)} document(s) not indexed; SHA {head.sha[:12]} not recorded, the next run retries"
+            result.error = f"{len(result.failed)} document(s) not indexed, retried next run"
             for doc_id, reason in result.failed.items():
                 logger.error("docs {}: {} not indexed: {}", spec, doc_id, reason)
-            return
-        self.save_state(spec, head)
-        result.status = "synced"
 
     def _plan(self, spec: RepoSpec, backend: Backend, base: str | None, head: str) -> _Plan:
         if base is not None:
@@ -249,14 +259,20 @@ class DocsSync:
             row = session.get(SyncState, (SOURCE, spec.scope))
             return dict(row.cursor) if row is not None else {}
 
-    def save_state(self, spec: RepoSpec, head: Head) -> None:
+    def save_state(self, spec: RepoSpec, head: Head, pending: list[str] | None = None) -> None:
+        """Record *head* as synced; *pending* files (refused by the indexer) are retried by the next run."""
         with self.database.session() as session:
             row = session.get(SyncState, (SOURCE, spec.scope))
-            cursor = {"sha": head.sha, "etag": head.etag, "synced_at": time.time()}
+            cursor = {"sha": head.sha, "etag": head.etag, "pending": pending or [], "synced_at": time.time()}
             if row is None:
                 session.add(SyncState(source=SOURCE, scope=spec.scope, cursor=cursor))
             else:
                 row.cursor = cursor
+
+
+def _refused(document_id: str, failed: dict[str, str]) -> bool:
+    """Did the indexer refuse *document_id*? It may report an over-long id cut short, so match by prefix."""
+    return any(document_id.startswith(key) for key in failed)
 
 
 def make_client(settings: Settings) -> GitHubClient:

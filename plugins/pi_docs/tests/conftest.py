@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_github import FakeGitHub, GitRepo, serve  # noqa: E402
-
 from pi_docs.sync import DocsSync  # noqa: E402
+
 from pi_framework.pipeline.indexer import Indexer  # noqa: E402
 from pi_framework.settings import Settings  # noqa: E402
 

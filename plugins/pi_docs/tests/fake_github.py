@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
 import subprocess
@@ -34,8 +35,13 @@ class GitRepo:
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        env = {"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T",
-               "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin:/usr/local/bin"}  # fmt: skip
+        identity = {
+            "GIT_AUTHOR_NAME": "T",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "T",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+        }
+        env = {**os.environ, **identity, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
         return subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True, env=env).stdout.decode()
 
     def write(self, files: dict[str, str | bytes]) -> None:
@@ -77,7 +83,9 @@ class FakeGitHub:
     def add_repo(self, name: str, repo: GitRepo) -> None:
         self.repos[name] = repo.path
 
-    def script(self, pattern: str, status: int, headers: dict[str, str] | None = None, body: dict | None = None, times: int = 1) -> None:
+    def script(
+        self, pattern: str, status: int, headers: dict[str, str] | None = None, body: dict | None = None, times: int = 1
+    ) -> None:
         """The next *times* requests whose path matches the regex *pattern* get this reply instead."""
         self.scripted.append(Scripted(pattern, status, headers or {}, body or {"message": "scripted"}, times))
 
@@ -140,7 +148,10 @@ class FakeGitHub:
         return 200, {"etag": etag, **_limits()}, json.dumps(body).encode()
 
     def _compare(self, name: str, base: str, head: str) -> tuple[int, dict[str, str], bytes]:
-        if self._git(name, "rev-parse", "--verify", f"{base}^{{commit}}") is None or self._git(name, "rev-parse", "--verify", f"{head}^{{commit}}") is None:
+        if (
+            self._git(name, "rev-parse", "--verify", f"{base}^{{commit}}") is None
+            or self._git(name, "rev-parse", "--verify", f"{head}^{{commit}}") is None
+        ):
             return _not_found()
         ahead = int(self._git(name, "rev-list", "--count", f"{base}..{head}"))
         behind = int(self._git(name, "rev-list", "--count", f"{head}..{base}"))
@@ -178,7 +189,13 @@ class FakeGitHub:
         for record in filter(None, listing.split(b"\0")):
             meta, path = record.split(b"\t", 1)
             mode, kind, sha, size = meta.decode().split()
-            entry = {"path": path.decode(), "mode": mode, "type": kind, "sha": sha, "url": f"{self.url}/repos/{name}/git/{kind}s/{sha}"}
+            entry = {
+                "path": path.decode(),
+                "mode": mode,
+                "type": kind,
+                "sha": sha,
+                "url": f"{self.url}/repos/{name}/git/{kind}s/{sha}",
+            }
             if kind == "blob":
                 entry["size"] = int(size)
             entries.append(entry)

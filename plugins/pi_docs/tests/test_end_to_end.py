@@ -7,10 +7,10 @@ import uuid
 import pytest
 from celery import Celery
 from conftest import REPO
-from test_sync import DOCS
-
 from pi_docs import TASK_NAME
 from pi_docs.sync import SOURCE
+from test_sync import DOCS
+
 from pi_framework.db import get_database
 from pi_framework.db.models import SyncState
 from pi_framework.search import search
@@ -18,7 +18,9 @@ from pi_framework.testing.worker import WorkerProcess, wait_for
 
 
 @pytest.mark.slow
-def test_worker_syncs_docs_and_search_finds_them_from_any_workspace(docs_settings, git_repo, fake_github, postgres_url, rabbitmq_url, tmp_path):
+def test_worker_syncs_docs_and_search_finds_them_from_any_workspace(
+    docs_settings, git_repo, fake_github, postgres_url, rabbitmq_url, tmp_path
+):
     queue = f"pi_test_{uuid.uuid4().hex}"
     settings = docs_settings(
         PI_EMBEDDER="fastembed", PI_DATABASE_URL=postgres_url, CELERY_BROKER_URL=rabbitmq_url, CELERY_DEFAULT_QUEUE=queue

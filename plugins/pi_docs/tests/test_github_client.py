@@ -7,7 +7,6 @@ import time
 
 import pytest
 from conftest import REPO
-
 from pi_docs.github import GitHubClient, GitHubError, NotFound, RateLimited
 
 
@@ -39,7 +38,9 @@ def test_retry_after_is_honoured(client, fake_github):
 
 def test_primary_limit_waits_until_reset(client, fake_github):
     reset = int(time.time()) + 30
-    fake_github.script("/commits/", 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}, {"message": "API rate limit exceeded"})
+    fake_github.script(
+        "/commits/", 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}, {"message": "API rate limit exceeded"}
+    )
     assert head(client)
     [wait] = client.waits
     assert 25 <= wait <= 32 and client.calls == 2
@@ -47,7 +48,9 @@ def test_primary_limit_waits_until_reset(client, fake_github):
 
 def test_primary_limit_beyond_max_wait_gives_up(client, fake_github):
     reset = int(time.time()) + 3600
-    fake_github.script("/commits/", 429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}, {"message": "API rate limit exceeded"})
+    fake_github.script(
+        "/commits/", 429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}, {"message": "API rate limit exceeded"}
+    )
     with pytest.raises(RateLimited, match="giving up for this run"):
         head(client)
     assert client.waits == [] and client.calls == 1
@@ -84,7 +87,9 @@ def test_connection_errors_are_retried():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     waits: list[float] = []
-    client = GitHubClient(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}", retries=2, backoff=0.1, sleep=waits.append, timeout=2)
+    client = GitHubClient(
+        f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}", retries=2, backoff=0.1, sleep=waits.append, timeout=2
+    )
     with pytest.raises(GitHubError, match="ConnectionError"):
         head(client)
     assert client.calls == 3 and waits == [0.1, 0.2]

@@ -8,10 +8,10 @@ import sys
 
 from click.testing import CliRunner
 from conftest import REPO, indexed_ids
-from test_sync import DOCS
-
 from pi_docs import JOB_NAME, TASK_NAME
 from pi_docs.tasks import docs_health, sync_docs_periodic_task
+from test_sync import DOCS
+
 from pi_framework import runtime
 from pi_framework.celery_app import _beat_schedule
 from pi_framework.cli import build_cli
@@ -39,7 +39,16 @@ def test_task_returns_totals_and_health_reports_the_sha(docs_settings, git_repo)
     sha = git_repo.commit("docs", DOCS)
     assert docs_health()["never_synced"] == [f"{REPO}@HEAD"]
     totals = sync_docs_periodic_task()
-    assert totals == {"repos": 1, "synced": 1, "unchanged": 0, "failed": 0, "added": 3, "updated": 0, "removed": 0, "api_calls": 5}
+    assert totals == {
+        "repos": 1,
+        "synced": 1,
+        "unchanged": 0,
+        "failed": 0,
+        "added": 3,
+        "updated": 0,
+        "removed": 0,
+        "api_calls": 5,
+    }
     assert docs_health()["repos"][f"{REPO}@HEAD"]["sha"] == sha
     assert sync_docs_periodic_task()["unchanged"] == 1
 
@@ -65,14 +74,23 @@ def test_feed_docs_exits_1_when_a_repository_fails(docs_settings, git_repo):
     git_repo.commit("docs", DOCS)
     result = CliRunner().invoke(build_cli(), ["feed-docs"])
     assert result.exit_code == 1
-    assert "acme/missing@HEAD: failed (none) - docs repository acme/missing: repository or branch 'HEAD' not found (404)" in result.output
+    assert (
+        "acme/missing@HEAD: failed (none) - docs repository acme/missing: repository or branch 'HEAD' not found (404)"
+        in result.output
+    )
     assert f"{REPO}@HEAD: synced" in result.output
 
 
 def test_manage_feed_docs(docs_settings, git_repo):
     docs_settings()
     git_repo.commit("docs", DOCS)
-    done = subprocess.run([sys.executable, "-m", "pi_framework.manage", "feed-docs"], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pi_framework.manage", "feed-docs"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "total: 1 repositories, added 3" in done.stdout
     assert len(indexed_ids()) == 3

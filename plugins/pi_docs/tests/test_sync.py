@@ -51,19 +51,29 @@ def test_nothing_changed_costs_one_call_answered_304(git_repo, fake_github, run_
 
 
 def test_add_modify_delete_rename_copy(git_repo, fake_github, run_sync):
-    git_repo.commit("docs", {**DOCS, "docs/old-name.md": "# Old\n\nThe nebula chapter, long enough to be found by rename detection.\n" * 3})
+    git_repo.commit(
+        "docs", {**DOCS, "docs/old-name.md": "# Old\n\nThe nebula chapter, long enough to be found by rename detection.\n" * 3}
+    )
     run_sync()
     git_repo.git("mv", "docs/old-name.md", "docs/new-name.md")
     (git_repo.path / "notes.txt").unlink()
     copied = (git_repo.path / "docs/intro.md").read_text()
-    git_repo.write({"docs/intro-copy.md": copied, "docs/intro.md": copied + "\nNow with pulsar support.\n", "docs/added.mdx": "# Added\n\nComet facts.\n"})
+    git_repo.write(
+        {
+            "docs/intro-copy.md": copied,
+            "docs/intro.md": copied + "\nNow with pulsar support.\n",
+            "docs/added.mdx": "# Added\n\nComet facts.\n",
+        }
+    )
     fake_github.reset_log()
     git_repo.commit("change all")
     [result] = run_sync()
     assert result.status == "synced" and result.mode == "compare"
     statuses = {f for f in fake_github.paths() if "/compare/" in f}
     assert len(statuses) == 1
-    assert indexed_ids() == {doc(p) for p in ("docs/intro.md", "docs/intro-copy.md", "docs/guide/setup.mdx", "docs/new-name.md", "docs/added.mdx")}
+    assert indexed_ids() == {
+        doc(p) for p in ("docs/intro.md", "docs/intro-copy.md", "docs/guide/setup.mdx", "docs/new-name.md", "docs/added.mdx")
+    }
     changed = 4  # intro modified, intro-copy copied, new-name renamed, added.mdx added
     assert result.api_calls == 2 + changed
     assert result.added == 3 and result.updated == 1 and result.removed == 2
@@ -99,19 +109,30 @@ def test_truncated_tree_is_walked_sub_tree_by_sub_tree(git_repo, fake_github, ru
 
 def test_rate_limit_with_retry_after_then_success(git_repo, fake_github, run_sync):
     git_repo.commit("docs", DOCS)
-    fake_github.script(r"/commits/", 429, {"retry-after": "0", "x-ratelimit-remaining": "10"}, {"message": "You have exceeded a secondary rate limit."})
-    fake_github.script(r"/raw/.*intro", 403, {"retry-after": "0"}, {"message": "You have triggered an abuse detection mechanism."})
+    fake_github.script(
+        r"/commits/",
+        429,
+        {"retry-after": "0", "x-ratelimit-remaining": "10"},
+        {"message": "You have exceeded a secondary rate limit."},
+    )
+    fake_github.script(
+        r"/raw/.*intro", 403, {"retry-after": "0"}, {"message": "You have triggered an abuse detection mechanism."}
+    )
     [result] = run_sync()
     assert result.status == "synced" and len(indexed_ids()) == 3
     assert result.api_calls == 2 + 3 + 2
 
 
-def test_primary_limit_beyond_the_bound_gives_up_with_a_clear_error_and_retries_next_run(git_repo, fake_github, run_sync, caplog_loguru):
+def test_primary_limit_beyond_the_bound_gives_up_with_a_clear_error_and_retries_next_run(
+    git_repo, fake_github, run_sync, caplog_loguru
+):
     import time
 
     git_repo.commit("docs", DOCS)
     reset = str(int(time.time()) + 3600)
-    fake_github.script(r"/git/trees/", 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}, {"message": "API rate limit exceeded"})
+    fake_github.script(
+        r"/git/trees/", 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}, {"message": "API rate limit exceeded"}
+    )
     [result] = run_sync()
     assert result.status == "failed" and "PI_GITHUB_MAX_WAIT" in result.error and result.api_calls == 2
     assert "giving up for this run" in caplog_loguru.text
@@ -129,7 +150,14 @@ def test_server_error_then_success(git_repo, fake_github, run_sync):
 
 
 def test_binary_and_non_utf8_text_files(git_repo, run_sync, caplog_loguru):
-    git_repo.commit("docs", {**DOCS, "docs/image.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "docs/latin.txt": "Caf\xe9 cr\xe8me brul\xe9e".encode("cp1252")})
+    git_repo.commit(
+        "docs",
+        {
+            **DOCS,
+            "docs/image.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+            "docs/latin.txt": "Caf\xe9 cr\xe8me brul\xe9e".encode("cp1252"),
+        },
+    )
     [result] = run_sync()
     assert result.status == "synced" and result.skipped == 1
     assert doc("docs/image.txt") not in indexed_ids() and doc("docs/latin.txt") in indexed_ids()
@@ -165,7 +193,7 @@ def test_crash_between_indexing_and_recording_the_sha(git_repo, fake_github, run
     git_repo.commit("delete")
     original = DocsSync.save_state
 
-    def crash(self, spec, head):
+    def crash(self, spec, head, pending=None):
         raise KeyboardInterrupt  # the worker dies here: after the index, before the SHA
 
     monkeypatch.setattr(DocsSync, "save_state", crash)
@@ -197,7 +225,12 @@ def test_ids_are_qualified_by_repository_and_path(git_repo, fake_github, run_syn
     results = run_sync(PI_DOCS_REPOS=f"{REPO},acme/other")
     assert [r.status for r in results] == ["synced", "synced"]
     ids = indexed_ids()
-    assert {doc("docs/intro.md"), doc("docs/intro.md", "acme/other"), doc("a-b.mdx", "acme/other"), doc("a_b.txt", "acme/other")} <= ids
+    assert {
+        doc("docs/intro.md"),
+        doc("docs/intro.md", "acme/other"),
+        doc("a-b.mdx", "acme/other"),
+        doc("a_b.txt", "acme/other"),
+    } <= ids
     assert len(ids) == 6
 
 
@@ -255,3 +288,22 @@ def test_token_is_sent_as_bearer_and_never_logged(git_repo, fake_github, run_syn
     api = [headers for path, headers in fake_github.requests if not path.startswith("/raw/")]
     assert all(headers.get("authorization") == "Bearer ghp_secret_value_123" for headers in api)
     assert "ghp_secret_value_123" not in caplog_loguru.text
+
+
+def test_a_document_the_indexer_refuses_is_retried_without_holding_back_the_rest(git_repo, fake_github, run_sync):
+    too_long = "docs/" + "/".join(["d" * 100] * 5) + "/page.md"  # its id is longer than the ledger accepts
+    git_repo.commit("docs", {**DOCS, too_long: "# Deep\n"})
+    [result] = run_sync()
+    assert result.status == "failed" and list(result.failed) and "retried next run" in result.error
+    assert len(indexed_ids()) == 3
+    git_repo.commit("more", {"docs/later.md": "# Later\n"})
+    fake_github.reset_log()
+    [result] = run_sync()
+    assert result.mode == "compare" and doc("docs/later.md") in indexed_ids()
+    assert result.api_calls == 2 + 2  # the new file and the refused one, fetched again
+    git_repo.git("mv", too_long, "docs/deep.md")
+    git_repo.commit("shorter")
+    [result] = run_sync()
+    assert result.status == "synced" and doc("docs/deep.md") in indexed_ids()
+    [result] = run_sync()
+    assert result.status == "unchanged" and result.api_calls == 1

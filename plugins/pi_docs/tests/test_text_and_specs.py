@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pi_docs.repos import RepoSpecError, parse_repo_spec
 from pi_docs.text import NotText, parse_document
 
