@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
-from pi_docs.repos import RepoSpec
+from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_specs
 from pi_docs.sync import DocsSync
 from pi_docs.tasks import summarise
 from pi_framework import runtime
@@ -22,13 +23,16 @@ from pi_framework import runtime
     is_flag=True,
     help="Read every file of the tree, ignoring the last synced commit (unchanged files are not re-embedded).",
 )
-def feed_docs(repos: tuple[str, ...], full: bool) -> None:
+@click.option("--prune", is_flag=True, help="Also delete indexed docs of repositories or prefixes no longer in PI_DOCS_REPOS.")
+def feed_docs(repos: tuple[str, ...], full: bool, prune: bool) -> None:
     """Feed documentation from PI_DOCS_REPOS into the index (only what changed since the last run, unless --full)."""
     settings = runtime.get_registry().settings
     targets = list(repos) or settings.PI_DOCS_REPOS
     if not targets:
         raise click.UsageError("no repository: set PI_DOCS_REPOS or pass --repo")
-    bars: dict[str, object] = {}
+    if prune and repos:
+        raise click.UsageError("--prune works on the whole configuration: do not combine it with --repo")
+    bars: dict[str, Any] = {}
 
     def progress(spec: RepoSpec, done: int, total: int) -> None:
         bar = bars.get(spec.scope)
@@ -36,11 +40,20 @@ def feed_docs(repos: tuple[str, ...], full: bool) -> None:
             bar = bars[spec.scope] = click.progressbar(length=total, label=str(spec), file=sys.stderr)
             bar.__enter__()
         bar.update(1)
-        if done == total:
-            bar.__exit__(None, None, None)
 
     started = time.monotonic()
-    results = DocsSync(settings, progress=progress).run(targets, full=full)
+    sync = DocsSync(settings, progress=progress)
+    try:
+        results = sync.run(targets, full=full)
+    finally:
+        for bar in bars.values():  # a repository that failed half-way leaves its bar open
+            bar.__exit__(None, None, None)
+    if prune:
+        try:
+            configured = parse_repo_specs(settings.PI_DOCS_REPOS)
+        except RepoSpecError as exc:  # pruning against a mistyped list would delete that entry's docs
+            raise click.ClickException(f"not pruning: {exc}") from None
+        click.echo(f"pruned: {sync.prune(configured)} document(s) of repositories no longer configured")
     for result in results:
         line = f"{result.repo}: {result.status} ({result.mode})"
         if result.status == "failed":

@@ -10,6 +10,7 @@ holding a worker for an hour.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import requests
 from loguru import logger
 
+SHA_MEDIA_TYPE = "application/vnd.github.sha"
 #: waited before retrying a secondary limit that gave no ``retry-after`` (GitHub asks for at least a minute)
 SECONDARY_LIMIT_WAIT = 60.0
 
@@ -72,13 +74,19 @@ class GitHubClient:
 
     # ------------------------------------------------------------------ endpoints
     def head_commit(self, owner: str, repo: str, ref: str, etag: str | None = None) -> tuple[str, str | None] | None:
-        """``(sha, etag)`` of *ref*'s latest commit, or ``None`` when it answered 304 to *etag*."""
-        headers = {"If-None-Match": etag} if etag else {}
-        path = f"/repos/{owner}/{repo}/commits/{quote(ref, safe='')}"
-        response = self._get(self.api_url + path, what=f"branch {ref!r} of {owner}/{repo}", headers=headers)
+        """``(sha, etag)`` of *ref*'s latest commit, or ``None`` when it answered 304 to *etag*.
+
+        Asks for the ``application/vnd.github.sha`` media type: 40 bytes instead of the commit with its
+        files and patches (a JSON answer is understood too).
+        """
+        headers = {"Accept": SHA_MEDIA_TYPE, **({"If-None-Match": etag} if etag else {})}
+        path = f"/repos/{owner}/{repo}/commits/{quote(ref, safe='/')}"
+        response = self._get(self.api_url + path, what=f"branch {ref!r} of {owner}/{repo}", headers=headers, raw=True)
         if response.status == 304:
             return None
-        return response.body["sha"], response.headers.get("etag")
+        text = response.body.decode().strip()
+        sha = json.loads(text)["sha"] if text.startswith("{") else text
+        return sha, response.headers.get("etag")
 
     def compare(self, owner: str, repo: str, base: str, head: str) -> dict[str, Any]:
         path = f"/repos/{owner}/{repo}/compare/{base}...{head}"

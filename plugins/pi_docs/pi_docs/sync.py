@@ -130,6 +130,7 @@ class DocsSync:
             result.seconds = round(time.monotonic() - started, 3)
         if result.status == "failed":
             logger.error("docs {}: sync failed after {} API calls: {}", spec, result.api_calls, result.error)
+            self._record_failure(spec, result.error or "")
         else:
             logger.info(
                 "docs {}: {} mode={} sha={} added={} updated={} removed={} unchanged={} skipped={} api_calls={} in {:.2f}s",
@@ -258,6 +259,33 @@ class DocsSync:
         with self.database.session() as session:
             row = session.get(SyncState, (SOURCE, spec.scope))
             return dict(row.cursor) if row is not None else {}
+
+    def _record_failure(self, spec: RepoSpec, error: str) -> None:
+        """Keep the last error beside the cursor (for ``pi health``); the SHA is left as it was."""
+        try:
+            with self.database.session() as session:
+                row = session.get(SyncState, (SOURCE, spec.scope))
+                failure = {"last_error": error, "failed_at": time.time()}
+                if row is None:
+                    session.add(SyncState(source=SOURCE, scope=spec.scope, cursor=failure))
+                else:
+                    row.cursor = {**row.cursor, **failure}
+        except Exception as exc:  # noqa: BLE001 - the failure itself is already logged
+            logger.warning("docs {}: could not record the failure: {}", spec, exc)
+
+    def prune(self, specs: Iterable[RepoSpec]) -> int:
+        """Delete indexed docs that no entry of *specs* covers (a repository or prefix removed from the configuration)."""
+        specs = list(specs)
+        stale = [
+            doc_id
+            for doc_id in self.indexer.indexed_ids(None, SOURCE)
+            if not any(
+                doc_id.startswith(spec.document_id("")) and spec.wants(doc_id[len(spec.document_id("")) :]) for spec in specs
+            )
+        ]
+        removed = self.indexer.delete_documents(stale) if stale else 0
+        logger.info("docs: pruned {} document(s) of repositories no longer configured", removed)
+        return removed
 
     def save_state(self, spec: RepoSpec, head: Head, pending: list[str] | None = None) -> None:
         """Record *head* as synced; *pending* files (refused by the indexer) are retried by the next run."""

@@ -42,5 +42,16 @@ def docs_health() -> dict[str, Any]:
             except RepoSpecError as exc:
                 return {"ok": False, "error": str(exc)}
             row = session.get(SyncState, (SOURCE, scope))
-            repos[scope] = {"sha": row.cursor.get("sha"), "synced_at": row.updated_at.isoformat()} if row else None
-    return {"repos": repos, "never_synced": [scope for scope, state in repos.items() if state is None]}
+            repos[scope] = None
+            if row is not None:
+                cursor = row.cursor
+                repos[scope] = {
+                    "sha": cursor.get("sha"),
+                    "pending": len(cursor.get("pending", [])),
+                    "last_error": cursor.get("last_error"),
+                }
+    return {
+        "repos": repos,
+        "never_synced": [scope for scope, state in repos.items() if state is None or not state["sha"]],
+        "failing": [scope for scope, state in repos.items() if state and state["last_error"]],
+    }

@@ -115,7 +115,7 @@ class FakeGitHub:
         if match := re.fullmatch(r"/raw/([^/]+/[^/]+)/([0-9a-f]{40})/(.+)", route):
             return self._raw(*match.groups())
         if match := re.fullmatch(r"/repos/([^/]+/[^/]+)/commits/(.+)", route):
-            return self._commit(match.group(1), match.group(2), headers.get("if-none-match"))
+            return self._commit(match.group(1), match.group(2), headers)
         if match := re.fullmatch(r"/repos/([^/]+/[^/]+)/compare/([^.]+)\.\.\.(.+)", route):
             return self._compare(*match.groups())
         if match := re.fullmatch(r"/repos/([^/]+/[^/]+)/git/trees/([^/]+)", route):
@@ -128,14 +128,17 @@ class FakeGitHub:
         result = subprocess.run(["git", "-C", str(self.repos[name]), *args], capture_output=True)
         return result.stdout if result.returncode == 0 else None
 
-    def _commit(self, name: str, ref: str, if_none_match: str | None) -> tuple[int, dict[str, str], bytes]:
+    def _commit(self, name: str, ref: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         sha = self._git(name, "rev-parse", "--verify", f"{ref}^{{commit}}")
         if sha is None:
             return _not_found()
         sha_text = sha.decode().strip()
-        etag = f'W/"{hashlib.sha256(sha_text.encode()).hexdigest()}"'
-        if if_none_match == etag:
+        as_sha = headers.get("accept") == "application/vnd.github.sha"  # the "sha" media type: just the SHA
+        etag = f'W/"{hashlib.sha256((sha_text + str(as_sha)).encode()).hexdigest()}"'
+        if headers.get("if-none-match") == etag:
             return 304, {"etag": etag, **_limits()}, b""
+        if as_sha:
+            return 200, {"etag": etag, "content-type": "text/plain; charset=utf-8", **_limits()}, sha_text.encode()
         tree = self._git(name, "rev-parse", f"{sha_text}^{{tree}}").decode().strip()
         parents = self._git(name, "rev-list", "--parents", "-n", "1", sha_text).decode().split()[1:]
         body = {

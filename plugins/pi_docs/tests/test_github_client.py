@@ -98,3 +98,8 @@ def test_connection_errors_are_retried():
 def test_missing_branch_is_a_not_found_naming_it(client):
     with pytest.raises(NotFound, match="'nope'"):
         client.head_commit(*REPO.split("/"), "nope")
+
+
+def test_a_json_commit_answer_is_understood_too(client, fake_github):
+    fake_github.script("/commits/", 200, {"etag": '"e1"'}, {"sha": "a" * 40, "commit": {"tree": {"sha": "b" * 40}}})
+    assert head(client) == ("a" * 40, '"e1"')

@@ -94,3 +94,29 @@ def test_manage_feed_docs(docs_settings, git_repo):
     assert done.returncode == 0, done.stderr
     assert "total: 1 repositories, added 3" in done.stdout
     assert len(indexed_ids()) == 3
+
+
+def test_prune_removes_docs_of_repositories_no_longer_configured(docs_settings, git_repo, fake_github, tmp_path):
+    from fake_github import GitRepo
+
+    other = GitRepo(tmp_path / "other")
+    other.commit("docs", {"guide.md": "# Guide\n", "docs/keep.md": "# Keep\n"})
+    fake_github.add_repo("acme/other", other)
+    git_repo.commit("docs", DOCS)
+    docs_settings(PI_DOCS_REPOS=f"{REPO},acme/other")
+    assert CliRunner().invoke(build_cli(), ["feed-docs"]).exit_code == 0
+    assert len(indexed_ids()) == 5
+    docs_settings(PI_DOCS_REPOS="acme/other:docs")
+    result = CliRunner().invoke(build_cli(), ["feed-docs", "--prune"])
+    assert result.exit_code == 0, result.output
+    assert "pruned: 4 document(s)" in result.output
+    assert indexed_ids() == {"docs:acme/other:docs/keep.md"}
+
+
+def test_health_lists_failing_repositories(docs_settings, git_repo):
+    docs_settings(PI_DOCS_REPOS=f"acme/missing,{REPO}")
+    git_repo.commit("docs", DOCS)
+    sync_docs_periodic_task()
+    report = docs_health()
+    assert report["failing"] == ["acme/missing@HEAD"] and "404" in report["repos"]["acme/missing@HEAD"]["last_error"]
+    assert report["never_synced"] == ["acme/missing@HEAD"] and report["repos"][f"{REPO}@HEAD"]["last_error"] is None

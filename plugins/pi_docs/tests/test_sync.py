@@ -236,11 +236,11 @@ def test_ids_are_qualified_by_repository_and_path(git_repo, fake_github, run_syn
 
 def test_path_prefix_and_branch(git_repo, fake_github, run_sync):
     git_repo.commit("docs", DOCS)
-    git_repo.git("checkout", "-q", "-b", "v2")
+    git_repo.git("checkout", "-q", "-b", "release/v2")
     git_repo.commit("v2", {"docs/v2.md": "# V2 only\n"})
     git_repo.git("checkout", "-q", "main")
-    [result] = run_sync(PI_DOCS_REPOS=f"{REPO}@v2:docs")
-    assert result.status == "synced" and result.repo == f"{REPO}@v2:docs"
+    [result] = run_sync(PI_DOCS_REPOS=f"{REPO}@release/v2:docs")
+    assert result.status == "synced" and result.repo == f"{REPO}@release/v2:docs"
     assert indexed_ids() == {doc("docs/intro.md"), doc("docs/guide/setup.mdx"), doc("docs/v2.md")}
 
 
