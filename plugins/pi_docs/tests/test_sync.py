@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 from conftest import REPO, indexed_ids
 
 from pi_framework import runtime
@@ -69,8 +70,9 @@ def test_add_modify_delete_rename_copy(git_repo, fake_github, run_sync):
     git_repo.commit("change all")
     [result] = run_sync()
     assert result.status == "synced" and result.mode == "compare"
-    statuses = {f for f in fake_github.paths() if "/compare/" in f}
-    assert len(statuses) == 1
+    [compare] = [path for path in fake_github.paths() if "/compare/" in path]
+    files = requests.get(fake_github.url + compare, timeout=5).json()["files"]
+    assert {f["status"] for f in files} == {"added", "modified", "removed", "renamed", "copied"}
     assert indexed_ids() == {
         doc(p) for p in ("docs/intro.md", "docs/intro-copy.md", "docs/guide/setup.mdx", "docs/new-name.md", "docs/added.mdx")
     }
