@@ -85,6 +85,21 @@ def health(as_json: bool) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
+@cli.command(name="settings")
+@click.option("--markdown", is_flag=True, help="Print the table of variables, defaults and meanings (for the README).")
+def settings_command(markdown: bool) -> None:
+    """Show every environment variable with its current value (secrets masked)."""
+    from pi_framework.settings import Settings, describe_variables
+
+    if markdown:
+        click.echo("| variable | default | meaning |\n|---|---|---|")
+        for name, default, description in describe_variables(Settings):
+            click.echo(f"| `{name}` | {default} | {description} |")
+        return
+    for name, value in get_settings().redacted().items():
+        click.echo(f"{name}={'' if value is None else value}")
+
+
 def build_cli() -> click.Group:
     """The ``pi`` group with every plugin's commands added."""
     runtime.get_registry().call_each("register_commands", cli=cli)

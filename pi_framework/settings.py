@@ -51,23 +51,30 @@ class Settings(BaseSettings):
     PI_DATA_DIR: Path = Field(default=Path(".pi-data"), description="Folder of the embedded defaults (SQLite files, model).")
     PI_DATABASE_URL: str | None = Field(default=None, description="PI database; default sqlite under PI_DATA_DIR.")
     PLANE_DATABASE_URL: str | None = Field(default=None, description="Plane's PostgreSQL (read only).")
-    PI_DB_POOL_SIZE: PositiveInt = 5
-    PI_DB_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    PI_DB_POOL_SIZE: PositiveInt = Field(default=5, description="Connections kept per process (PostgreSQL).")
+    PI_DB_MAX_OVERFLOW: int = Field(default=10, ge=0, description="Extra connections a process may open under load.")
     PI_DB_BREAKER_THRESHOLD: PositiveInt = Field(default=5, description="Consecutive connection failures that open the breaker.")
     PI_DB_BREAKER_COOLDOWN: float = Field(default=30.0, gt=0, description="Seconds before an open breaker half-opens.")
 
     # --- celery
-    CELERY_BROKER_URL: str | None = None
-    CELERY_RESULT_BACKEND: str | None = None
-    CELERY_DEFAULT_QUEUE: str = DEFAULT_QUEUE
-    CELERY_VECTOR_SYNC_ENABLED: bool = True
-    CELERY_VECTOR_SYNC_INTERVAL: PositiveInt = 30
-    CELERY_VECTOR_SYNC_MAX_RETRIES: int = Field(default=3, ge=0)
-    CELERY_VECTOR_SYNC_RETRY_DELAY: PositiveInt = 30
-    CELERY_DOCS_SYNC_ENABLED: bool = True
-    CELERY_DOCS_SYNC_INTERVAL: PositiveInt = 86400
-    CELERY_WORKSPACE_PLAN_SYNC_ENABLED: bool = True
-    CELERY_WORKSPACE_PLAN_SYNC_INTERVAL: PositiveInt = 86400
+    CELERY_BROKER_URL: str | None = Field(
+        default=None,
+        description="Broker; production pyamqp://guest@localhost:5672//; unset = embedded SQLite broker under PI_DATA_DIR.",
+    )
+    CELERY_RESULT_BACKEND: str | None = Field(
+        default=None, description="Result backend; unset = no results stored (tasks are fire-and-forget)."
+    )
+    CELERY_DEFAULT_QUEUE: str = Field(default=DEFAULT_QUEUE, description="Queue every task is sent to and the worker consumes.")
+    CELERY_VECTOR_SYNC_ENABLED: bool = Field(default=True, description="Beat entry trigger-live-sync on/off.")
+    CELERY_VECTOR_SYNC_INTERVAL: PositiveInt = Field(default=30, description="Seconds between live-sync ticks.")
+    CELERY_VECTOR_SYNC_MAX_RETRIES: int = Field(default=3, ge=0, description="Retries of a failed process_workspace_live_sync.")
+    CELERY_VECTOR_SYNC_RETRY_DELAY: PositiveInt = Field(
+        default=30, description="Seconds before the first live-sync retry (exponential backoff with jitter after)."
+    )
+    CELERY_DOCS_SYNC_ENABLED: bool = Field(default=True, description="Beat entry sync-docs-periodic on/off.")
+    CELERY_DOCS_SYNC_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between documentation syncs.")
+    CELERY_WORKSPACE_PLAN_SYNC_ENABLED: bool = Field(default=True, description="Beat entry workspace-plan-sync on/off.")
+    CELERY_WORKSPACE_PLAN_SYNC_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between billing-plan syncs.")
     PI_REAPER_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between stuck-job reaper runs.")
     PI_REDISPATCH_INTERVAL: PositiveInt = Field(default=60, description="Seconds between passes that re-dispatch lost jobs.")
 
@@ -76,30 +83,43 @@ class Settings(BaseSettings):
     PI_DISABLE_PLUGINS: list[str] = Field(default_factory=list, description="Deny-list of plugin names.")
 
     # --- logging
-    PI_LOG_JSON: bool = False
-    PI_LOG_LEVEL: str = "INFO"
+    PI_LOG_JSON: bool = Field(default=False, description="Log JSON lines instead of text.")
+    PI_LOG_LEVEL: str = Field(default="INFO", description="Minimum log level.")
 
     # --- pipeline
     PI_EMBEDDER: str = Field(default="fastembed", description="Name of the embedder plugin to use.")
-    PI_EMBEDDING_MODEL: str = "sentence-transformers/all-MiniLM-L6-v2"
-    PI_EMBEDDING_BATCH_SIZE: PositiveInt = 64
-    PI_EMBEDDING_THREADS: PositiveInt | None = None
-    PI_CHUNK_TOKENS: PositiveInt = 256
-    PI_CHUNK_OVERLAP: int = Field(default=32, ge=0)
+    PI_EMBEDDING_MODEL: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="fastembed model; the default is assembled offline from PyPI packages, others need a model hub.",
+    )
+    PI_EMBEDDING_BATCH_SIZE: PositiveInt = Field(default=64, description="Texts per embedding batch (64 was fastest on 2 cores).")
+    PI_EMBEDDING_THREADS: PositiveInt | None = Field(
+        default=None, description="onnxruntime threads per process; unset = onnxruntime's default."
+    )
+    PI_CHUNK_TOKENS: PositiveInt = Field(default=256, description="Chunk window in model tokens (the default model's limit).")
+    PI_CHUNK_OVERLAP: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")
     PI_MAX_CHUNKS_PER_DOCUMENT: PositiveInt = Field(
         default=200, description="Chunks kept of a huge document; the rest is dropped with a warning."
     )
     PI_SINKS: list[str] = Field(
         default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded."
     )
-    OPENSEARCH_URL: str | None = None
-    OPENSEARCH_INDEX_PREFIX: str = "pi"
+    OPENSEARCH_URL: str | None = Field(default=None, description="OpenSearch cluster; set = the opensearch sink is the default.")
+    OPENSEARCH_INDEX_PREFIX: str = Field(default="pi", description="Indices are <prefix>-<kind>.")
 
     # --- workspace sync
-    PI_MAX_CONCURRENT_VECTORIZATIONS: PositiveInt = 2
-    PI_LIVE_SYNC_MAX_MISSING: int = Field(default=50, ge=0)
-    PI_VECTORIZED_PLANS: list[str] = Field(default_factory=lambda: ["PRO", "BUSINESS"])
-    PI_STUCK_JOB_TIMEOUT_MINUTES: PositiveInt = 5760
+    PI_MAX_CONCURRENT_VECTORIZATIONS: PositiveInt = Field(
+        default=2, description="Vectorization jobs running at once (the rest wait queued)."
+    )
+    PI_LIVE_SYNC_MAX_MISSING: int = Field(
+        default=50, ge=0, description="Above this many missing/stale documents a workspace is left to stale recovery."
+    )
+    PI_VECTORIZED_PLANS: list[str] = Field(
+        default_factory=lambda: ["PRO", "BUSINESS"], description="Plans that get vectorization (case-insensitive)."
+    )
+    PI_STUCK_JOB_TIMEOUT_MINUTES: PositiveInt = Field(
+        default=5760, description="A queued/running job with no progress this long is failed by the reaper."
+    )
     PI_HEARTBEAT_TIMEOUT_SECONDS: PositiveInt = Field(default=600, description="A running job silent this long is re-queued.")
     PI_SYNC_OVERLAP_SECONDS: int = Field(
         default=120, ge=0, description="Change scans re-read this much before the watermark (late commits, clock skew)."
@@ -109,17 +129,19 @@ class Settings(BaseSettings):
     )
 
     # --- docs
-    PI_DOCS_REPOS: list[str] = Field(default_factory=list)
-    GITHUB_TOKEN: SecretStr | None = None
-    PI_GITHUB_API_URL: str = "https://api.github.com"
-    PI_GITHUB_RAW_URL: str = "https://raw.githubusercontent.com"
+    PI_DOCS_REPOS: list[str] = Field(
+        default_factory=list, description="owner/repo[@branch][:path-prefix] or file:///path entries, comma separated."
+    )
+    GITHUB_TOKEN: SecretStr | None = Field(default=None, description="Sent as Authorization: Bearer; never logged.")
+    PI_GITHUB_API_URL: str = Field(default="https://api.github.com", description="GitHub API (GitHub Enterprise, tests).")
+    PI_GITHUB_RAW_URL: str = Field(default="https://raw.githubusercontent.com", description="Host of raw file contents.")
     PI_GITHUB_TIMEOUT: float = Field(default=30.0, gt=0, description="Seconds before a GitHub request times out.")
     PI_GITHUB_RETRIES: int = Field(default=4, ge=0, description="Retries of a GitHub request after a 5xx, timeout or rate limit.")
     PI_GITHUB_BACKOFF: float = Field(default=2.0, ge=0, description="First retry delay in seconds (doubles each retry).")
     PI_GITHUB_MAX_WAIT: float = Field(default=900.0, ge=0, description="Max total rate-limit wait per request, then give up.")
 
     # --- chats
-    PI_CHATS_SEMANTIC: bool = True
+    PI_CHATS_SEMANTIC: bool = Field(default=True, description="Embed chat messages (0 = full-text only for chats).")
 
     @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", "PI_DOCS_REPOS", mode="before")
     @classmethod
@@ -182,6 +204,18 @@ class _CsvEnvSource:
 
     def __call__(self) -> dict[str, str]:
         return {name: os.environ[name] for name in self.fields if name in os.environ and os.environ[name] != ""}
+
+
+def describe_variables(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
+    """``(name, default, description)`` of every variable, for ``pi settings --markdown``."""
+    rows = []
+    for name, field in model.model_fields.items():
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        if isinstance(default, list):
+            default = ",".join(default)
+        shown = "unset" if default in (None, "") else f"`{default}`"
+        rows.append((name, shown, field.description or ""))
+    return rows
 
 
 _ACCEPTS = {

@@ -31,3 +31,12 @@ def test_every_hook_has_a_docstring(hook):
 @pytest.mark.parametrize("variable", sorted(Settings.model_fields))
 def test_every_environment_variable_is_documented(variable):
     assert f"`{variable}`" in README, f"{variable} is missing from README.md"
+
+
+def test_readme_settings_table_is_current():
+    from pi_framework.settings import describe_variables
+
+    stale = [
+        name for name, default, meaning in describe_variables(Settings) if f"| `{name}` | {default} | {meaning} |" not in README
+    ]
+    assert not stale, f"README table out of date for {stale}: paste the output of `pi settings --markdown`"
