@@ -103,7 +103,10 @@ class GitHubBackend:
 
     def changes(self, base: str, head: str) -> list[FileChange] | None:
         comparison = self.client.compare(self.owner, self.repo, base, head)
-        files = comparison.get("files") or []
+        if "files" not in comparison:
+            logger.info("docs {}: comparison without a file list; diffing trees", self.spec)
+            return None
+        files = comparison["files"]
         if comparison.get("status") in ("diverged", "behind"):
             logger.info("docs {}: history was rewritten ({} is {}); diffing trees", self.spec, head[:12], comparison["status"])
             return None

@@ -108,7 +108,7 @@ class GitHubClient:
             self.calls += 1
             try:
                 reply = self.session.get(url, headers={**self._auth, **(headers or {})}, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 self._retry_or_raise(attempt, what, f"{type(exc).__name__}: {exc}")
                 continue
             status = reply.status_code
