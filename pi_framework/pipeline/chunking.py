@@ -1,18 +1,22 @@
 """Token-aware chunking: windows of the embedder's own tokens, with overlap, the title carried into each chunk.
 
-A chunk's text is ``title + "\\n" + window`` and never exceeds the model's window (special tokens
+A chunk's text is ``title + "\\n" + window`` (``title: section`` when a Markdown window starts in the
+middle of a section, so every chunk knows its heading) and never exceeds the model's window (special tokens
 included), so the model sees all of it. Windows prefer to end at a paragraph or sentence boundary
 found in their last quarter, so chunks rarely cut a sentence in half.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pi_framework.embedding import Embedder
 
 #: a title longer than this share of the window is cut, so every chunk keeps room for body text
 _TITLE_SHARE = 4
+_MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_FENCED = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.M | re.S)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,28 @@ def _boundary_end(text: str, spans: list[tuple[int, int]], start: int, end: int)
     return end
 
 
+def _headings(body: str) -> list[tuple[int, str]]:
+    """Markdown headings of *body* outside fenced code blocks, as ``(offset, text)``."""
+    if "#" not in body:
+        return []
+    fenced = [match.span() for match in _FENCED.finditer(body)]
+    return [
+        (match.start(), match.group(1))
+        for match in _MD_HEADING.finditer(body)
+        if not any(begin <= match.start() < end for begin, end in fenced)
+    ]
+
+
+def _section_prefix(title: str, headings: list[tuple[int, str]], offset: int, embedder: Embedder, limit: int) -> tuple[str, int]:
+    """For a window starting mid-section (Markdown): ``("<title>: <section>\n", extra tokens)``, else ``("", 0)``."""
+    section = next((text for position, text in reversed(headings) if position < offset), "")
+    if not section:
+        return "", 0
+    section = _cut(section, embedder.token_spans(section), limit).strip()
+    label = f"{title}: {section}" if title else section
+    return f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
+
+
 def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> tuple[list[Window], bool]:
     """Windows of *body* with *title* in front of each; returns ``(windows, truncated)``.
 
@@ -72,12 +98,14 @@ def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> 
     if len(spans) <= room:
         return [Window(0, prefix + body)], False
     windows: list[Window] = []
+    headings = _headings(body)
     start = 0
     while start < len(spans) and len(windows) < params.max_chunks:
-        end = min(start + room, len(spans))
+        head, extra = _section_prefix(title, headings, spans[start][0], embedder, title_limit)
+        end = min(start + room - extra, len(spans))
         if end < len(spans):
             end = _boundary_end(body, spans, start, end)
-        windows.append(Window(len(windows), prefix + body[spans[start][0] : spans[end - 1][1]].strip()))
+        windows.append(Window(len(windows), (head or prefix) + body[spans[start][0] : spans[end - 1][1]].strip()))
         if end == len(spans):
             return windows, False
         start = max(end - overlap, start + 1)
