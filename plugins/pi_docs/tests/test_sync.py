@@ -309,3 +309,17 @@ def test_a_document_the_indexer_refuses_is_retried_without_holding_back_the_rest
     assert result.status == "synced" and doc("docs/deep.md") in indexed_ids()
     [result] = run_sync()
     assert result.status == "unchanged" and result.api_calls == 1
+
+
+def test_chunks_starting_mid_section_carry_the_section_heading(git_repo, run_sync):
+    paragraphs = "\n\n".join(f"Paragraph {n} explains the orbital mechanics of deployments in some detail." for n in range(60))
+    page = f"---\ntitle: Deploying\n---\n# Deploying\n\nIntro.\n\n## Kubernetes setup\n\n{paragraphs}\n\n```bash\n# not a heading\n```\n"
+    git_repo.commit("docs", {"docs/deploy.mdx": page})
+    [result] = run_sync()
+    assert result.status == "synced"
+    sink = runtime.get_sinks()[0]
+    hits = sink.search_text(SearchQuery(workspace_id="w", text="orbital mechanics deployments", kinds=["docs"], limit=50))
+    texts = sorted({hit.text for hit in hits})
+    assert len(texts) > 1
+    later = [text for text in texts if not text.startswith("Deploying\n# Deploying")]
+    assert later and all(text.startswith("Deploying: Kubernetes setup\n") for text in later)
