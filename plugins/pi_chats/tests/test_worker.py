@@ -6,6 +6,7 @@ Each test runs a worker subprocess on its own queue, a fresh PostgreSQL PI datab
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -128,3 +129,19 @@ def test_semantic_search_with_the_real_model(start_worker, message, found):
         hits = found.hits("how do we publish a new software release", mode=mode)
         assert hits[0].metadata["chat_id"] == "release", (mode, [(hit.document_id, hit.score) for hit in hits])
     assert found.hits("how do we publish a new software release", mode="vector", user_id="bob") == []
+
+
+def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, message, found):
+    from osmem_server import OsmemServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    service = start_worker(PI_SINKS="opensearch", OPENSEARCH_URL=f"http://{address}")
+    service.send(INDEX, **message("c1", "written during the outage"))
+    wait_for(lambda: "Retry in" in service.worker.log(), 60, message="the task retried while OpenSearch is down")
+    server = OsmemServer.start(addr=address)
+    try:
+        wait_for(lambda: len(found.ids("outage")) == 2, 90, message="the message indexed once OpenSearch is back")
+    finally:
+        server.close()
