@@ -94,3 +94,10 @@ def test_text_files_binary_and_encodings():
     assert parse_document("Café".encode("cp1252"), "n.txt").body == "Café"
     with pytest.raises(NotText):
         parse_document(b"GIF89a\x00\x01", "image.txt")
+
+
+def test_html_url_from_api_url():
+    from pi_docs.backends import html_url_for
+
+    assert html_url_for("https://api.github.com") == "https://github.com"
+    assert html_url_for("https://ghe.example.com/api/v3/") == "https://ghe.example.com"
