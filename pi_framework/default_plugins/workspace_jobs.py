@@ -38,9 +38,12 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 def send_task(name: str, **kwargs: Any) -> None:
-    from pi_framework.celery_app import celery_app
+    """Send through the current app (a test or the demo may have built its own with :func:`create_app`)."""
+    from celery import current_app
 
-    celery_app.send_task(name, kwargs=kwargs)
+    import pi_framework.celery_app  # noqa: F401 - builds the app, and makes it current, on first use
+
+    current_app.send_task(name, kwargs=kwargs)
 
 
 @dataclass

@@ -439,17 +439,22 @@ def register_tasks(register) -> None:  # noqa: ANN001
     register(redispatch_lost_jobs, name="pi.celery_app.redispatch_lost_jobs", acks_late=False)
 
 
+#: a tick waits this long at least before it is dropped (short intervals meet broker polling latency)
+_MIN_TICK_EXPIRY = 30.0
+
+
 @hookimpl
 def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
-    register(
-        PeriodicJob(
+    for name, task, every, enabled in (
+        (
             "trigger-live-sync",
             "pi.celery_app.trigger_live_sync",
-            every=settings.CELERY_VECTOR_SYNC_INTERVAL,
-            enabled=settings.CELERY_VECTOR_SYNC_ENABLED,
-        )
-    )
-    register(PeriodicJob("redispatch-lost-jobs", "pi.celery_app.redispatch_lost_jobs", every=settings.PI_REDISPATCH_INTERVAL))
+            settings.CELERY_VECTOR_SYNC_INTERVAL,
+            settings.CELERY_VECTOR_SYNC_ENABLED,
+        ),
+        ("redispatch-lost-jobs", "pi.celery_app.redispatch_lost_jobs", settings.PI_REDISPATCH_INTERVAL, True),
+    ):
+        register(PeriodicJob(name, task, every=every, enabled=enabled, expires=max(float(every), _MIN_TICK_EXPIRY)))
 
 
 @hookimpl

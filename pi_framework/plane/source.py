@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Engine, Row, Select, and_, func, or_, sele
 from pi_framework.contributions import Changes
 from pi_framework.pipeline.documents import Document
 from pi_framework.plane.db import plane_engine
-from pi_framework.plane.schema import UTCDateTime
+from pi_framework.plane.schema import UTCDateTime, metadata
 from pi_framework.plane.watermark import Watermark
 from pi_framework.settings import Settings
 
@@ -117,7 +117,7 @@ class PlaneSource:
     def changes(self, workspace_id: str, cursor: dict[str, Any] | None) -> Changes:
         start = self.db_now()
         if cursor is None:
-            fresh = {table: Watermark(start).dump() for table in self.tracked}
+            fresh = self.fresh_cursor(workspace_id, start)
             return Changes(iter(self.iter_documents(workspace_id)), cursor=lambda: fresh)
         marks = {table: Watermark.load(cursor.get(table)) for table in self.tracked}
         observed: Observed = {table: {} for table in self.tracked}
@@ -126,6 +126,24 @@ class PlaneSource:
             return {table: marks[table].advanced(start, observed[table], self.overlap).dump() for table in self.tracked}
 
         return Changes(self.changed_documents(workspace_id, marks, observed), cursor=next_cursor)
+
+    def fresh_cursor(self, workspace_id: str, start: datetime) -> dict[str, Any]:
+        """The cursor of a full pass that starts at *start*.
+
+        Rows inside the overlap window are recorded as seen *before* the pass reads them: one that
+        changes afterwards has another ``updated_at`` and is picked up by the next scan, while the
+        rest are not all re-read as changes (a workspace created minutes ago would otherwise look
+        like a backlog of changes, and be left to stale recovery).
+        """
+        cursor = {}
+        for name in self.tracked:
+            table = metadata.tables[name]
+            observed: dict[str, datetime] = {}
+            stmt = select(table.c.id, table.c.updated_at).where(table.c.workspace_id == workspace_id)
+            for _ in self.scan_changed(stmt, table, Watermark(start), observed):
+                pass
+            cursor[name] = Watermark(start).advanced(start, observed, self.overlap).dump()
+        return cursor
 
     def iter_documents(self, workspace_id: str) -> Iterable[Document]:
         raise NotImplementedError

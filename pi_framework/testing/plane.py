@@ -304,3 +304,52 @@ def plane_settings(plane_db: PlaneFactory, pi_env: Any) -> Settings:
     """Framework settings on a throw-away data dir with ``PLANE_DATABASE_URL`` pointing at ``plane_db``."""
     reset_plane_engine()
     return pi_env(PLANE_DATABASE_URL=plane_db.url)
+
+
+# ---------------------------------------------------------------------- realistic sample content
+_AREAS = [
+    "checkout",
+    "login",
+    "invoice export",
+    "search bar",
+    "notifications",
+    "file upload",
+    "calendar sync",
+    "dark mode",
+    "API rate limits",
+    "webhooks",
+    "onboarding tour",
+    "billing page",
+    "SSO with Okta",
+    "mobile app",
+]
+_PROBLEMS = [
+    "crashes on Safari",
+    "is slow for large workspaces",
+    "shows the wrong currency",
+    "times out after 30 s",
+    "loses unsaved changes",
+    "ignores the user's timezone",
+    "sends duplicate emails",
+    "breaks with emoji input",
+    "returns HTTP 500 intermittently",
+    "does not respect permissions",
+]
+_DETAILS = [
+    "Steps to reproduce: open the page, click <b>Save</b>, wait a few seconds.",
+    "Customers on the enterprise plan reported this twice this week.",
+    "The logs show a <code>NullPointerException</code> in the worker.",
+    "Expected: the action completes. Actual: a spinner forever.",
+    "Related to the migration we shipped in the last cycle.",
+    "Proposed fix: cache the result and invalidate it on update.",
+    "Needs a regression test before we close it.",
+    "Design mock-ups are attached in Figma.",
+]
+
+
+def sample_issue(n: int) -> tuple[str, str]:
+    """A plausible work item (name, description_html), deterministic in *n*."""
+    area, problem = _AREAS[n % len(_AREAS)], _PROBLEMS[(n // len(_AREAS)) % len(_PROBLEMS)]
+    details = [_DETAILS[(n + k) % len(_DETAILS)] for k in range(1 + n % 3)]
+    html = "".join(f"<p>{line}</p>" for line in [f"The {area} {problem}.", *details])
+    return f"{area.capitalize()} {problem} (#{n})", html

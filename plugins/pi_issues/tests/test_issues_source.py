@@ -187,3 +187,13 @@ def test_bad_rows_are_indexed_where_meaningful_and_never_break_the_batch(plane_d
     assert f"issues:{orphan['id']}" not in documents
     assert documents[f"issues:{rows['unknown priority']['id']}"].metadata["priority"] == "none"
     assert documents[f"issues:{rows['emoji rtl']['id']}"].title.endswith("🚀 إطلاق الإصدار الجديد")
+
+
+def test_the_cursor_of_a_full_pass_does_not_replay_recent_rows(plane_db, source, ws) -> None:
+    """Rows written just before a full pass are not pending changes afterwards (only later edits are)."""
+    rows = [plane_db.issue(ws["project"], f"Fresh {n}") for n in range(5)]
+    documents, cursor = drain(source, ws["workspace"]["id"], None)
+    assert len(documents) == 5
+    assert drain(source, ws["workspace"]["id"], cursor)[0] == []
+    plane_db.update(schema.issues, rows[0]["id"], name="Edited after the pass")
+    assert upserts(drain(source, ws["workspace"]["id"], cursor)[0]) == {f"issues:{rows[0]['id']}"}
