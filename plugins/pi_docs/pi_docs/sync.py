@@ -30,6 +30,7 @@ from pi_docs.text import NotText, parse_document
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import SyncState
 from pi_framework.pipeline.documents import Document
+from pi_framework.pipeline.indexer import Indexer
 from pi_framework.settings import Settings
 
 SOURCE = "docs"
@@ -72,7 +73,7 @@ class DocsSync:
     def __init__(
         self,
         settings: Settings,
-        indexer: Any = None,
+        indexer: Indexer | None = None,
         database: Database | None = None,
         client: GitHubClient | None = None,
         progress: Progress | None = None,
@@ -84,10 +85,9 @@ class DocsSync:
         self.progress = progress
 
     @property
-    def indexer(self) -> Any:
+    def indexer(self) -> Indexer:
+        """Built on first use: a run that ends at the 304 never loads sinks or the embedder."""
         if self._indexer is None:
-            from pi_framework.pipeline.indexer import Indexer
-
             self._indexer = Indexer(database=self.database, settings=self.settings)
         return self._indexer
 
