@@ -41,6 +41,7 @@ class WorkerProcess:
     ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **env}
         queue = env.get("CELERY_DEFAULT_QUEUE", "plane_pi_queue")
         argv = [
             sys.executable,
@@ -61,9 +62,7 @@ class WorkerProcess:
         ]
         if beat:
             argv.append("-B")
-        self.process = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.process = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self._lock = threading.Lock()
 
     def log(self) -> str:
