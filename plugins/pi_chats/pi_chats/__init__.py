@@ -2,7 +2,7 @@
 
 Nothing polls for chats: the service that stores a message calls ``pi.celery_app.index_chat_message``
 (and ``pi.celery_app.delete_chat``) with ``send_task``. Chats are private to their owner, always within
-their workspace.
+their workspace. A periodic pass (``retry_chats``) finishes what a sink outage left undone.
 """
 
 from __future__ import annotations
@@ -11,16 +11,39 @@ from collections.abc import Callable
 
 import click
 
-from pi_chats import models  # noqa: F401 - declares the pi_chats table before the schema is created
+from pi_chats import models  # noqa: F401 - declares the plugin's tables before the schema is created
 from pi_framework import hookimpl
+from pi_framework.contributions import HealthCheck, PeriodicJob
+from pi_framework.settings import Settings
 
 
 @hookimpl
 def register_tasks(register: Callable[..., None]) -> None:
-    from pi_chats.tasks import DELETE_TASK, INDEX_TASK, RETRY_OPTIONS, delete_chat, index_chat_message
+    from pi_chats import tasks
 
-    register(index_chat_message, name=INDEX_TASK, **RETRY_OPTIONS)
-    register(delete_chat, name=DELETE_TASK, **RETRY_OPTIONS)
+    register(tasks.index_chat_message, name=tasks.INDEX_TASK, **tasks.TASK_OPTIONS)
+    register(tasks.delete_chat, name=tasks.DELETE_TASK, **tasks.TASK_OPTIONS)
+    register(tasks.retry_chats, name=tasks.RETRY_TASK)
+
+
+@hookimpl
+def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
+    from pi_chats.tasks import RETRY_TASK
+
+    register(PeriodicJob("retry-chats", RETRY_TASK, every=settings.PI_CHATS_RETRY_INTERVAL))
+
+
+@hookimpl
+def register_health_checks(register: Callable[[HealthCheck], None]) -> None:
+    register(HealthCheck("chats", _health))
+
+
+def _health() -> dict[str, int]:
+    """Messages waiting in the backlog (a growing number means a sink keeps refusing them)."""
+    from pi_chats import backlog
+    from pi_framework.db import get_database
+
+    return {"parked_messages": backlog.count(get_database())}
 
 
 @hookimpl

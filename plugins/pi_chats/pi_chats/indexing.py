@@ -14,7 +14,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import select
 
-from pi_chats import store
+from pi_chats import backlog, store
 from pi_chats.payloads import ChatMessage, chat_document_id, message_document_id
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import IndexedDocument
@@ -146,13 +146,36 @@ class ChatIndex:
             retitled = {chat.key: chat for chat in stale}
             written, keys = {}, [chat.key for chat in stale]
 
+    def retry_pending(self) -> dict[str, int]:
+        """One pass over what the index refused earlier: parked messages, then deletions not yet purged."""
+        messages = backlog.parked(self.database)
+        counts = {"parked_retried": len(messages), "parked_indexed": 0, "deletions_finished": 0}
+        if messages:
+            failed = self.index_messages(messages).failed
+            backlog.settle(self.database, messages, failed)
+            counts["parked_indexed"] = sum(message.document_id not in failed for message in messages)
+        with self.database.session() as session:
+            unfinished = store.unpurged(session, backlog.BATCH)
+        for workspace_id, chat_id in unfinished:
+            self.delete_chat(workspace_id, chat_id)
+            counts["deletions_finished"] += 1
+        return counts
+
     # ------------------------------------------------------------------ deletion
     def delete_chat(self, workspace_id: str, chat_id: str) -> int:
-        """Remove a chat's title and messages from every sink; later deliveries of its messages are dropped."""
+        """Remove a chat's title, messages and parked messages; later deliveries of its messages are dropped.
+
+        The tombstone is committed first: if a sink cannot delete now, the periodic retry pass finds the
+        chat not yet purged and deletes it again.
+        """
         with self.database.session() as session:
             store.tombstone(session, workspace_id, chat_id)
+            backlog.forget_chat(session, workspace_id, chat_id)
             ids = list(self._indexed_ids(session, workspace_id, chat_id))
-        return self.indexer.delete_documents(ids) if ids else 0
+        removed = self.indexer.delete_documents(ids) if ids else 0
+        with self.database.session() as session:
+            store.mark_purged(session, workspace_id, chat_id)
+        return removed
 
     @staticmethod
     def _indexed_ids(session: Any, workspace_id: str, chat_id: str) -> Iterable[str]:

@@ -149,3 +149,21 @@ def tombstone(session: Session, workspace_id: str, chat_id: str) -> None:
     _insert_missing(session, [(workspace_id, chat_id)], {})
     row = _lock(session, [(workspace_id, chat_id)])[(workspace_id, chat_id)]
     row.deleted_at = row.deleted_at or utcnow()
+
+
+def mark_purged(session: Session, workspace_id: str, chat_id: str) -> None:
+    """The deleted chat's documents are confirmed gone from every sink."""
+    row = session.get(ChatRecord, (workspace_id, chat_id))
+    if row is not None and row.deleted_at is not None:
+        row.purged_at = utcnow()
+
+
+def unpurged(session: Session, limit: int) -> list[ChatKey]:
+    """Deleted chats whose documents may still be in a sink (their ``delete_chat`` ran out of retries)."""
+    query = (
+        select(ChatRecord.workspace_id, ChatRecord.chat_id)
+        .where(ChatRecord.deleted_at.is_not(None), ChatRecord.purged_at.is_(None))
+        .order_by(ChatRecord.deleted_at)
+        .limit(limit)
+    )
+    return [(workspace_id, chat_id) for workspace_id, chat_id in session.execute(query)]

@@ -1,34 +1,47 @@
-"""The Celery tasks a chat service calls with ``send_task`` (no result backend needed)."""
+"""The Celery tasks a chat service calls with ``send_task`` (no result backend needed), and the retry pass."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from celery import Task
 from loguru import logger
 from sqlalchemy.exc import OperationalError
 
+from pi_chats import backlog
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
 from pi_framework.contributions import TASK_PREFIX
 from pi_framework.db import DatabaseUnavailable
+from pi_framework.settings import get_settings
 from pi_framework.sinks.base import SinkError
 
 INDEX_TASK = f"{TASK_PREFIX}index_chat_message"
 DELETE_TASK = f"{TASK_PREFIX}delete_chat"
+RETRY_TASK = f"{TASK_PREFIX}retry_chats"
+#: longest wait between two retries of one task
+MAX_BACKOFF = 600
 
 
 class IndexingFailed(RuntimeError):
-    """Some documents did not reach every sink; the task is retried."""
+    """Some documents did not reach every sink."""
 
 
-#: transient failures (database or sink unreachable, lock timeouts, deadlocks) are retried with backoff;
-#: a malformed payload never is (it is logged and dropped)
-RETRY_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "autoretry_for": (DatabaseUnavailable, OperationalError, SinkError, ConnectionError, TimeoutError, IndexingFailed),
-    "max_retries": 5,
-}
+#: transient failures (database or sink unreachable, lock timeouts, deadlocks, a write not confirmed);
+#: a malformed payload is not one of them: it is logged and dropped, never retried
+TRANSIENT = (DatabaseUnavailable, OperationalError, SinkError, ConnectionError, TimeoutError, IndexingFailed)
+#: the tasks count their retries themselves (``PI_CHATS_MAX_RETRIES``), so Celery's own limit is off
+TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": None}
+
+
+def _retry(task: Task, exc: Exception) -> bool:
+    """Raise Celery's ``Retry`` (exponential backoff with jitter) or, once the retries are spent, return ``False``."""
+    attempt = task.request.retries
+    if attempt >= get_settings().PI_CHATS_MAX_RETRIES:
+        return False
+    countdown = min(MAX_BACKOFF, 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+    raise task.retry(exc=exc, countdown=countdown)
 
 
 def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -36,11 +49,18 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     message = parse_task_payload(ChatMessage, INDEX_TASK, args, kwargs)
     if message is None:
         return {"rejected": 1}
-    stats = ChatIndex().index_messages([message])
-    if stats.failed:
-        for doc_id, reason in stats.failed.items():
-            logger.warning("{} not indexed (attempt {}): {}", doc_id, task.request.retries + 1, reason)
-        raise IndexingFailed(f"{len(stats.failed)} document(s) not indexed")
+    index = ChatIndex()
+    try:
+        stats = index.index_messages([message])
+        if stats.failed:
+            raise IndexingFailed("; ".join(f"{doc_id}: {reason}" for doc_id, reason in stats.failed.items()))
+    except TRANSIENT as exc:
+        logger.warning(
+            "{} not indexed (attempt {}): {}: {}", message.document_id, task.request.retries + 1, type(exc).__name__, exc
+        )
+        if not _retry(task, exc):
+            backlog.park(index.database, message, f"{type(exc).__name__}: {exc}")
+            return {"parked": 1}
     return stats.as_dict()
 
 
@@ -49,6 +69,20 @@ def delete_chat(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     deletion = parse_task_payload(ChatDeletion, DELETE_TASK, args, kwargs)
     if deletion is None:
         return {"rejected": 1}
-    deleted = ChatIndex().delete_chat(deletion.workspace_id, deletion.chat_id)
+    try:
+        deleted = ChatIndex().delete_chat(deletion.workspace_id, deletion.chat_id)
+    except TRANSIENT as exc:
+        if not _retry(task, exc):
+            logger.error(
+                "chat {} not purged yet ({}): the retry_chats pass finishes it once its tombstone is recorded",
+                deletion.chat_id,
+                exc,
+            )
+            return {"deleted": 0, "pending": 1}
     logger.info("chat {} deleted from workspace {}: {} document(s) removed", deletion.chat_id, deletion.workspace_id, deleted)
     return {"deleted": deleted}
+
+
+def retry_chats() -> dict[str, int]:
+    """Periodic: index parked messages again and finish deletions the sinks refused earlier."""
+    return ChatIndex().retry_pending()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+from pi_chats import backlog
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
+
+from pi_framework.sinks.base import SinkError
 
 
 @pytest.fixture
@@ -85,3 +90,29 @@ def test_without_semantic_chats_get_no_vectors(pi_env, message, found):
     assert (stats.indexed, stats.chunks_embedded) == (2, 0)
     assert len(found.ids("kubernetes")) == 2, "full-text search finds the title and the message"
     assert found.hits("kubernetes upgrade plan", mode="vector") == []
+
+
+def test_parked_messages_are_indexed_by_the_retry_pass_unless_their_chat_was_deleted(chats, message, found):
+    for payload in (message("c1", "parked invoice question"), message("c2", "parked invoice of a deleted chat")):
+        backlog.park(chats.database, ChatMessage.model_validate(payload), "SinkError: down")
+    chats.delete_chat("ws-a", "c2")  # its parked message goes with it
+    assert backlog.count(chats.database) == 1
+    assert chats.retry_pending() == {"parked_retried": 1, "parked_indexed": 1, "deletions_finished": 0}
+    assert {hit.metadata["chat_id"] for hit in found.hits("invoice")} == {"c1"}
+    assert backlog.count(chats.database) == 0
+
+
+def test_a_deletion_the_index_refused_is_finished_by_the_retry_pass(pi_env, osmem_clone, message, found):
+    live = {"PI_EMBEDDER": "hashing", "PI_SINKS": "opensearch", "OPENSEARCH_URL": osmem_clone.url}
+    pi_env(**live)
+    index(ChatIndex(), message("c1", "budget draft"), message("c1", "budget review", minute=1))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        pi_env(**{**live, "OPENSEARCH_URL": f"http://127.0.0.1:{probe.getsockname()[1]}"})  # outage
+        with pytest.raises(SinkError):
+            ChatIndex().delete_chat("ws-a", "c1")
+    pi_env(**live)
+    assert len(found.ids("budget")) == 3, "the sink refused the delete: still there"
+    assert ChatIndex().retry_pending() == {"parked_retried": 0, "parked_indexed": 0, "deletions_finished": 1}
+    assert found.ids("budget") == set()
+    assert ChatIndex().retry_pending()["deletions_finished"] == 0

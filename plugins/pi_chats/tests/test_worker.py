@@ -12,11 +12,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from celery import Celery
+from osmem_server import OsmemServer
+from pi_chats import backlog
 
+from pi_framework.db import get_database
 from pi_framework.testing.worker import WorkerProcess, wait_for
 
 INDEX = "pi.celery_app.index_chat_message"
 DELETE = "pi.celery_app.delete_chat"
+RETRY = "pi.celery_app.retry_chats"
 
 
 class ChatService:
@@ -131,17 +135,35 @@ def test_semantic_search_with_the_real_model(start_worker, message, found):
     assert found.hits("how do we publish a new software release", mode="vector", user_id="bob") == []
 
 
-def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, message, found):
-    from osmem_server import OsmemServer
-
+def _free_address() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, message, found):
+    address = _free_address()
     service = start_worker(PI_SINKS="opensearch", OPENSEARCH_URL=f"http://{address}")
     service.send(INDEX, **message("c1", "written during the outage"))
     wait_for(lambda: "Retry in" in service.worker.log(), 60, message="the task retried while OpenSearch is down")
     server = OsmemServer.start(addr=address)
     try:
         wait_for(lambda: len(found.ids("outage")) == 2, 90, message="the message indexed once OpenSearch is back")
+    finally:
+        server.close()
+
+
+def test_a_message_outliving_its_retries_is_parked_and_indexed_by_the_retry_pass(start_worker, message, found):
+    address = _free_address()
+    service = start_worker(PI_SINKS="opensearch", OPENSEARCH_URL=f"http://{address}", PI_CHATS_MAX_RETRIES="1")
+    service.send(INDEX, **message("c1", "written during a long outage"))
+    wait_for(lambda: backlog.count(get_database()) == 1, 60, message="the message parked")
+    assert "parked after its retries" in service.worker.log()
+    server = OsmemServer.start(addr=address)
+    try:
+        assert found.ids("outage") == set()
+        service.send(RETRY)
+        wait_for(lambda: len(found.ids("outage")) == 2, 60, message="the parked message indexed by retry_chats")
+        assert backlog.count(get_database()) == 0
     finally:
         server.close()
