@@ -142,6 +142,8 @@ class Settings(BaseSettings):
 
     # --- chats
     PI_CHATS_SEMANTIC: bool = Field(default=True, description="Embed chat messages (0 = full-text only for chats).")
+    PI_CHATS_MAX_RETRIES: int = Field(default=8, ge=0, description="Retries of a chat task (backoff ≤ 10 min); then parked.")
+    PI_CHATS_RETRY_INTERVAL: PositiveInt = Field(default=300, description="Seconds between retry_chats passes.")
 
     @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", "PI_DOCS_REPOS", mode="before")
     @classmethod
