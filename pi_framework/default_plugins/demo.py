@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import click
-from loguru import logger
 
 from pi_framework import runtime
 from pi_framework.db import get_database, reset_database
@@ -164,14 +162,14 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
         "CELERY_VECTOR_SYNC_INTERVAL": str(interval),
         "PI_REDISPATCH_INTERVAL": "10",
         "PI_RECONCILE_INTERVAL": "30",
+        "PI_LOG_LEVEL": "WARNING",
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
     }
     _use(env)
     app = create_app()
-    logger.remove()  # the worker logs to its file; this process only shows what goes wrong
-    logger.add(sys.stderr, level="WARNING")
     click.secho("2. A worker with beat on the embedded broker (SQLite), embedded sink, fastembed", bold=True)
-    worker = WorkerProcess(dict(os.environ), base / "worker.log", beat=True, concurrency=2)
+    # this process only shows what goes wrong; the worker logs everything to its file
+    worker = WorkerProcess({**os.environ, "PI_LOG_LEVEL": "INFO"}, base / "worker.log", beat=True, concurrency=2)
     try:
         _, seconds = _timed(lambda: worker.wait_ready(timeout))
         click.echo(f"    ready in {seconds:.1f} s (log: {base / 'worker.log'})")

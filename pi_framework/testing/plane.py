@@ -176,6 +176,24 @@ class PlaneFactory:
         state: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
+        if "sequence_id" not in overrides:
+            overrides["sequence_id"] = self.next_sequence_id(project["id"])
+        return self.insert(schema.issues, self.issue_values(project, name, description_html, state, **overrides))
+
+    def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """One multi-row insert (bulk data for benchmarks: build the rows with ``issue_values``)."""
+        with self.engine.begin() as connection:
+            connection.execute(table.insert(), rows)
+
+    def issue_values(
+        self,
+        project: dict[str, Any],
+        name: str,
+        description_html: str,
+        state: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """An issue row (``sequence_id`` must be among *overrides*), not inserted."""
         row = {
             **self._audit(overrides),
             "workspace_id": project["workspace_id"],
@@ -200,9 +218,7 @@ class PlaneFactory:
             "external_source": None,
             "external_id": None,
         }
-        if "sequence_id" not in overrides:
-            row["sequence_id"] = self.next_sequence_id(project["id"])
-        return self.insert(schema.issues, {**row, **overrides})
+        return {**row, **overrides}
 
     def page(
         self,
