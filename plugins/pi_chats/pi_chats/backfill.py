@@ -86,7 +86,7 @@ def chats_backfill(file: Path, batch_size: int) -> None:
     click.echo(
         f"{totals.messages + totals.rejected} lines in {seconds:.1f}s: {totals.messages} messages "
         f"({totals.messages / max(seconds, 1e-9):.0f}/s), {totals.rejected} rejected; "
-        f"{totals.indexed} documents indexed ({totals.titles} chat titles), {totals.unchanged} unchanged, "
+        f"{totals.indexed} documents indexed (messages and chat titles), {totals.unchanged} unchanged, "
         f"{totals.dropped_deleted} of deleted chats dropped, {len(totals.failed)} failed"
     )
     for doc_id, reason in list(totals.failed.items())[:10]:

@@ -30,7 +30,10 @@ TITLE_RECHECKS = 3
 
 @dataclass
 class ChatStats:
-    """What one call did: messages received and refused, documents (messages and titles) written or unchanged."""
+    """What one call did: messages received and refused, documents (messages and titles) written or unchanged.
+
+    ``titles`` counts the chat title documents submitted (a chat's title changed, or its title message came again).
+    """
 
     messages: int = 0
     rejected: int = 0

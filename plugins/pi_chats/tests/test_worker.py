@@ -164,6 +164,17 @@ def test_a_message_outliving_its_retries_is_parked_and_indexed_by_the_retry_pass
         assert found.ids("outage") == set()
         service.send(RETRY)
         wait_for(lambda: len(found.ids("outage")) == 2, 60, message="the parked message indexed by retry_chats")
-        assert backlog.count(get_database()) == 0
+        wait_for(lambda: backlog.count(get_database()) == 0, 30, message="the message unparked")
     finally:
         server.close()
+
+
+def test_concurrent_workers_agree_on_one_title_and_one_document_per_message(start_worker, message, found):
+    service = start_worker(concurrency=2, PI_SINKS="embedded")
+    payloads = [message("c1", f"topic{minute} kiwi", minute=minute) for minute in range(30)]
+    shuffled = payloads[::-1] + payloads[::3]  # newest first, and a third of them twice
+    for payload in shuffled:
+        service.send(INDEX, **payload)
+    wait_for(lambda: len(found.ids("kiwi")) == 31, 90, message="30 messages and the chat title")
+    wait_for(lambda: found.titles("kiwi") == {"c1": "topic0 kiwi"}, 30, message="the earliest message names the chat")
+    assert backlog.count(get_database()) == 0
