@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from pi_chats.indexing import ChatIndex, ChatStats
 from pi_chats.payloads import ChatMessage, describe
+from pi_framework.db import DatabaseUnavailable
+from pi_framework.sinks.base import SinkError
 
 
 @dataclass
@@ -78,10 +80,15 @@ def backfill(path: Path, batch_size: int, index: ChatIndex | None = None) -> Cha
 def chats_backfill(file: Path, batch_size: int) -> None:
     """Index FILE.jsonl, an export of chats: one object per line with the fields of index_chat_message.
 
-    Exits 1 when a line was rejected or a message could not be indexed (the rest is indexed all the same).
+    Exits 1 when a line was rejected or a message could not be indexed (the rest is indexed all the same),
+    2 when the PI database or a sink is unreachable.
     """
     started = time.monotonic()
-    totals = backfill(file, batch_size)
+    try:
+        totals = backfill(file, batch_size)
+    except (DatabaseUnavailable, SinkError) as exc:
+        click.echo(f"\nerror: {exc}\nnothing is lost: run the command again, messages already indexed are skipped", err=True)
+        raise SystemExit(2) from None
     seconds = time.monotonic() - started
     click.echo(
         f"{totals.messages + totals.rejected} lines in {seconds:.1f}s: {totals.messages} messages "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 from click.testing import CliRunner
 
@@ -36,3 +37,14 @@ def test_backfill_indexes_an_export_and_summarises(pi_env, tmp_path, message, fo
 
     again = CliRunner().invoke(build_cli(), ["chats-backfill", str(export)])
     assert "0 documents indexed" in again.output, "a second run changes nothing"
+
+
+def test_backfill_against_an_unreachable_index_says_so_and_that_a_rerun_is_safe(pi_env, tmp_path, message):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        pi_env(PI_EMBEDDER="hashing", PI_SINKS="opensearch", OPENSEARCH_URL=f"http://127.0.0.1:{probe.getsockname()[1]}")
+        export = tmp_path / "chats.jsonl"
+        export.write_text(json.dumps(message("c1", "hello")) + "\n")
+        result = CliRunner().invoke(build_cli(), ["chats-backfill", str(export)])
+    assert result.exit_code == 2
+    assert "error: OpenSearch" in result.output and "run the command again" in result.output

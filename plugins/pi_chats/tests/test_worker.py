@@ -108,6 +108,7 @@ def test_chat_service_messages_become_searchable_privately(start_worker, sink_en
     assert found.ids("changelog", user_id=None) == set(), "chats are never public"
     wait_for(lambda: "chat_id: Field required" in service.worker.log(), 30, message="the payload without chat_id rejected")
     assert "created_at: Input should be a valid datetime" in service.worker.log()
+    assert "Retry in" not in service.worker.log(), "a malformed payload is never retried"
 
     service.send(DELETE, workspace_id="ws-b", chat_id="c1")  # wrong workspace: nothing happens
     service.send(DELETE, workspace_id="ws-a", chat_id="c1")
