@@ -11,10 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from pi_framework import hookimpl
+from pi_framework.contributions import Changes
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
 from pi_framework.default_plugins import workspace_sync as sync
 from pi_framework.default_plugins.workspace_jobs import Jobs
+from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import schema
 from pi_framework.search import search
@@ -248,3 +251,65 @@ def test_forget_workspace_removes_only_that_workspace(plane_db, hashing) -> None
     assert not latest_job(a["workspace"]["id"]).live_sync_enabled
     with get_database().session() as session:
         assert session.scalar(select(func.count()).select_from(IndexedChunk)) == 5
+
+
+class ToySource:
+    """A third-party workspace source (no Plane, no SQL): the framework's tasks drive it unchanged."""
+
+    name, kind, scope = "notes", "notes", "workspace"
+
+    def __init__(self) -> None:
+        self.notes: dict[str, dict[str, str | int | None]] = {}  # id -> workspace, text, version (None: removed)
+        self.version = 0
+
+    def put(self, note_id: str, workspace_id: str, text: str | None) -> None:
+        self.version += 1
+        self.notes[note_id] = {"workspace": workspace_id, "text": text, "version": self.version}
+
+    def _document(self, note_id: str, note) -> Document:
+        return Document(
+            id=f"notes:{note_id}",
+            source="notes",
+            kind="notes",
+            workspace_id=note["workspace"],
+            title=note["text"] or "",
+            deleted=note["text"] is None,
+        )
+
+    def iter_documents(self, workspace_id):
+        return (self._document(k, n) for k, n in self.notes.items() if n["workspace"] == workspace_id and n["text"])
+
+    def visible_ids(self, workspace_id):
+        return (f"notes:{k}" for k, n in self.notes.items() if n["workspace"] == workspace_id and n["text"])
+
+    def changes(self, workspace_id, cursor):
+        since, now = (cursor or {}).get("version", 0), self.version
+        if cursor is None:
+            return Changes(iter(self.iter_documents(workspace_id)), cursor=lambda: {"version": now})
+        changed = [self._document(k, n) for k, n in self.notes.items() if n["workspace"] == workspace_id and n["version"] > since]
+        return Changes(iter(changed), cursor=lambda: {"version": now})
+
+
+def test_a_third_party_workspace_source_is_vectorized_and_live_synced(plane_db, hashing, register_plugin) -> None:
+    toy = ToySource()
+
+    class Plugin:
+        @hookimpl
+        def register_sources(self, register) -> None:
+            register(toy)
+
+    register_plugin(Plugin(), "toy_notes")
+    ws = make_workspace(plane_db, issues=ISSUES[:2])
+    workspace_id = ws["workspace"]["id"]
+    toy.put("n1", workspace_id, "Remember the milk")
+    toy.put("n2", workspace_id, "Quarterly planning notes")
+    toy.put("other", "another-workspace", "Not ours")
+    assert sync.vectorize(workspace_id)["documents_total"] == 4
+    assert {"notes:n1", "notes:n2"} <= ledger_ids(workspace_id)
+    toy.put("n1", workspace_id, "Remember the oat milk")
+    toy.put("n2", workspace_id, None)
+    toy.put("n3", workspace_id, "Fresh idea")
+    result = sync.live_sync(workspace_id)
+    assert result["documents_indexed"] == 2 and result["documents_deleted"] == 1
+    assert {"notes:n1", "notes:n3"} <= ledger_ids(workspace_id) and "notes:n2" not in ledger_ids(workspace_id)
+    assert sync.missing_or_stale_count(workspace_id) == 0

@@ -36,7 +36,15 @@ from pi_framework import hookimpl, runtime
 from pi_framework.contributions import PeriodicJob, Source
 from pi_framework.db import DatabaseUnavailable, get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, utcnow
-from pi_framework.default_plugins.workspace_jobs import LIVE_SYNC_TASK, VECTORIZE_TASK, JobLost, Jobs, as_utc, send_task
+from pi_framework.default_plugins.workspace_jobs import (
+    LEASE_SOURCE,
+    LIVE_SYNC_TASK,
+    VECTORIZE_TASK,
+    JobLost,
+    Jobs,
+    as_utc,
+    send_task,
+)
 from pi_framework.pipeline.documents import Document, chunk_id
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sinks.base import SinkError
@@ -113,8 +121,12 @@ def pending_changes(workspace_id: str, limit: int) -> int:
     count = 0
     for source in _sources():
         cursor = load_cursor(source.name, workspace_id)
-        if cursor is None:
-            return limit + 1  # never vectorized with this source: a full pass is due
+        if cursor is None:  # a source installed after the vectorization: what the ledger lacks
+            to_index, to_delete = compare(source, workspace_id)
+            count += len(to_index) + len(to_delete)
+            if count > limit:
+                return count
+            continue
         for _ in source.changes(workspace_id, cursor).documents:
             count += 1
             if count > limit:
@@ -374,8 +386,9 @@ def trigger(max_missing: int | None = None) -> dict[str, int]:
 def forget_workspace(workspace_id: str) -> int:
     """Remove a workspace from every sink and the ledger, drop its cursors, switch its live sync off (downgrade)."""
     removed = Indexer().delete_workspace(workspace_id)
+    mine = [source.name for source in _sources()] + [RECONCILE_SOURCE, LEASE_SOURCE]
     with get_database().session() as session:
-        session.execute(delete(SyncState).where(SyncState.scope == workspace_id))
+        session.execute(delete(SyncState).where(SyncState.scope == workspace_id, SyncState.source.in_(mine)))
     _jobs().disable_live_sync(workspace_id)
     return removed
 
