@@ -40,7 +40,7 @@ def _retry(task: Task, exc: Exception) -> bool:
     attempt = task.request.retries
     if attempt >= get_settings().PI_CHATS_MAX_RETRIES:
         return False
-    countdown = min(MAX_BACKOFF, 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+    countdown = min(MAX_BACKOFF, 2**attempt) * random.uniform(0.5, 1.0)  # jitter: retries of many messages spread out
     raise task.retry(exc=exc, countdown=countdown)
 
 
@@ -59,9 +59,17 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
             "{} not indexed (attempt {}): {}: {}", message.document_id, task.request.retries + 1, type(exc).__name__, exc
         )
         if not _retry(task, exc):
-            backlog.park(index.database, message, f"{type(exc).__name__}: {exc}")
+            _park(index, message, exc)
             return {"parked": 1}
     return stats.as_dict()
+
+
+def _park(index: ChatIndex, message: ChatMessage, exc: Exception) -> None:
+    try:
+        backlog.park(index.database, message, f"{type(exc).__name__}: {exc}")
+    except Exception:
+        logger.error("{} could not be parked either: it is lost unless sent again (or backfilled)", message.document_id)
+        raise
 
 
 def delete_chat(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
