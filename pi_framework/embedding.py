@@ -16,7 +16,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -120,6 +121,32 @@ def offline_model_dir(data_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- embedders
+@contextmanager
+def _onnx_threads_that_sleep() -> Iterator[None]:
+    """Make the sessions fastembed creates meanwhile stop busy-waiting between runs.
+
+    onnxruntime's thread pool spins after every run; on a small shared machine that steals the CPU
+    from numpy (vector search right after embedding the query ran 3-5x slower) and from the other
+    worker processes. fastembed exposes no session options for it, so its ``SessionOptions`` are
+    adjusted while the model loads.
+    """
+    import onnxruntime
+
+    original = onnxruntime.SessionOptions
+
+    def session_options() -> onnxruntime.SessionOptions:
+        options = original()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return options
+
+    onnxruntime.SessionOptions = session_options
+    try:
+        yield
+    finally:
+        onnxruntime.SessionOptions = original
+
+
 class FastEmbedder:
     """fastembed's ONNX model, loaded once (the factory runs once per process)."""
 
@@ -133,7 +160,8 @@ class FastEmbedder:
         options: dict[str, object] = {"threads": settings.PI_EMBEDDING_THREADS}
         if self.model_name == DEFAULT_MODEL:
             options["specific_model_path"] = str(offline_model_dir(settings.data_dir))
-        self._model = TextEmbedding(self.model_name, **options)
+        with _onnx_threads_that_sleep():
+            self._model = TextEmbedding(self.model_name, **options)
         self.dimension = int(self._model.embedding_size)
         loaded = self._model.model.tokenizer
         # a private copy without truncation or padding, to count and place tokens for chunking
@@ -146,8 +174,12 @@ class FastEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = list(self._model.embed(list(texts), batch_size=self.batch_size))
-        return _normalise_rows(np.vstack(vectors))
+        # a batch is padded to its longest text: embedding in order of length wastes far less compute
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        vectors = np.vstack(list(self._model.embed([texts[index] for index in order], batch_size=self.batch_size)))
+        result = np.empty_like(vectors)
+        result[order] = vectors
+        return _normalise_rows(result)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)

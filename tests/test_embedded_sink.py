@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pi_framework.sinks.base import SearchQuery
-from pi_framework.sinks.embedded import EmbeddedSink, fts_query
+from pi_framework.sinks.embedded import EmbeddedSink, fts_query, query_terms
 from pi_framework.testing.sink_contract import WS_A, WS_B, SinkContract
 
 
@@ -69,11 +69,25 @@ def test_vector_cache_follows_writes_of_other_connections(sink: EmbeddedSink) ->
     assert sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0))) == []
 
 
-def test_fts_query_quotes_every_term() -> None:
-    assert fts_query('Login "crash" OR NEAR(a b) -x workspace_id:1') == (
-        '"login" OR "crash" OR "or" OR "near" OR "a" OR "b" OR "x" OR "workspace_id" OR "1"'
+def test_text_queries_are_never_fts_syntax() -> None:
+    terms = query_terms('Login "crash" OR NEAR(a b) -x workspace_id:1')
+    assert terms == ["login", "crash", "near", "b", "x", "workspace_id", "1"]
+    assert fts_query(terms[:2], "AND") == '"login" AND "crash"'
+    assert query_terms("  ** ") == []
+    assert query_terms("the what") == ["the", "what"]  # only stop words: kept
+
+
+def test_all_terms_rank_before_some_terms(sink: EmbeddedSink) -> None:
+    helpers.write_all(
+        sink,
+        [
+            helpers.chunk("issues:1#0", text="login login login login page"),
+            helpers.chunk("issues:2#0", text="login crash on the settings page"),
+            helpers.chunk("issues:3#0", text="unrelated"),
+        ],
     )
-    assert fts_query("  ** ") == ""
+    hits = sink.search_text(SearchQuery(WS_A, text="the login crash"))
+    assert [hit.chunk_id for hit in hits] == ["issues:2#0", "issues:1#0"]
 
 
 def _writer(path: str, worker: int, count: int) -> None:
@@ -95,3 +109,11 @@ def test_several_processes_write_at_once(sink: EmbeddedSink) -> None:
     assert [process.exitcode for process in processes] == [0, 0, 0]
     assert sink.count() == 300
     assert sink.count(WS_A) == 200 and sink.count(WS_B) == 100
+
+
+def test_text_search_digs_past_other_workspaces_better_matches(sink: EmbeddedSink) -> None:
+    crowd = [helpers.chunk(f"issues:b{n}#0", WS_B, text="kubernetes kubernetes kubernetes") for n in range(300)]
+    mine = helpers.chunk("issues:a#0", WS_A, text="one mention of kubernetes among many other words in a long text")
+    helpers.write_all(sink, [*crowd, mine])
+    assert [hit.chunk_id for hit in sink.search_text(SearchQuery(WS_A, text="kubernetes"))] == ["issues:a#0"]
+    assert len(sink.search_text(SearchQuery(WS_B, text="kubernetes", limit=50))) == 50

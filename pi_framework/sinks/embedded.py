@@ -34,6 +34,9 @@ from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
 _IN_BATCH = 500
 _MAX_QUERY_TERMS = 32
+#: text candidates ranked without filters before the filters are checked: enough for a few workspaces per file
+_CANDIDATES_FACTOR = 10
+_MIN_CANDIDATES = 200
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 _SCHEMA = """
@@ -94,10 +97,23 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 query matching any word of *text*: every term quoted, so no user input is ever FTS syntax."""
-    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))[:_MAX_QUERY_TERMS]
-    return " OR ".join(f'"{term}"' for term in terms)
+#: dropped from text queries (not from the index) unless the query has nothing else: they match nearly every chunk
+_STOP_WORDS = frozenset(
+    "a an and are as at be but by for from has have how i if in is it its my of on or our so that the their then there "
+    "these this to was we what when where which who why will with you your".split()
+)
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of *text* to search for: lower-cased, de-duplicated, stop words dropped when others remain."""
+    terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))
+    meaningful = [term for term in terms if term not in _STOP_WORDS]
+    return (meaningful or terms)[:_MAX_QUERY_TERMS]
+
+
+def fts_query(terms: Sequence[str], operator: str = "OR") -> str:
+    """An FTS5 query of *terms*: every term quoted, so no user input is ever FTS syntax."""
+    return f" {operator} ".join(f'"{term}"' for term in terms)
 
 
 @dataclass
@@ -310,37 +326,73 @@ class EmbeddedSink:
 
     # ------------------------------------------------------------------ search
     @staticmethod
-    def _filters(query: SearchQuery, alias: str = "") -> tuple[str, list[Any]]:
-        """The workspace and privacy filter every search applies (global content matches every workspace)."""
-        sql = f" AND ({alias}workspace_id = ? OR {alias}workspace_id IS NULL) AND ({alias}owner_id IS NULL"
-        params: list[Any] = [query.workspace_id]
-        if query.user_id is not None:
-            sql += f" OR {alias}owner_id = ?"
-            params.append(query.user_id)
-        sql += ")"
-        if query.kinds is not None:
-            sql += f" AND {alias}kind IN ({_marks(len(query.kinds))})"
-            params.extend(query.kinds)
-        return sql, params
-
-    @staticmethod
     def _hit(row: Sequence[Any], score: float) -> Hit:
         _rowid, chunk_id, document_id, kind, title, key, url, text, workspace_id, metadata = row
         return Hit(chunk_id, document_id, kind, score, title, key, url, text, workspace_id, json.loads(metadata))
 
+    @staticmethod
+    def _filters(query: SearchQuery) -> tuple[str, list[Any]]:
+        """The workspace and privacy filter every search applies (global content matches every workspace)."""
+        sql = "(workspace_id = ? OR workspace_id IS NULL) AND (owner_id IS NULL"
+        params: list[Any] = [query.workspace_id]
+        if query.user_id is not None:
+            sql += " OR owner_id = ?"
+            params.append(query.user_id)
+        sql += ")"
+        if query.kinds is not None:
+            sql += f" AND kind IN ({_marks(len(query.kinds))})"
+            params.extend(query.kinds)
+        return sql, params
+
     def search_text(self, query: SearchQuery) -> list[Hit]:
-        match = fts_query(query.text)
-        if not match or not query.workspace_id or query.kinds == [] or not self._has_table():
+        """BM25 over chunks matching every term first; chunks matching only some terms fill the rest."""
+        terms = query_terms(query.text)
+        if not terms or not query.workspace_id or query.kinds == [] or not self._has_table():
             return []
-        filters, params = self._filters(query, "c.")
-        columns = ", ".join(f"c.{column}" for column in _HIT_COLUMNS.split(", "))
-        sql = (
-            f"SELECT {columns}, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH ?{filters} ORDER BY rank LIMIT ?"
-        )
+        ranked: dict[int, float] = {}
         with self._lock:
-            rows = self.connection.execute(sql, [match, *params, query.limit]).fetchall()
-        return [self._hit(row[:-1], -row[-1]) for row in rows]
+            for operator in ("AND", "OR") if len(terms) > 1 else ("OR",):
+                if len(ranked) >= query.limit:
+                    break
+                for rowid, score in self._ranked(fts_query(terms, operator), query):
+                    if len(ranked) < query.limit:
+                        ranked.setdefault(rowid, score)
+            rows = self._rows(list(ranked))
+        return [self._hit(rows[rowid], score) for rowid, score in ranked.items() if rowid in rows]
+
+    def _ranked(self, match: str, query: SearchQuery) -> list[tuple[int, float]]:
+        """``(rowid, score)`` of the best *query.limit* allowed chunks matching *match*, best first.
+
+        Fast path: rank without filters (FTS5 alone, no row lookups) and keep the allowed ones among the
+        first few hundred; exact path, when that leaves too few: the same ranking joined with the filters.
+        """
+        filters, params = self._filters(query)
+        match = f"{{title text}} : ({match})"
+        ranking = (
+            "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        depth = max(query.limit * _CANDIDATES_FACTOR, _MIN_CANDIDATES)
+        candidates = self.connection.execute(ranking, [match, depth]).fetchall()
+        allowed = {
+            row[0]
+            for batch in _batches([rowid for rowid, _ in candidates])
+            for row in self.connection.execute(
+                f"SELECT rowid FROM chunks NOT INDEXED WHERE rowid IN ({_marks(len(batch))}) AND {filters}", [*batch, *params]
+            )
+        }
+        if len(allowed) >= query.limit or len(candidates) < depth:
+            return [(rowid, -rank) for rowid, rank in candidates if rowid in allowed][: query.limit]
+        exact = (
+            "SELECT f.rowid, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts f JOIN chunks ON chunks.rowid = f.rowid "
+            f"WHERE chunks_fts MATCH ? AND {filters} ORDER BY rank LIMIT ?"
+        )
+        return [(rowid, -rank) for rowid, rank in self.connection.execute(exact, [match, *params, query.limit])]
+
+    def _rows(self, rowids: list[int]) -> dict[int, tuple[Any, ...]]:
+        if not rowids:
+            return {}
+        sql = f"SELECT {_HIT_COLUMNS} FROM chunks WHERE rowid IN ({_marks(len(rowids))})"
+        return {row[0]: row for row in self.connection.execute(sql, rowids)}
 
     def search_vector(self, query: SearchQuery) -> list[Hit]:
         if query.vector is None or not query.workspace_id or query.kinds == [] or not self._has_table():
@@ -363,14 +415,7 @@ class EmbeddedSink:
                     if np.isfinite(scores[index]):
                         best.append((float(scores[index]), int(vectors.rowids[index])))
             best = sorted(best, reverse=True)[: query.limit]
-            if not best:
-                return []
-            rows = {
-                row[0]: row
-                for row in self.connection.execute(
-                    f"SELECT {_HIT_COLUMNS} FROM chunks WHERE rowid IN ({_marks(len(best))})", [rowid for _, rowid in best]
-                )
-            }
+            rows = self._rows([rowid for _, rowid in best])
         return [self._hit(rows[rowid], score) for score, rowid in best if rowid in rows]
 
     def _vectors_of(self, workspace: str) -> _Vectors | None:
