@@ -70,9 +70,9 @@ def test_huge_document_is_truncated(embedder: FastEmbedder) -> None:
 def test_chunk_ids_and_hashes_are_deterministic(pi_env, embedder: FastEmbedder) -> None:
     settings = pi_env(PI_EMBEDDER="hashing")
     document = Document(id="pages:p1", source="pages", kind="pages", workspace_id="w", title="T", body=sentences(100))
-    first = Indexer(sinks=[], embedder=embedder, settings=settings)._chunks(document)
-    again = Indexer(sinks=[], embedder=embedder, settings=settings)._chunks(document)
+    first = Indexer(sinks=[], embedder=embedder, settings=settings).chunks_of(document)
+    again = Indexer(sinks=[], embedder=embedder, settings=settings).chunks_of(document)
     assert [chunk.id for chunk in first] == [f"pages:p1#{n}" for n in range(len(first))]
     assert [chunk.content_hash for chunk in first] == [chunk.content_hash for chunk in again]
     private = Document(**{**document.__dict__, "owner_id": "u1"})
-    assert Indexer(sinks=[], embedder=embedder, settings=settings)._chunks(private)[0].content_hash != first[0].content_hash
+    assert Indexer(sinks=[], embedder=embedder, settings=settings).chunks_of(private)[0].content_hash != first[0].content_hash

@@ -149,7 +149,7 @@ def test_second_run_embeds_nothing(indexer: Indexer, embedder: CountingEmbedder,
 def test_an_edit_embeds_only_the_changed_chunk(indexer: Indexer, embedder: CountingEmbedder, sink: EmbeddedSink) -> None:
     body = sentences(150)
     indexer.index([doc(1, body)])
-    chunks = indexer._chunks(doc(1, body))
+    chunks = indexer.chunks_of(doc(1, body))
     assert len(chunks) >= 5
     # a sentence only in the middle chunk (outside the overlaps), edited without changing its length in tokens
     target = next(

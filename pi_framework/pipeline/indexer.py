@@ -164,12 +164,13 @@ class Indexer:
         if document.deleted:
             return _Plan(document, [])
         try:
-            return _Plan(document, self._chunks(document))
+            return _Plan(document, self.chunks_of(document))
         except Exception as exc:  # noqa: BLE001 - one bad document must not fail the batch
             self._fail(stats, document_id, f"could not be prepared: {type(exc).__name__}: {exc}")
             return None
 
-    def _chunks(self, document: Document) -> list[Chunk]:
+    def chunks_of(self, document: Document) -> list[Chunk]:
+        """The chunks, with content hashes and without vectors, that *document* is indexed as."""
         title = normalise(document.title, "text").replace("\n", " ")
         body = normalise(document.body, document.body_format)
         windows, truncated = split(title, body, self.embedder, self.chunking)

@@ -148,6 +148,7 @@ class EmbeddedSink:
         self._pid: int | None = None
         self._vectors: dict[str, _Vectors] = {}
         self._dimension: int | None = None
+        self._schema_seen = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedSink:
@@ -203,12 +204,13 @@ class EmbeddedSink:
                     f"embedded index {self.path} holds {row[0]}-dimensional vectors but the embedder makes {dimension}: "
                     "delete the file (or use another PI_DATA_DIR) and re-index"
                 )
-        self._dimension = dimension
+        self._dimension, self._schema_seen = dimension, True
 
     def _known_dimension(self) -> int:
         if self._dimension is None:
-            row = self.connection.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
-            if row is None:
+            with self._lock:
+                row = self._has_table() and self.connection.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+            if not row:
                 raise SinkError(f"embedded index {self.path} is not initialised (ensure_ready was never called)")
             self._dimension = int(row[0])
         return self._dimension
@@ -321,8 +323,12 @@ class EmbeddedSink:
             raise SinkError(f"embedded index {self.path}: {exc}") from exc
 
     def _has_table(self) -> bool:
-        with self._lock:
-            return self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone() is not None
+        """Whether the schema exists (another process may have created it); remembered once true."""
+        if not self._schema_seen:
+            with self._lock:
+                found = self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks'").fetchone()
+            self._schema_seen = found is not None
+        return self._schema_seen
 
     # ------------------------------------------------------------------ search
     @staticmethod
