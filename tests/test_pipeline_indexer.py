@@ -7,7 +7,7 @@ These use the deterministic ``hashing`` embedder (instant); the real model is ex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from loguru import logger
@@ -18,6 +18,7 @@ from pi_framework.db.models import IndexedChunk, IndexedDocument
 from pi_framework.embedding import HashingEmbedder
 from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer
+from pi_framework.pipeline.ledger import same_instant
 from pi_framework.settings import Settings, load_settings
 from pi_framework.sinks.base import SearchQuery, SinkError, WriteResult
 from pi_framework.sinks.embedded import EmbeddedSink
@@ -183,6 +184,13 @@ def test_newer_updated_at_without_text_change_only_moves_the_ledger(indexer: Ind
     assert stored.replace(tzinfo=UTC) == datetime(2026, 2, 1, tzinfo=UTC)
 
 
+def test_same_instant_across_time_zones_and_naive_values() -> None:
+    moment = datetime(2026, 2, 1, 12, tzinfo=UTC)
+    assert same_instant(moment, moment.replace(tzinfo=None))
+    assert same_instant(moment, moment.astimezone(timezone(timedelta(hours=2))))
+    assert not same_instant(moment, moment + timedelta(seconds=1)) and not same_instant(moment, None)
+
+
 def test_privacy_change_rewrites_the_chunks(indexer: Indexer, sink: EmbeddedSink) -> None:
     indexer.index([doc(1, "salary review")])
     stats = indexer.index([doc(1, "salary review", owner_id="user-1")])
@@ -331,6 +339,11 @@ def test_ledger_on_postgresql(postgres_url: str, sink: EmbeddedSink, embedder: C
         assert indexer.index(documents).documents_indexed == 3
         again = indexer.index(documents[:2] + [doc(3, sentences(5))])
         assert (again.documents_unchanged, again.documents_indexed, again.chunks_embedded) == (2, 1, 1)
+        later = datetime(2026, 3, 1, tzinfo=UTC)
+        assert indexer.index([doc(1, sentences(30), updated_at=later)]).documents_unchanged == 1
+        with database.session() as session:
+            stored = session.get(IndexedDocument, "issues:1").source_updated_at
+        assert same_instant(stored, later)
         assert_ledger_true(database, sink)
     finally:
         database.dispose()

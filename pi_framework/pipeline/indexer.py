@@ -20,7 +20,7 @@ from pi_framework.embedding import Embedder
 from pi_framework.pipeline.chunking import ChunkingParams, split
 from pi_framework.pipeline.documents import Chunk, Document, chunk_id
 from pi_framework.pipeline.hashing import content_hash
-from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate
+from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate, same_instant
 from pi_framework.pipeline.normalise import normalise, to_str
 from pi_framework.settings import Settings, get_settings
 from pi_framework.sinks.base import Sink
@@ -234,7 +234,7 @@ class Indexer:
             return
         if entry.recorded:
             stats.documents_unchanged += 1
-            if plan.document.updated_at is not None and plan.document.updated_at != entry.source_updated_at:
+            if plan.document.updated_at is not None and not same_instant(plan.document.updated_at, entry.source_updated_at):
                 update.touched_documents.append(plan.document)
         else:  # every chunk already confirmed (an earlier run failed after writing them): just record the document
             update.confirmed_documents.append((plan.document, len(plan.chunks)))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from pi_framework.db import Database
@@ -60,6 +61,17 @@ def _upsert(session: Session, model: type, rows: list[dict[str, Any]], keys: lis
     statement = insert(model)
     updates = {name: statement.excluded[name] for name in rows[0] if name not in keys}
     session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+
+
+def same_instant(first: datetime | None, second: datetime | None) -> bool:
+    """Equal points in time; a naive value (SQLite returns them) counts as UTC."""
+    if first is None or second is None:
+        return first is second
+
+    def utc(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+    return utc(first) == utc(second)
 
 
 class Ledger:
@@ -127,9 +139,10 @@ class Ledger:
                 ],
                 ["document_id"],
             )
-            for document in update.touched_documents:
-                session.query(IndexedDocument).filter_by(document_id=document.id).update(
-                    {"source_updated_at": document.updated_at}
+            if update.touched_documents:  # a bulk UPDATE by primary key
+                session.execute(
+                    sa_update(IndexedDocument),
+                    [{"document_id": d.id, "source_updated_at": d.updated_at} for d in update.touched_documents],
                 )
 
     def chunk_ids(self, document_ids: Sequence[str]) -> list[str]:
