@@ -126,8 +126,10 @@ class ChatIndex:
         """Repair what a concurrent worker changed while this one was writing to the sinks.
 
         A chat deleted meanwhile loses the messages written here (its ``delete_chat`` could not see
-        them yet); a title changed meanwhile is written again, so the last title in the index is
-        the one in the database whatever order the workers finished in.
+        them yet); a title changed meanwhile is written again. Every worker commits a title to the
+        database before writing it to the sinks and re-reads it after, so the last sink write of a
+        title document is always followed by a re-read that sees the final title: the index ends with
+        the title the database holds, whatever order the workers finished in.
         """
         keys = sorted(set(written.values()) | set(retitled))
         for _ in range(TITLE_RECHECKS):
@@ -145,6 +147,9 @@ class ChatIndex:
             ]
             if not stale:
                 return
+            # forced: the ledger may already hold the right title while the sink holds ours (another worker's
+            # sink write came before ours but its ledger write after), so "unchanged" cannot be trusted here
+            self.indexer.ledger.remove_documents([chat_document_id(chat.chat_id) for chat in stale])
             self.indexer.index([self.title_document(chat) for chat in stale])
             retitled = {chat.key: chat for chat in stale}
             written, keys = {}, [chat.key for chat in stale]
