@@ -117,3 +117,13 @@ def test_text_search_digs_past_other_workspaces_better_matches(sink: EmbeddedSin
     helpers.write_all(sink, [*crowd, mine])
     assert [hit.chunk_id for hit in sink.search_text(SearchQuery(WS_A, text="kubernetes"))] == ["issues:a#0"]
     assert len(sink.search_text(SearchQuery(WS_B, text="kubernetes", limit=50))) == 50
+
+
+def test_vector_cache_is_bounded_and_stays_correct(sink: EmbeddedSink) -> None:
+    workspaces = [f"ws-{n}" for n in range(12)]
+    helpers.write_all(sink, [helpers.chunk(f"issues:{w}#0", w, vector=helpers.vector(n)) for n, w in enumerate(workspaces)])
+    for _ in range(2):
+        for n, workspace in enumerate(workspaces):
+            hits = sink.search_vector(SearchQuery(workspace, vector=helpers.vector(n)))
+            assert [hit.chunk_id for hit in hits] == [f"issues:{workspace}#0"]
+    assert len(sink._vectors) <= 8  # noqa: SLF001 - the memory bound is the behaviour under test

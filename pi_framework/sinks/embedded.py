@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ _MAX_QUERY_TERMS = 32
 #: text candidates ranked without filters before the filters are checked: enough for a few workspaces per file
 _CANDIDATES_FACTOR = 10
 _MIN_CANDIDATES = 200
+#: vector matrices kept in memory (one per recently searched workspace, global content counts as one)
+_MAX_CACHED_WORKSPACES = 8
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 _SCHEMA = """
@@ -146,7 +149,7 @@ class EmbeddedSink:
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
         self._pid: int | None = None
-        self._vectors: dict[str, _Vectors] = {}
+        self._vectors: OrderedDict[str, _Vectors] = OrderedDict()  # least recently searched first
         self._dimension: int | None = None
         self._schema_seen = False
 
@@ -163,7 +166,7 @@ class EmbeddedSink:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA busy_timeout=30000")
             connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection, self._pid, self._vectors = connection, os.getpid(), {}
+            self._connection, self._pid, self._vectors = connection, os.getpid(), OrderedDict()
         return self._connection
 
     @contextmanager
@@ -189,7 +192,7 @@ class EmbeddedSink:
         with self._lock:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
-            self._connection, self._vectors = None, {}
+            self._connection, self._vectors = None, OrderedDict()
 
     # ------------------------------------------------------------------ Sink protocol
     def ensure_ready(self, dimension: int) -> None:
@@ -431,6 +434,7 @@ class EmbeddedSink:
             return None
         cached = self._vectors.get(workspace)
         if cached is not None and cached.generation == row[0]:
+            self._vectors.move_to_end(workspace)
             return cached
         # read the generation and the rows in one snapshot, so the cache is never newer than its generation says
         self.connection.execute("BEGIN")
@@ -468,6 +472,9 @@ class EmbeddedSink:
             owner_names=owner_names,
         )
         self._vectors[workspace] = vectors
+        self._vectors.move_to_end(workspace)
+        while len(self._vectors) > _MAX_CACHED_WORKSPACES:  # a process searching many workspaces stays bounded
+            self._vectors.popitem(last=False)
         return vectors
 
 
