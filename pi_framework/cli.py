@@ -102,7 +102,7 @@ def settings_command(markdown: bool) -> None:
 
 def build_cli() -> click.Group:
     """The ``pi`` group with every plugin's commands added."""
-    runtime.get_registry().call_each("register_commands", cli=cli)
+    runtime.get_registry().collect_commands(cli)
     return cli
 
 

@@ -76,6 +76,19 @@ class Registry:
             except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
                 self.fail(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
 
+    def collect_commands(self, cli: Any) -> None:
+        """Let each plugin add sub-commands to *cli* (a click group), recording which plugin added which."""
+        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            before = set(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
+                self.fail(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
+                continue
+            if impl.plugin_name in self.plugins:
+                for name in sorted(set(cli.commands) - before):
+                    self.plugins[impl.plugin_name].add("command", name)
+
     def collect(self) -> None:
         """Run every ``register_*`` hook. Conflicts raise; any other exception fails just that plugin."""
         collectors: dict[str, Callable[[str], dict[str, Any]]] = {

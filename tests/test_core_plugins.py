@@ -92,6 +92,7 @@ def test_pi_plugins_cli_lists_contributions_and_failures(with_test_plugins):
     ).stdout
     assert "pi_test_alpha  (pi-test-alpha 1.2.3)" in out
     assert "task: pi.celery_app.test_alpha_die_once, pi.celery_app.test_alpha_marker" in out
+    assert "command: beta-hello" in out
     assert "disabled periodic jobs: test-beta-off" in out
     assert "FAILED pi_test_broken: import of pi_test_broken raised RuntimeError" in out
     hello = subprocess.run(
