@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from pi_framework import hookimpl
 from pi_framework.contributions import Changes
@@ -200,7 +200,7 @@ def test_silent_running_job_is_requeued_and_resumes_without_re_embedding(plane_d
     source = next(source for source in sync._sources() if source.name == "issues")
     Indexer().index(list(source.iter_documents(workspace_id))[:25])
     with get_database().session() as session:
-        session.execute(update(WorkspaceVectorization).values(heartbeat_at=utcnow() - timedelta(hours=1)))
+        session.execute(update(WorkspaceVectorization).values(dispatched_at=utcnow() - timedelta(hours=1)))
     heartbeat_before = latest_job(workspace_id).heartbeat_at
 
     counts = jobs.redispatch_lost()
@@ -313,3 +313,28 @@ def test_a_third_party_workspace_source_is_vectorized_and_live_synced(plane_db, 
     assert result["documents_indexed"] == 2 and result["documents_deleted"] == 1
     assert {"notes:n1", "notes:n3"} <= ledger_ids(workspace_id) and "notes:n2" not in ledger_ids(workspace_id)
     assert sync.missing_or_stale_count(workspace_id) == 0
+
+
+def test_bad_rows_never_fail_the_vectorization(plane_db, hashing) -> None:
+    """The issue's bad inputs go through the pipeline: indexed where meaningful, the rest skipped with a reason."""
+    ws = make_workspace(plane_db, issues=[])
+    project = ws["project"]
+    good = [
+        plane_db.issue(project, "Empty description", ""),
+        plane_db.issue(project, "Empty paragraph", "<p></p>"),
+        plane_db.issue(project, "Only an image", '<p><img src="https://example.com/a.png"></p>'),
+        plane_db.issue(project, "Only a mention", '<p><mention-component entity_name="user_mention"></mention-component></p>'),
+        plane_db.issue(project, "Five megabytes", "<p>" + "lorem ipsum dolor sit amet " * 200_000 + "</p>"),
+        plane_db.issue(project, "Broken HTML", "<div><p>unclosed <b>bold <i>italic</div></span>"),
+        plane_db.issue(project, "🚀 إطلاق الإصدار الجديد", "<p>שלום עולם</p>"),
+        plane_db.issue(project, "Odd priority", priority="blocker"),
+        plane_db.issue(project, "Null stripped", "<p>text</p>", description_stripped=None),
+    ]
+    gone = plane_db.project(ws["workspace"])
+    plane_db.issue(gone, "Project hard-deleted")
+    with plane_db.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE issues DROP CONSTRAINT IF EXISTS issues_project_id_fkey"))
+        connection.execute(text("DELETE FROM projects WHERE id = :id"), {"id": gone["id"]})
+    result = sync.vectorize(ws["workspace"]["id"])
+    assert result["status"] == "success" and result["failed"] == 0
+    assert ledger_ids(ws["workspace"]["id"]) == {f"issues:{row['id']}" for row in good}

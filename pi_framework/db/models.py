@@ -44,7 +44,8 @@ class WorkspaceVectorization(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     last_live_sync_at: Mapped[datetime | None] = mapped_column(default=None)
-    #: when the job's task was last sent (a queued job not picked up within the heartbeat timeout is sent again)
+    #: last sign of life of the job's task: sent (queued), claimed or reporting (running); silent longer than
+    #: ``PI_HEARTBEAT_TIMEOUT_SECONDS``, the job is sent again. ``heartbeat_at`` only moves on real progress.
     dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pi_framework.db import Database
@@ -64,7 +64,7 @@ class Jobs:
 
     def _alive(self) -> Any:
         """Running jobs that still show signs of life (they count against the concurrency cap)."""
-        return and_(Job.status == JobStatus.RUNNING, Job.heartbeat_at >= self.stale_before)
+        return and_(Job.status == JobStatus.RUNNING, Job.dispatched_at >= self.stale_before)
 
     def active(self, workspace_id: str) -> Job | None:
         with self.database.session() as session:
@@ -149,14 +149,16 @@ class Jobs:
     def redispatch_lost(self) -> dict[str, int]:
         """Re-queue running jobs whose heartbeat stopped and re-send queued jobs nobody picked up.
 
-        ``heartbeat_at`` is left alone: it is the last *progress*, which the stuck-job reaper judges.
+        A running job's task shows it is alive through ``dispatched_at`` (claim and every report);
+        ``heartbeat_at`` is left alone: it is the last *progress*, which the stuck-job reaper judges,
+        so a job that keeps dying without getting further is reaped in the end.
         """
         stale = self.stale_before
         now = utcnow()
         with self.database.session() as session:
             silent = session.execute(
-                select(Job.id, Job.workspace_id, Job.heartbeat_at).where(
-                    Job.status == JobStatus.RUNNING, or_(Job.heartbeat_at < stale, Job.heartbeat_at.is_(None))
+                select(Job.id, Job.workspace_id, Job.dispatched_at).where(
+                    Job.status == JobStatus.RUNNING, or_(Job.dispatched_at < stale, Job.dispatched_at.is_(None))
                 )
             ).all()
             requeued = 0
@@ -166,7 +168,7 @@ class Jobs:
                     .where(
                         Job.id == job_id,
                         Job.status == JobStatus.RUNNING,
-                        or_(Job.heartbeat_at < stale, Job.heartbeat_at.is_(None)),
+                        or_(Job.dispatched_at < stale, Job.dispatched_at.is_(None)),
                     )
                     .values(
                         status=JobStatus.QUEUED,
@@ -201,9 +203,9 @@ class Jobs:
             return Claim(job_id, False, f"job {job_id} is {state}: nothing to do")
         stale, now = self.stale_before, utcnow()
         takeover = or_(
-            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.heartbeat_at < stale, Job.heartbeat_at.is_(None)
+            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.dispatched_at < stale, Job.dispatched_at.is_(None)
         )
-        if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.heartbeat_at) or now) >= stale:
+        if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.dispatched_at) or now) >= stale:
             return Claim(job.id, False, f"job {job.id} is already running (task {job.task_id})")
         if job.status == JobStatus.QUEUED and not self.free_slots():
             with self.database.session() as session:
@@ -216,7 +218,7 @@ class Jobs:
                 .values(
                     status=JobStatus.RUNNING,
                     task_id=task_id,
-                    heartbeat_at=now,
+                    dispatched_at=now,
                     attempts=Job.attempts + 1,
                     started_at=func.coalesce(Job.started_at, now),
                     error=None,
@@ -225,17 +227,26 @@ class Jobs:
         return Claim(job.id, bool(won), "" if won else f"job {job.id} was claimed by another task")
 
     def heartbeat(self, job_id: int, task_id: str, done: int, total: int | None) -> None:
+        """Report progress; raises :class:`JobLost` when another task has taken the job over."""
+        now = utcnow()
         with self.database.session() as session:
             changed = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.task_id == task_id, Job.status == JobStatus.RUNNING)
-                .values(progress_done=done, progress_total=total, heartbeat_at=utcnow())
+                .values(
+                    progress_total=total,
+                    dispatched_at=now,
+                    # progress is going further than any attempt went: a resumed job re-skipping
+                    # what is indexed shows the furthest point and does not count as progress
+                    progress_done=case((Job.progress_done < done, done), else_=Job.progress_done),
+                    heartbeat_at=case((Job.progress_done < done, now), else_=func.coalesce(Job.heartbeat_at, now)),
+                )
             ).rowcount
         if not changed:
             raise JobLost(f"job {job_id} is no longer run by task {task_id}")
 
     def finish(self, job_id: int, task_id: str, status: str, error: str | None = None) -> None:
-        values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": utcnow()}
+        values: dict[str, Any] = {"status": status, "error": error}
         if status == JobStatus.QUEUED:  # transient failure: the redispatch pass sends it again later
             values.update(task_id=None, dispatched_at=utcnow())
         else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -193,17 +194,11 @@ class _Vectorization:
             self.on_progress(self.done, self.total)
 
     def _add(self, stats: IndexStats) -> None:
-        for name in (
-            "documents_seen",
-            "documents_indexed",
-            "documents_unchanged",
-            "documents_deleted",
-            "chunks_embedded",
-            "chunks_deleted",
-            "documents_empty",
-        ):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
-        self.totals.failed.update(stats.failed)
+        for item in fields(IndexStats):
+            if item.name == "failed":
+                self.totals.failed.update(stats.failed)
+            else:
+                setattr(self.totals, item.name, getattr(self.totals, item.name) + getattr(stats, item.name))
 
     def run(self) -> dict[str, Any]:
         sources = _sources()
