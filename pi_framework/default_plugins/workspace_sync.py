@@ -22,6 +22,7 @@ The plain functions (:func:`request_vectorization`, :func:`vectorize`, :func:`li
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
@@ -475,7 +476,8 @@ def register_commands(cli: click.Group) -> None:
     def vectorize_command(workspace_id: str, in_process: bool) -> None:
         """Vectorize a workspace (every workspace source): queue a job, or run it here with --now."""
         if in_process:
-            click.echo(vectorize(workspace_id, on_progress=lambda done, total: click.echo(f"  {done}/{total}", err=True)))
+            result = vectorize(workspace_id, on_progress=lambda done, total: click.echo(f"  {done}/{total}", err=True))
+            click.echo(json.dumps(result, indent=2, default=str))
         else:
             click.echo(f"job {request_vectorization(workspace_id)} queued for workspace {workspace_id}")
 
@@ -484,6 +486,6 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--reconcile", is_flag=True, help="Also compare every id with the index.")
     def sync_command(workspace_id: str, reconcile: bool) -> None:
         """Apply a workspace's pending changes here (what a live-sync tick does)."""
-        click.echo(live_sync(workspace_id, force_reconcile=reconcile))
+        click.echo(json.dumps(live_sync(workspace_id, force_reconcile=reconcile), indent=2, default=str))
 
     cli.add_command(demo)
