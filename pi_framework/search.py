@@ -62,8 +62,8 @@ def search(
 ) -> list[Hit]:
     """The best *limit* documents for *query* in *workspace_id*, one hit (its best chunk) per document.
 
-    ``mode`` is ``hybrid`` (kNN + BM25), ``text`` (BM25 only) or ``vector`` (kNN only). ``user_id``
-    lets that user's private content match. Scores are RRF scores (comparable within one result list).
+    ``mode`` is ``hybrid`` (kNN + BM25), ``text`` (BM25 only) or ``vector`` (kNN only). ``kinds`` None or
+    empty means every kind. ``user_id`` lets that user's private content match. Scores are RRF scores (comparable within one result list).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
