@@ -6,12 +6,15 @@ hashing embedder (they assert bookkeeping, not semantics).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select, text, update
 
 from pi_framework import hookimpl
+from pi_framework.cli import build_cli
 from pi_framework.contributions import Changes
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
@@ -338,3 +341,16 @@ def test_bad_rows_never_fail_the_vectorization(plane_db, hashing) -> None:
     result = sync.vectorize(ws["workspace"]["id"])
     assert result["status"] == "success" and result["failed"] == 0
     assert ledger_ids(ws["workspace"]["id"]) == {f"issues:{row['id']}" for row in good}
+
+
+def test_cli_vectorize_now_then_sync(plane_db, hashing) -> None:
+    ws = make_workspace(plane_db, issues=ISSUES[:2])
+    workspace_id = ws["workspace"]["id"]
+    runner = CliRunner()
+    result = runner.invoke(build_cli(), ["vectorize", workspace_id, "--now"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["documents_indexed"] == 2
+    plane_db.update(schema.issues, ws["issues"][0]["id"], name="Renamed")
+    result = runner.invoke(build_cli(), ["sync", workspace_id, "--reconcile"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["documents_indexed"] == 1
