@@ -1,9 +1,10 @@
 """``pi chats-backfill FILE.jsonl``: index an export of existing conversations in this process.
 
-Each line is one JSON object with the arguments of ``index_chat_message``. Lines are read as a
-stream and indexed in batches (one embedding batch per batch of messages), so memory stays flat
-whatever the size of the file. A bad line is logged with its line number and the field at fault
-and counted; the rest of the file goes through.
+Each line is one JSON object with the arguments of ``index_chat_message``, in any order. The file is
+streamed twice (first the chats' owners and titles, then the messages, indexed in batches: one
+embedding batch per batch of messages), so memory stays flat whatever its size and every message is
+indexed with its chat's final title. A bad line is logged with its line number and the field at
+fault and counted; the rest of the file goes through.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from loguru import logger
@@ -33,43 +35,58 @@ class Line:
     rejected: bool = False
 
 
-def read_messages(path: Path) -> Iterator[Line]:
-    """Yield every line of *path*, parsed; blank lines are skipped silently, bad ones logged and marked rejected."""
+def read_messages(path: Path, report: bool = True) -> Iterator[Line]:
+    """Yield every line of *path*, parsed; blank lines are skipped silently, bad ones marked rejected (and logged if *report*)."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 yield Line(len(raw))
                 continue
-            message = _parse(number, raw)
+            message = _parse(number, raw, report)
             yield Line(len(raw), message, rejected=message is None)
 
 
-def _parse(number: int, raw: bytes) -> ChatMessage | None:
+def _parse(number: int, raw: bytes, report: bool) -> ChatMessage | None:
     try:
         return ChatMessage.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
-        logger.error("chats-backfill line {} rejected: not JSON ({})", number, exc.msg)
+        if report:
+            logger.error("chats-backfill line {} rejected: not JSON ({})", number, exc.msg)
     except ValidationError as exc:
-        logger.error("chats-backfill line {} rejected: {}", number, describe(exc))
+        if report:
+            logger.error("chats-backfill line {} rejected: {}", number, describe(exc))
     return None
 
 
+def _batches(lines: Iterator[Line], size: int, bar: Any, totals: ChatStats | None = None) -> Iterator[list[ChatMessage]]:
+    """Batches of valid messages; advances the progress bar and counts rejected lines into *totals*."""
+    batch: list[ChatMessage] = []
+    for line in lines:
+        bar.update(line.size)
+        if totals is not None:
+            totals.rejected += line.rejected
+        if line.message is not None:
+            batch.append(line.message)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def backfill(path: Path, batch_size: int, index: ChatIndex | None = None) -> ChatStats:
-    """Index every message of *path*; return the totals."""
+    """Index every message of *path*; return the totals.
+
+    Two passes over the file: the first records every chat's owner and title, the second indexes, so
+    each message is indexed once, already carrying its chat's final title, whatever the line order.
+    """
     index = index or ChatIndex()
     totals = ChatStats()
-    batch: list[ChatMessage] = []
-    with click.progressbar(length=path.stat().st_size, label=f"indexing {path.name}", show_pos=False, show_percent=True) as bar:
-        for line in read_messages(path):
-            bar.update(line.size)
-            totals.rejected += line.rejected
-            if line.message is None:
-                continue
-            batch.append(line.message)
-            if len(batch) >= batch_size:
-                totals.add(index.index_messages(batch))
-                batch.clear()
-        if batch:
+    size = path.stat().st_size
+    with click.progressbar(length=2 * size, label=f"indexing {path.name}", show_pos=False, show_percent=True) as bar:
+        for batch in _batches(read_messages(path), batch_size, bar, totals):
+            index.record_chats(batch)
+        for batch in _batches(read_messages(path, report=False), batch_size, bar):
             totals.add(index.index_messages(batch))
     return totals
 

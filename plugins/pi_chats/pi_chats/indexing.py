@@ -97,6 +97,11 @@ class ChatIndex:
         return self._document(chat_document_id(chat.chat_id), chat, "", None)
 
     # ------------------------------------------------------------------ indexing
+    def record_chats(self, messages: Sequence[ChatMessage]) -> None:
+        """Record owners and titles of *messages* without indexing (first pass of a backfill)."""
+        with self.database.session() as session:
+            store.admit(session, messages)
+
     def index_messages(self, messages: Sequence[ChatMessage]) -> ChatStats:
         """Index *messages* (any chats, any order, duplicates allowed) and the titles they change."""
         unique = list({(m.workspace_id, m.document_id): m for m in reversed(messages)}.values())[::-1]
