@@ -67,7 +67,10 @@ class ChatIndex:
 
     # ------------------------------------------------------------------ documents
     def _document(self, doc_id: str, chat: store.ChatView, body: str, updated_at: datetime | None, **metadata: Any) -> Document:
-        """A private document of *chat*, titled with the chat's title (so every message hit names its chat)."""
+        """A private document of *chat*, titled with the chat's title (so every message hit names its chat).
+
+        Message text is read as Markdown (what assistants write): links and images index as their text.
+        """
         return Document(
             id=doc_id,
             source=SOURCE,
@@ -75,6 +78,7 @@ class ChatIndex:
             workspace_id=chat.workspace_id,
             title=chat.title,
             body=body,
+            body_format="markdown",
             updated_at=updated_at,
             owner_id=chat.user_id,
             embed=self.settings.PI_CHATS_SEMANTIC,

@@ -24,13 +24,14 @@ def index(chats: ChatIndex, *payloads: dict):
 
 def test_message_is_found_and_names_its_chat(chats, message, found):
     first = message("c1", "What goes on the release checklist?")
-    reply = message("c1", "Tag, changelog, smoke tests.", role="assistant", minute=1)
+    reply = message("c1", "Tag, [changelog](https://example.com/zebra), smoke tests.", role="assistant", minute=1)
     stats = index(chats, first, reply)
     assert (stats.indexed, stats.titles, stats.failed) == (3, 1, {})
     [hit] = found.hits("changelog")
     assert hit.document_id == f"chats:c1:{reply['message_id']}"
     assert hit.metadata["chat_id"] == "c1" and hit.title == hit.metadata["title"] == "What goes on the release checklist?"
     assert hit.metadata["role"] == "assistant"
+    assert found.ids("zebra") == set(), "Markdown: a link indexes as its text, not its URL"
     assert found.titles("checklist") == {"c1": "What goes on the release checklist?"}, "the chat itself is found by its title"
 
 
