@@ -449,7 +449,7 @@ def register_tasks(register) -> None:  # noqa: ANN001
 
 
 #: a tick waits this long at least before it is dropped (short intervals meet broker polling latency)
-_MIN_TICK_EXPIRY = 30.0
+_MIN_TICK_EXPIRY = 10.0
 
 
 @hookimpl
