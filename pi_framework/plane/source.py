@@ -105,6 +105,11 @@ class PlaneSource:
             if mark.is_new(row.id, row.updated_at):
                 yield row
 
+    def changed_ids(self, table: Any, workspace_id: str, marks: Marks, observed: Observed) -> list[str]:
+        """Ids of *table*'s rows of the workspace changed since the cursor (projects, states: small tables)."""
+        stmt = select(table.c.id, table.c.updated_at).where(table.c.workspace_id == workspace_id)
+        return [row.id for row in self.scan_changed(stmt, table, marks[table.name], observed[table.name])]
+
     def build(self, row: Row, make: Callable[[Row], Document | None]) -> Document | None:
         """``make(row)``, or ``None`` with a logged reason when the row cannot become a document."""
         try:

@@ -131,24 +131,8 @@ class IssuesSource(PlaneSource):
                 yield self.document_id(row.id), row.updated_at
 
     def changed_documents(self, workspace_id: str, marks: Marks, observed: Observed) -> Iterator[Document]:
-        changed_projects = [
-            row.id
-            for row in self.scan_changed(
-                select(projects.c.id, projects.c.updated_at).where(projects.c.workspace_id == workspace_id),
-                projects,
-                marks["projects"],
-                observed["projects"],
-            )
-        ]
-        changed_states = [
-            row.id
-            for row in self.scan_changed(
-                select(states.c.id, states.c.updated_at).where(states.c.workspace_id == workspace_id),
-                states,
-                marks["states"],
-                observed["states"],
-            )
-        ]
+        changed_projects = self.changed_ids(projects, workspace_id, marks, observed)
+        changed_states = self.changed_ids(states, workspace_id, marks, observed)
         content = select(*_VISIBILITY, *_CONTENT, issues.c.workspace_id).select_from(_FROM)
         emitted: set[str] = set()
         for row in self.scan_changed(

@@ -147,15 +147,7 @@ class PagesSource(PlaneSource):
             observed["project_pages"],
         ):
             touched.add(row.page_id)
-        changed_projects = [
-            row.id
-            for row in self.scan_changed(
-                select(projects.c.id, projects.c.updated_at).where(projects.c.workspace_id == workspace_id),
-                projects,
-                marks["projects"],
-                observed["projects"],
-            )
-        ]
+        changed_projects = self.changed_ids(projects, workspace_id, marks, observed)
         for batch in chunked(changed_projects, 500):
             with self.engine.connect() as connection:
                 touched.update(connection.scalars(select(project_pages.c.page_id).where(project_pages.c.project_id.in_(batch))))
