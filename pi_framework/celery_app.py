@@ -29,7 +29,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 
 
 #: a beat tick nobody consumed is dropped after one interval, but never sooner than this (polling brokers are slow)
-MIN_TICK_EXPIRES = 60.0
+MIN_TICK_EXPIRES = 10.0
 
 
 def _beat_schedule(registry: Registry) -> dict[str, dict[str, Any]]:

@@ -37,7 +37,7 @@ class PeriodicJob:
     enabled: bool = True
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
-    #: seconds after which a tick that no worker picked up is dropped; default ``max(every, 60)``
+    #: seconds after which a tick that no worker picked up is dropped; default ``max(every, 10)``
     expires: float | None = None
 
 

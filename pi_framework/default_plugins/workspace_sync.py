@@ -448,10 +448,6 @@ def register_tasks(register) -> None:  # noqa: ANN001
     register(redispatch_lost_jobs, name="pi.celery_app.redispatch_lost_jobs", acks_late=False)
 
 
-#: a tick waits this long at least before it is dropped (short intervals meet broker polling latency)
-_MIN_TICK_EXPIRY = 10.0
-
-
 @hookimpl
 def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
     for name, task, every, enabled in (
@@ -463,7 +459,7 @@ def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
         ),
         ("redispatch-lost-jobs", "pi.celery_app.redispatch_lost_jobs", settings.PI_REDISPATCH_INTERVAL, True),
     ):
-        register(PeriodicJob(name, task, every=every, enabled=enabled, expires=max(float(every), _MIN_TICK_EXPIRY)))
+        register(PeriodicJob(name, task, every=every, enabled=enabled))
 
 
 @hookimpl
