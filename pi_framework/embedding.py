@@ -30,6 +30,8 @@ from pi_framework.settings import Settings
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _OFFLINE_DIR_NAME = "all-MiniLM-L6-v2-int8"
 _MAX_TOKENS = 256
+#: token budget of an embedding batch, per text of PI_EMBEDDING_BATCH_SIZE
+_TOKENS_PER_TEXT = 96
 
 
 @runtime_checkable
@@ -157,7 +159,8 @@ class FastEmbedder:
 
         self.model_name = settings.PI_EMBEDDING_MODEL
         self.batch_size = settings.PI_EMBEDDING_BATCH_SIZE
-        options: dict[str, object] = {"threads": settings.PI_EMBEDDING_THREADS}
+        # no memory arena: it keeps the peak of every batch shape seen (GBs for 64 x 256 tokens) for the life of the worker
+        options: dict[str, object] = {"threads": settings.PI_EMBEDDING_THREADS, "enable_cpu_mem_arena": False}
         if self.model_name == DEFAULT_MODEL:
             options["specific_model_path"] = str(offline_model_dir(settings.data_dir))
         with _onnx_threads_that_sleep():
@@ -174,12 +177,25 @@ class FastEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # a batch is padded to its longest text: embedding in order of length wastes far less compute
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        vectors = np.vstack(list(self._model.embed([texts[index] for index in order], batch_size=self.batch_size)))
-        result = np.empty_like(vectors)
-        result[order] = vectors
+        result = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch in self._batches(texts):
+            result[batch] = np.vstack(list(self._model.embed([texts[index] for index in batch], batch_size=len(batch))))
         return _normalise_rows(result)
+
+    def _batches(self, texts: Sequence[str]) -> Iterator[list[int]]:
+        """Indices of *texts* in batches of similar length (a batch is padded to its longest text), at most
+        ``batch_size`` texts and about ``batch_size × 96`` tokens each: 64 short texts, or 24 full windows,
+        which bounds the memory of one batch (64 windows of 256 tokens took 1.6 GB)."""
+        budget = self.batch_size * _TOKENS_PER_TEXT
+        batch: list[int] = []
+        for index in sorted(range(len(texts)), key=lambda index: len(texts[index])):
+            tokens = min(self.max_tokens, len(texts[index]) // 4 + self.special_tokens)  # ~4 characters a token
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * tokens > budget):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
