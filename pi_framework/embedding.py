@@ -159,8 +159,7 @@ class FastEmbedder:
 
         self.model_name = settings.PI_EMBEDDING_MODEL
         self.batch_size = settings.PI_EMBEDDING_BATCH_SIZE
-        # no memory arena: it keeps the peak of every batch shape seen (GBs for 64 x 256 tokens) for the life of the worker
-        options: dict[str, object] = {"threads": settings.PI_EMBEDDING_THREADS, "enable_cpu_mem_arena": False}
+        options: dict[str, object] = {"threads": settings.PI_EMBEDDING_THREADS}
         if self.model_name == DEFAULT_MODEL:
             options["specific_model_path"] = str(offline_model_dir(settings.data_dir))
         with _onnx_threads_that_sleep():
