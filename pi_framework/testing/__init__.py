@@ -11,6 +11,8 @@ project that has pi-framework installed:
   ``PI_TEST_POSTGRES_URL`` / ``PI_TEST_RABBITMQ_URL``; skipped when unset, a failure when
   ``PI_REQUIRE_SERVICES=1`` (CI sets it, so CI cannot pass by skipping).
 
-Contract tests for sources and sinks are in :mod:`pi_framework.testing.contracts`; helpers to run a
-real worker in a subprocess and wait on conditions are in :mod:`pi_framework.testing.worker`.
+``plane_db`` / ``plane_settings`` give a fresh PostgreSQL database with Plane's real schema and row factories
+(:mod:`pi_framework.testing.plane`). Contract tests: :mod:`pi_framework.testing.sink_contract` (``SinkContract``) and
+:mod:`pi_framework.testing.source_contract` (``SourceContract``). :mod:`pi_framework.testing.worker` runs a real
+worker in a subprocess (``WorkerProcess``) and waits on conditions with a deadline (``wait_for``).
 """
