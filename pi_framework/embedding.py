@@ -125,7 +125,7 @@ def offline_model_dir(data_dir: Path) -> Path:
 # --------------------------------------------------------------------------- embedders
 @contextmanager
 def _onnx_threads_that_sleep() -> Iterator[None]:
-    """Make the sessions fastembed creates meanwhile stop busy-waiting between runs.
+    """Make the sessions fastembed creates meanwhile stop busy-waiting between runs and caching memory patterns.
 
     onnxruntime's thread pool spins after every run; on a small shared machine that steals the CPU
     from numpy (vector search right after embedding the query ran 3-5x slower) and from the other
@@ -140,6 +140,9 @@ def _onnx_threads_that_sleep() -> Iterator[None]:
         options = original()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # memory patterns are cached per input shape: with batches of many lengths, peak RSS grew with the
+        # corpus (1.0 GB at 100 documents, 1.9 GB at 1,000); without them it stays flat at no measured cost
+        options.enable_mem_pattern = False
         return options
 
     onnxruntime.SessionOptions = session_options
