@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from pi_framework import runtime  # noqa: E402
-from pi_framework.db import get_database, reset_database, with_driver  # noqa: E402
+from pi_framework.db import get_database, with_driver  # noqa: E402
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow  # noqa: E402
 from pi_framework.plane import reset_plane_engine, schema  # noqa: E402
 from pi_framework.settings import get_settings  # noqa: E402
@@ -95,13 +95,7 @@ def seed(plane: PlaneFactory, issues: int, projects: int = 10) -> str:
 
 def configure(**env: str) -> dict[str, str]:
     """Point this process at *env* (embedded defaults unless given) and forget cached settings and engines."""
-    for name in _SERVICES:
-        os.environ.pop(name, None)
-    os.environ.update(env)
-    get_settings.cache_clear()
-    runtime.reset()
-    reset_database()
-    reset_plane_engine()
+    runtime.reconfigure(env, unset=_SERVICES)
     return env
 
 

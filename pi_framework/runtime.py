@@ -6,6 +6,8 @@ not once per task). :func:`reset` forgets them, for tests and after a fork.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pi_framework.plugins import Registry, load_plugins
@@ -60,6 +62,21 @@ def get_embedder() -> Any:
 
 def embedder_loaded() -> bool:
     return _embedder is not None
+
+
+def reconfigure(env: Mapping[str, str], unset: Iterable[str] = ()) -> None:
+    """Point this process at new environment variables: drop *unset*, apply *env*, forget every cached
+    settings object, engine, sink and embedder (the demo and benchmarks switch databases this way)."""
+    from pi_framework.db import reset_database
+    from pi_framework.plane import reset_plane_engine
+
+    for name in unset:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    reset()
+    reset_database()
+    reset_plane_engine()
 
 
 def reset() -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from pi_framework import runtime
-from pi_framework.db import get_database, reset_database
+from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
-from pi_framework.plane import reset_plane_engine, schema
+from pi_framework.plane import schema
 from pi_framework.settings import get_settings
 from pi_framework.testing.plane import PlaneFactory, create_sqlite_plane, sample_issue, utcnow
 from pi_framework.testing.worker import WorkerProcess, wait_for
@@ -108,13 +108,7 @@ def _seed(plane: PlaneFactory, issues_per_project: int) -> dict[str, dict[str, A
 
 def _use(env: dict[str, str]) -> None:
     """Point this process at the demo's settings (the worker gets the same environment)."""
-    for name in _SERVICE_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ.update(env)
-    get_settings.cache_clear()
-    runtime.reset()
-    reset_database()
-    reset_plane_engine()
+    runtime.reconfigure(env, unset=_SERVICE_VARIABLES)
 
 
 def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
