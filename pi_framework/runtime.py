@@ -60,10 +60,6 @@ def get_embedder() -> Any:
     return _embedder
 
 
-def embedder_loaded() -> bool:
-    return _embedder is not None
-
-
 def reconfigure(env: Mapping[str, str], unset: Iterable[str] = ()) -> None:
     """Point this process at new environment variables: drop *unset*, apply *env*, forget every cached
     settings object, engine, sink and embedder (the demo and benchmarks switch databases this way)."""
