@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,23 +91,25 @@ def test_all_terms_rank_before_some_terms(sink: EmbeddedSink) -> None:
     assert [hit.chunk_id for hit in hits] == ["issues:2#0", "issues:1#0"]
 
 
-def _writer(path: str, worker: int, count: int) -> None:
-    sink = EmbeddedSink(Path(path))
-    for start in range(0, count, 10):
-        chunks = [helpers.chunk(f"issues:{worker}-{n}#0", WS_B if worker % 2 else WS_A) for n in range(start, start + 10)]
-        result = sink.write(chunks)
-        assert not result.failed
-    sink.close()
+#: a writer process: imports only installed packages, so it runs however pytest imported this module
+_WRITER = """
+import sys
+from pathlib import Path
+from pi_framework.sinks.embedded import EmbeddedSink
+from pi_framework.testing.sink_contract import WS_A, WS_B, SinkContract
+
+path, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+helpers, sink = SinkContract(), EmbeddedSink(Path(path))
+for start in range(0, count, 10):
+    chunks = [helpers.chunk(f"issues:{worker}-{n}#0", WS_B if worker % 2 else WS_A) for n in range(start, start + 10)]
+    assert not sink.write(chunks).failed
+sink.close()
+"""
 
 
 def test_several_processes_write_at_once(sink: EmbeddedSink) -> None:
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_writer, args=(str(sink.path), worker, 100)) for worker in range(3)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-    assert [process.exitcode for process in processes] == [0, 0, 0]
+    processes = [subprocess.Popen([sys.executable, "-c", _WRITER, str(sink.path), str(worker), "100"]) for worker in range(3)]
+    assert [process.wait(120) for process in processes] == [0, 0, 0]
     assert sink.count() == 300
     assert sink.count(WS_A) == 200 and sink.count(WS_B) == 100
 
