@@ -123,12 +123,8 @@ def _fresh_environment(data_dir: Path) -> None:
     for name in ("PI_DATABASE_URL", "OPENSEARCH_URL", "PI_SINKS"):
         os.environ.pop(name, None)
     from pi_framework import runtime
-    from pi_framework.db import reset_database
-    from pi_framework.settings import get_settings
 
-    get_settings.cache_clear()
     runtime.reset()
-    reset_database()
 
 
 # --------------------------------------------------------------------------- 1 + 2

@@ -22,9 +22,8 @@ from sqlalchemy import create_engine, text, update
 from sqlalchemy.engine import make_url
 
 from pi_framework import runtime
-from pi_framework.db import reset_database, with_driver
-from pi_framework.plane import reset_plane_engine, schema
-from pi_framework.settings import get_settings
+from pi_framework.db import with_driver
+from pi_framework.plane import schema
 from pi_framework.testing.plane import PlaneFactory, load_schema
 
 
@@ -48,8 +47,7 @@ def main() -> None:
     try:
         run(url, args.workspaces)
     finally:
-        reset_database()
-        reset_plane_engine()
+        runtime.reset()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -75,7 +73,6 @@ def run(url: str, count: int) -> None:
         PI_SINKS="embedded",
     )
     os.environ.pop("CELERY_BROKER_URL", None)
-    get_settings.cache_clear()
     runtime.reset()
     from pi_plans.sync import sync_plans
 

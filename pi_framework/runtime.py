@@ -61,25 +61,26 @@ def get_embedder() -> Any:
 
 
 def reconfigure(env: Mapping[str, str], unset: Iterable[str] = ()) -> None:
-    """Point this process at new environment variables: drop *unset*, apply *env*, forget every cached
-    settings object, engine, sink and embedder (the demo and benchmarks switch databases this way)."""
-    from pi_framework.db import reset_database
-    from pi_framework.plane import reset_plane_engine
-
+    """Point this process at new environment variables: drop *unset*, apply *env*, then :func:`reset`
+    (the demo and benchmarks switch databases this way)."""
     for name in unset:
         os.environ.pop(name, None)
     os.environ.update(env)
-    get_settings.cache_clear()
     reset()
-    reset_database()
-    reset_plane_engine()
 
 
 def reset() -> None:
-    """Forget the registry, sinks and embedder (the next call rebuilds them from current settings)."""
+    """Forget everything built from the environment: settings, registry, sinks, embedder and the database
+    engines (the next use rebuilds them from the current environment)."""
+    from pi_framework.db import reset_database
+    from pi_framework.plane import reset_plane_engine
+
     global _registry, _sinks, _embedder
     for sink in _sinks or []:
         close = getattr(sink, "close", None)
         if close is not None:
             close()
     _registry = _sinks = _embedder = None
+    get_settings.cache_clear()
+    reset_database()
+    reset_plane_engine()

@@ -8,11 +8,9 @@ from click.testing import CliRunner
 from loguru import logger
 
 from pi_framework import runtime
-from pi_framework.db import reset_database
 from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.search import reciprocal_rank_fusion, search
-from pi_framework.settings import get_settings
 from pi_framework.sinks.base import Hit, SearchQuery, SinkError
 from pi_framework.sinks.embedded import EmbeddedSink
 
@@ -51,9 +49,7 @@ def indexed(tmp_path_factory):
         patch.setenv("HF_HUB_OFFLINE", "1")
         for name in ("PI_DATABASE_URL", "OPENSEARCH_URL", "PI_SINKS", "PI_EMBEDDER", "PI_EMBEDDING_MODEL"):
             patch.delenv(name, raising=False)
-        get_settings.cache_clear()
         runtime.reset()
-        reset_database()
         documents = [issue(name) for name in ISSUES]
         documents += [
             Document(
@@ -87,9 +83,7 @@ def indexed(tmp_path_factory):
         stats = Indexer().index(documents)
         assert stats.failed == {} and stats.documents_indexed == len(documents)
         yield stats
-        get_settings.cache_clear()
         runtime.reset()
-        reset_database()
 
 
 def titles(hits: list[Hit]) -> list[str]:

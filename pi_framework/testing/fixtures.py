@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pi_framework import runtime
-from pi_framework.db import Database, get_database, reset_database, with_driver
+from pi_framework.db import Database, get_database, with_driver
 from pi_framework.plugins import PluginInfo, Registry
 from pi_framework.settings import Settings, get_settings
 
@@ -40,16 +40,12 @@ def pi_env(tmp_path, monkeypatch) -> Callable[..., Settings]:
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, str(value))
-        get_settings.cache_clear()
         runtime.reset()
-        reset_database()
         return get_settings()
 
     apply()
     yield apply
-    get_settings.cache_clear()
     runtime.reset()
-    reset_database()
 
 
 @pytest.fixture
