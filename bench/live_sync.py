@@ -40,8 +40,8 @@ from pi_framework import runtime  # noqa: E402
 from pi_framework.db import get_database, with_driver  # noqa: E402
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow  # noqa: E402
 from pi_framework.plane import reset_plane_engine, schema  # noqa: E402
+from pi_framework.plane.sample import PlaneFactory, load_schema, sample_issue  # noqa: E402
 from pi_framework.settings import get_settings  # noqa: E402
-from pi_framework.testing.plane import PlaneFactory, load_schema, sample_issue  # noqa: E402
 
 ADMIN_URL = os.environ.get("PI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _SERVICES = ("PI_DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "OPENSEARCH_URL", "PI_SINKS")
@@ -186,7 +186,7 @@ def bench_latency(edits: int = 15, interval: int = 2) -> None:
     from pi_framework.default_plugins import workspace_sync
     from pi_framework.default_plugins.workspace_jobs import Jobs
     from pi_framework.search import search
-    from pi_framework.testing.worker import WorkerProcess, wait_for
+    from pi_framework.worker_process import WorkerProcess, wait_for
 
     print(f"2. change-to-searchable latency, CELERY_VECTOR_SYNC_INTERVAL={interval}, embedded defaults, fastembed")
     with tempfile.TemporaryDirectory() as data, scratch_plane() as plane:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from pi_framework import runtime
 from pi_framework.db import with_driver
 from pi_framework.plane import schema
-from pi_framework.testing.plane import PlaneFactory, load_schema
+from pi_framework.plane.sample import PlaneFactory, load_schema
 
 
 def timed(label: str, func):  # noqa: ANN001, ANN202 - a tiny helper

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from pi_framework.db import Database, DatabaseUnavailable, upgrade_schema
 from pi_framework.db.breaker import CLOSED, HALF_OPEN, OPEN
-from pi_framework.testing.worker import wait_for
+from pi_framework.worker_process import wait_for
 
 
 class TcpRelay:

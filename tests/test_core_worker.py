@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import inspect, select
 
 from pi_framework.plane import schema
-from pi_framework.testing.plane import create_sqlite_plane
+from pi_framework.plane.sample import create_sqlite_plane
 
 
 def test_core_tables_match_the_reference_schema(plane_db) -> None:

@@ -23,9 +23,9 @@ from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, WorkspaceVectorization
 from pi_framework.default_plugins.workspace_jobs import VECTORIZE_TASK, Jobs
 from pi_framework.plane import schema
+from pi_framework.plane.sample import sample_issue
 from pi_framework.search import search
-from pi_framework.testing.plane import sample_issue
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 

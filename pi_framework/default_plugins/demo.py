@@ -21,9 +21,9 @@ from pi_framework import runtime
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.plane import schema
+from pi_framework.plane.sample import PlaneFactory, create_sqlite_plane, sample_issue, utcnow
 from pi_framework.settings import get_settings
-from pi_framework.testing.plane import PlaneFactory, create_sqlite_plane, sample_issue, utcnow
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 #: variables the demo controls (anything pointing at real services is removed)
 _SERVICE_VARIABLES = (

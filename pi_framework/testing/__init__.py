@@ -15,4 +15,8 @@ project that has pi-framework installed:
 (:mod:`pi_framework.testing.plane`). Contract tests: :mod:`pi_framework.testing.sink_contract` (``SinkContract``) and
 :mod:`pi_framework.testing.source_contract` (``SourceContract``). :mod:`pi_framework.testing.worker` runs a real
 worker in a subprocess (``WorkerProcess``) and waits on conditions with a deadline (``wait_for``).
+
+Only this package imports pytest. What the product itself uses lives outside it and is re-exported here:
+the Plane row factories in :mod:`pi_framework.plane.sample`, the worker helpers in
+:mod:`pi_framework.worker_process` (``pi demo`` uses both, and must work without the ``test`` extra).
 """

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument
 from pi_framework.settings import get_settings
-from pi_framework.testing.worker import wait_for
+from pi_framework.worker_process import wait_for
 
 
 def indexed_messages() -> int:

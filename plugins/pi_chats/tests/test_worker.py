@@ -16,7 +16,7 @@ from osmem_server import OsmemServer
 from pi_chats import backlog
 
 from pi_framework.db import get_database
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 INDEX = "pi.celery_app.index_chat_message"
 DELETE = "pi.celery_app.delete_chat"

@@ -14,7 +14,7 @@ from test_sync import DOCS
 from pi_framework.db import get_database
 from pi_framework.db.models import SyncState
 from pi_framework.search import search
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pi_issues import IssuesSource
 from sqlalchemy import text
 
 from pi_framework.plane import schema
-from pi_framework.testing.plane import utcnow
+from pi_framework.plane.sample import utcnow
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pi_framework import runtime
 from pi_framework.celery_app import create_app
 from pi_framework.db.models import JobStatus
 from pi_framework.health import run_health_checks
-from pi_framework.testing.worker import WorkerProcess
+from pi_framework.worker_process import WorkerProcess
 
 
 def _closed_port_url() -> str:

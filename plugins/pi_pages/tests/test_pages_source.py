@@ -6,7 +6,7 @@ import pytest
 from pi_pages import PagesSource
 
 from pi_framework.plane import schema
-from pi_framework.testing.plane import utcnow
+from pi_framework.plane.sample import utcnow
 
 
 @pytest.fixture

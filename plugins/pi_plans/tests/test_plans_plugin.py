@@ -16,7 +16,7 @@ from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.default_plugins.workspace_jobs import JobLost, Jobs
 from pi_framework.plane import reset_plane_engine
-from pi_framework.testing.worker import WorkerProcess, wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 
 def test_another_plugin_answering_workspace_plans_replaces_workspace_licenses(world, register_plugin):
