@@ -2,8 +2,12 @@
 
 It builds a Plane-shaped SQLite database (Plane's real tables, a few workspaces with projects,
 issues, pages and billing plans), starts a real Celery worker with beat on the embedded broker,
-lets the plan sync vectorize the paying workspaces, edits and deletes content in "Plane" while
-live sync follows, and prints hybrid search results with timings.
+vectorizes the workspaces on a vectorized plan, edits and deletes content in "Plane" while live sync
+follows, and prints hybrid search results with timings.
+
+A built-in plugin of its own (entry point ``demo``): it only adds the ``pi demo`` command. It uses the core
+(workspace sync, the ``workspace_plans`` hook, ``PI_VECTORIZED_PLANS``), never another plugin by name, and
+nothing from the testing kit (``pi demo`` works without the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import click
 
-from pi_framework import runtime
+from pi_framework import hookimpl, runtime
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.plane import schema
@@ -160,14 +164,14 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
     }
     _use(env)
-    app = create_app()
+    create_app()  # the app jobs are dispatched through, on the demo's embedded broker
     click.secho("2. A worker with beat on the embedded broker (SQLite), embedded sink, fastembed", bold=True)
     # this process only shows what goes wrong; the worker logs everything to its file
     worker = WorkerProcess({**os.environ, "PI_LOG_LEVEL": "INFO"}, base / "worker.log", beat=True, concurrency=2)
     try:
         _, seconds = _timed(lambda: worker.wait_ready(timeout))
         click.echo(f"    ready in {seconds:.1f} s (log: {base / 'worker.log'})")
-        _vectorize(app, workspaces, timeout)
+        _vectorize(workspaces, timeout)
         _live_sync(plane, workspaces, search, timeout)
         click.secho("5. Hybrid search (kNN + BM25, reciprocal rank fusion), always filtered by workspace", bold=True)
         acme = workspaces["Acme"]["workspace"]["id"]
@@ -206,20 +210,24 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
     )
 
 
-def _vectorize(app: Any, workspaces: dict[str, dict[str, Any]], timeout: int) -> None:
+def _vectorize(workspaces: dict[str, dict[str, Any]], timeout: int) -> None:
     from pi_framework.default_plugins import workspace_sync
     from pi_framework.default_plugins.workspace_jobs import Jobs
 
-    registry = runtime.get_registry()
-    click.secho("3. Plan sync: PRO and BUSINESS workspaces are vectorized (progress from the job rows)", bold=True)
+    settings = get_settings()
+    plans = _plans(settings)
+    vectorized = ", ".join(settings.PI_VECTORIZED_PLANS)
+    source = "plans from the workspace_plans hook" if plans is not None else "no plugin answers workspace_plans: every workspace"
+    click.secho(f"3. Vectorization of the workspaces on {vectorized} ({source}; progress from the job rows)", bold=True)
     start = time.perf_counter()
-    if "pi.celery_app.workspace_plan_sync" in registry.tasks:
-        app.send_task("pi.celery_app.workspace_plan_sync")
-    else:
-        for rows in workspaces.values():
-            workspace_sync.request_vectorization(rows["workspace"]["id"])
-    jobs = Jobs(get_database(), get_settings())
-    paid = {name: rows["workspace"]["id"] for name, rows in workspaces.items() if name != "Initech"}
+    paid = {
+        name: rows["workspace"]["id"]
+        for name, rows in workspaces.items()
+        if plans is None or plans.get(rows["workspace"]["id"]) in settings.PI_VECTORIZED_PLANS
+    }
+    for workspace_id in paid.values():
+        workspace_sync.request_vectorization(workspace_id)
+    jobs = Jobs(get_database(), settings)
     last_line = ""
 
     def finished() -> bool:
@@ -241,7 +249,21 @@ def _vectorize(app: Any, workspaces: dict[str, dict[str, Any]], timeout: int) ->
     total = sum(jobs.latest(workspace_id).progress_total or 0 for workspace_id in paid.values())
     seconds = time.perf_counter() - start
     click.echo(f"    {total} documents vectorized in {seconds:.1f} s ({total / seconds:.1f} docs/s, model load included)")
-    click.echo(f"    Initech (FREE): {'no job' if jobs.latest(workspaces['Initech']['workspace']['id']) is None else 'job!?'}")
+    for name, rows in workspaces.items():
+        if name not in paid:
+            job = jobs.latest(rows["workspace"]["id"])
+            click.echo(f"    {name} ({plans.get(rows['workspace']['id'])}): {'no job' if job is None else f'job {job.status}!?'}")
+
+
+def _plans(settings: Any) -> dict[str, str] | None:
+    """``workspace -> upper-cased plan`` from the first plugin answering ``workspace_plans``; ``None`` if none does."""
+    answer = runtime.get_registry().pm.hook.workspace_plans(settings=settings)
+    return None if answer is None else {workspace_id: plan.upper() for workspace_id, plan in answer}
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(demo)
 
 
 def _live_sync(plane: PlaneFactory, workspaces: dict[str, dict[str, Any]], search: Callable[..., list], timeout: int) -> None:

@@ -464,8 +464,6 @@ def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from pi_framework.default_plugins.demo import demo
-
     @cli.command("vectorize")
     @click.argument("workspace_id")
     @click.option("--now", "in_process", is_flag=True, help="Run here instead of queueing a job for the workers.")
@@ -483,5 +481,3 @@ def register_commands(cli: click.Group) -> None:
     def sync_command(workspace_id: str, reconcile: bool) -> None:
         """Apply a workspace's pending changes here (what a live-sync tick does)."""
         click.echo(json.dumps(live_sync(workspace_id, force_reconcile=reconcile), indent=2, default=str))
-
-    cli.add_command(demo)
