@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -147,6 +148,7 @@ projects = Table(
     Column("network", SmallInteger, nullable=False),
     Column("page_view", Boolean, nullable=False),
     Column("archived_at", UTCDateTime),
+    Column("guest_view_all_features", Boolean, nullable=False, default=False, server_default=false()),
     Column("timezone", String(255), nullable=False),
     *_external(),
 )
