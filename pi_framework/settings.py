@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     PI_CHATS_MAX_RETRIES: int = Field(default=8, ge=0, description="Retries of a chat task (backoff ≤ 10 min); then parked.")
     PI_CHATS_RETRY_INTERVAL: PositiveInt = Field(default=300, description="Seconds between retry_chats passes.")
 
+    # --- search access
+    PI_ACCESS_CACHE_TTL: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a user's project access read from Plane is reused by search (0 = read it on every query).",
+    )
+
     @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", "PI_DOCS_REPOS", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> list[str]:
