@@ -122,5 +122,10 @@ while ! healthy; do
     fi
     sleep 1
 done
+# One node can never assign a replica: without this every new index stays yellow. (A cluster-level default
+# is read from the cluster state's settings, not the node's, so it is set here, through the API.)
+curl -fsS -m 30 -XPUT "$URL/_cluster/settings" -H 'content-type: application/json' \
+    -d '{"persistent": {"cluster.default_number_of_replicas": 0}}' >/dev/null \
+    || die "could not set cluster.default_number_of_replicas on $URL"
 say "node up on $URL after $(( $(date +%s) - started ))s (pid $pid)"
 print_url
