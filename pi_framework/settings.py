@@ -112,7 +112,12 @@ class Settings(BaseSettings):
         default=2, description="Vectorization jobs running at once (the rest wait queued)."
     )
     PI_LIVE_SYNC_MAX_MISSING: int = Field(
-        default=50, ge=0, description="Above this many missing/stale documents a workspace is left to stale recovery."
+        default=50,
+        ge=0,
+        description="Pending changes a live sync takes; above this a bulk re-feed (a vectorization job) is queued at once.",
+    )
+    PI_PENDING_ALERT_SECONDS: PositiveInt = Field(
+        default=300, description="Pending work older than this makes the pending_work health check fail (pi status says why)."
     )
     PI_VECTORIZED_PLANS: list[str] = Field(
         default_factory=lambda: ["PRO", "BUSINESS"], description="Plans that get vectorization (case-insensitive)."

@@ -268,9 +268,16 @@ class Jobs:
             latest = select(func.max(Job.id)).where(Job.workspace_id == workspace_id).scalar_subquery()
             session.execute(update(Job).where(Job.id == latest).values(last_live_sync_at=utcnow()))
 
-    def live_sync_workspaces(self) -> list[str]:
-        """Workspaces whose latest job succeeded with live sync enabled."""
-        latest = select(Job.workspace_id, func.max(Job.id).label("id")).group_by(Job.workspace_id).subquery()
+    def live_sync_workspaces(self, workspace_id: str | None = None) -> list[str]:
+        """Workspaces (or just *workspace_id*) whose latest job succeeded with live sync enabled.
+
+        A workspace whose latest job is queued or running (a vectorization or bulk re-feed) is not
+        live-synced: the job owns it until it succeeds.
+        """
+        latest = select(Job.workspace_id, func.max(Job.id).label("id")).group_by(Job.workspace_id)
+        if workspace_id is not None:
+            latest = latest.where(Job.workspace_id == workspace_id)
+        latest = latest.subquery()
         with self.database.session() as session:
             return list(
                 session.scalars(
@@ -280,6 +287,9 @@ class Jobs:
                     .order_by(Job.workspace_id)
                 )
             )
+
+    def live_sync_enabled(self, workspace_id: str) -> bool:
+        return bool(self.live_sync_workspaces(workspace_id))
 
     # ------------------------------------------------------------------ live-sync leases (one sync per workspace)
     def acquire_lease(self, workspace_id: str, holder: str) -> bool:

@@ -35,7 +35,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
 from pi_framework import hookimpl, runtime
-from pi_framework.contributions import PeriodicJob, Source
+from pi_framework.contributions import HealthCheck, PeriodicJob, Source
 from pi_framework.db import DatabaseUnavailable, get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, utcnow
 from pi_framework.default_plugins.workspace_jobs import (
@@ -49,11 +49,16 @@ from pi_framework.default_plugins.workspace_jobs import (
 )
 from pi_framework.pipeline.documents import Document, chunk_id
 from pi_framework.pipeline.indexer import Indexer, IndexStats
+from pi_framework.pipeline.ledger import Ledger, LedgerEntry, same_instant
 from pi_framework.sinks.base import SinkError
 
 RECONCILE_SOURCE = "reconcile"
+#: ``SyncState.source`` of the marker "this workspace has had pending work since ..." (scope = workspace)
+PENDING_SOURCE = "pending-work"
 #: documents between two heartbeats when nothing needs embedding (resumed jobs skip fast)
 _SKIP_HEARTBEAT_EVERY = 1000
+#: documents per ledger lookup while measuring pending work
+_PENDING_BATCH = 200
 _TRANSIENT = (DBAPIError, DatabaseUnavailable, SinkError, ConnectionError, TimeoutError)
 
 Progress = Callable[[int, int | None], None]
@@ -118,22 +123,49 @@ def missing_or_stale_count(workspace_id: str) -> int:
     return total
 
 
+def _is_pending(document: Document, entry: LedgerEntry | None) -> bool:
+    """The index does not hold this version of *document* (a deletion counts only while the ledger still has it)."""
+    if document.deleted:
+        return entry is not None and (entry.recorded or bool(entry.hashes))
+    return entry is None or not entry.recorded or not same_instant(entry.source_updated_at, document.updated_at)
+
+
 def pending_changes(workspace_id: str, limit: int) -> int:
-    """Changes waiting since the stored cursors, counted up to ``limit + 1`` (cheap: reads only what changed)."""
+    """How much work is pending in *workspace_id*: **the** measure of pending work (counting stops once above *limit*).
+
+    A document counts when it changed since its source's cursor and the ledger does not hold that
+    version (changed, new, or hidden/deleted but still indexed). Documents re-read only because of the
+    cursor's overlap window do not count, so the measure falls to 0 once the work is done, and the
+    trigger (live sync up to ``limit``, a bulk re-feed above it) uses nothing else. A source without a
+    cursor (installed after the vectorization) counts what the ledger lacks or holds in excess.
+    """
+    ledger = Ledger(get_database())
     count = 0
     for source in _sources():
         cursor = load_cursor(source.name, workspace_id)
-        if cursor is None:  # a source installed after the vectorization: what the ledger lacks
+        if cursor is None:
             to_index, to_delete = compare(source, workspace_id)
             count += len(to_index) + len(to_delete)
-            if count > limit:
-                return count
-            continue
-        for _ in source.changes(workspace_id, cursor).documents:
-            count += 1
-            if count > limit:
-                return count
+        else:
+            for batch in _batched(source.changes(workspace_id, cursor).documents, _PENDING_BATCH):
+                entries = ledger.lookup([document.id for document in batch])
+                count += sum(_is_pending(document, entries.get(document.id)) for document in batch)
+                if count > limit:
+                    return count
+        if count > limit:
+            return count
     return count
+
+
+def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def refeed(source: Source, workspace_id: str, document_ids: set[str], indexer: Indexer) -> IndexStats:
@@ -330,6 +362,8 @@ def live_sync(workspace_id: str, task_id: str | None = None, force_reconcile: bo
     """Apply every workspace source's changes since its cursor; at most one run per workspace at a time."""
     holder = task_id or f"local-{uuid.uuid4()}"
     jobs = _jobs()
+    if not jobs.live_sync_enabled(workspace_id):  # downgraded, or a vectorization job owns the workspace now
+        return {"status": "skipped", "reason": "live sync is off for this workspace"}
     if not jobs.acquire_lease(workspace_id, holder):
         return {"status": "skipped", "reason": "a live sync of this workspace is running"}
     settings = runtime.get_registry().settings
@@ -352,11 +386,19 @@ def live_sync(workspace_id: str, task_id: str | None = None, force_reconcile: bo
 
 
 def trigger(max_missing: int | None = None) -> dict[str, int]:
-    """Dispatch one live sync per eligible workspace (see the module docstring)."""
+    """One tick: every live-synced workspace with pending work is taken by exactly one path.
+
+    :func:`pending_changes` up to ``PI_LIVE_SYNC_MAX_MISSING``: a live sync is queued; above it: a bulk
+    re-feed (a vectorization job, which skips what the ledger holds, deletes what is no longer visible,
+    shows progress and moves the cursors when done) is queued at once. While that job is active the
+    workspace is not live-synced, so the two never overlap. A workspace with nothing pending gets a live
+    sync only when its id reconcile is due.
+    """
     settings = runtime.get_registry().settings
     limit = settings.PI_LIVE_SYNC_MAX_MISSING if max_missing is None else max_missing
     jobs = _jobs()
-    counts = {"dispatched": 0, "busy": 0, "left_to_stale_recovery": 0, "failed": 0}
+    counts = {"dispatched": 0, "refeed": 0, "idle": 0, "busy": 0, "failed": 0}
+    marked = pending_markers()
     for workspace_id in jobs.live_sync_workspaces():
         log = logger.bind(workspace=workspace_id)
         if jobs.lease_held(workspace_id):
@@ -364,25 +406,87 @@ def trigger(max_missing: int | None = None) -> dict[str, int]:
             continue
         try:
             pending = pending_changes(workspace_id, limit)
+            due = pending == 0 and reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL)
         except Exception as exc:  # noqa: BLE001 - one workspace's problem must not stop the others
             counts["failed"] += 1
             log.error("trigger_live_sync: workspace {}: {}: {}", workspace_id, type(exc).__name__, exc)
             continue
+        mark_pending(workspace_id, pending, marked.get(workspace_id))
         if pending > limit:
-            counts["left_to_stale_recovery"] += 1
+            job_id = jobs.request(workspace_id)
+            mark_pending(workspace_id, pending, marked.get(workspace_id), f"bulk re-feed job {job_id}")
+            counts["refeed"] += 1
             log.warning(
-                "trigger_live_sync: workspace {} has more than {} pending changes: left to stale recovery", workspace_id, limit
+                "trigger_live_sync: workspace {} has more than {} pending changes: bulk re-feed job {} queued",
+                workspace_id,
+                limit,
+                job_id,
             )
-            continue
-        send_task(LIVE_SYNC_TASK, workspace_id=workspace_id)
-        counts["dispatched"] += 1
+        elif pending or due:
+            send_task(LIVE_SYNC_TASK, workspace_id=workspace_id)
+            counts["dispatched"] += 1
+        else:
+            counts["idle"] += 1
     return counts
+
+
+def pending_markers() -> dict[str, dict[str, Any]]:
+    """``workspace -> {since, pending, path}`` of every workspace that had pending work at its last tick."""
+    with get_database().session() as session:
+        return {
+            state.scope: dict(state.cursor)
+            for state in session.scalars(select(SyncState).where(SyncState.source == PENDING_SOURCE))
+        }
+
+
+def mark_pending(workspace_id: str, pending: int, marker: dict[str, Any] | None, path: str = "live sync") -> None:
+    """Remember since when *workspace_id* has pending work (the marker goes when nothing is pending)."""
+    if not pending:
+        if marker is not None:
+            with get_database().session() as session:
+                session.execute(delete(SyncState).where(SyncState.source == PENDING_SOURCE, SyncState.scope == workspace_id))
+        return
+    since = marker["since"] if marker else utcnow().isoformat()
+    cursor = {"since": since, "pending": pending, "path": path}
+    if cursor != marker:
+        with get_database().session() as session:
+            session.merge(SyncState(source=PENDING_SOURCE, scope=workspace_id, cursor=cursor, updated_at=utcnow()))
+
+
+def stuck_workspaces(older_than: float) -> list[dict[str, Any]]:
+    """Workspaces whose pending work is older than *older_than* seconds, each with why it is still pending."""
+    jobs = _jobs()
+    now = utcnow()
+    stuck = []
+    for workspace_id, marker in sorted(pending_markers().items()):
+        age = (now - datetime.fromisoformat(marker["since"])).total_seconds()
+        if age < older_than:
+            continue
+        job = jobs.latest(workspace_id)
+        if job is None or not (job.status == JobStatus.SUCCESS and job.live_sync_enabled):
+            why = f"job {job.id} {job.status}" + (f": {job.error}" if job and job.error else "") if job else "no job"
+            if job is not None and job.status in JobStatus.ACTIVE:
+                why += f" ({job.progress_done}/{job.progress_total or '?'})"
+        elif jobs.lease_held(workspace_id):
+            why = "a live sync has been running for a long time"
+        else:
+            why = f"{marker['path']} not caught up (failed documents or failing live syncs: see the worker log)"
+        stuck.append(
+            {
+                "workspace_id": workspace_id,
+                "pending_since": marker["since"],
+                "seconds": round(age),
+                "pending": marker["pending"],
+                "why": why,
+            }
+        )
+    return stuck
 
 
 def forget_workspace(workspace_id: str) -> int:
     """Remove a workspace from every sink and the ledger, drop its cursors, switch its live sync off (downgrade)."""
     removed = Indexer().delete_workspace(workspace_id)
-    mine = [source.name for source in _sources()] + [RECONCILE_SOURCE, LEASE_SOURCE]
+    mine = [source.name for source in _sources()] + [RECONCILE_SOURCE, LEASE_SOURCE, PENDING_SOURCE]
     with get_database().session() as session:
         session.execute(delete(SyncState).where(SyncState.scope == workspace_id, SyncState.source.in_(mine)))
     _jobs().disable_live_sync(workspace_id)
@@ -460,6 +564,23 @@ def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
         ("redispatch-lost-jobs", "pi.celery_app.redispatch_lost_jobs", settings.PI_REDISPATCH_INTERVAL, True),
     ):
         register(PeriodicJob(name, task, every=every, enabled=enabled))
+
+
+def check_pending_work() -> dict[str, Any]:
+    """Health check ``pending_work``: no workspace has had pending work for longer than ``PI_PENDING_ALERT_SECONDS``."""
+    limit = runtime.get_registry().settings.PI_PENDING_ALERT_SECONDS
+    stuck = stuck_workspaces(limit)
+    if stuck:
+        raise RuntimeError(
+            f"{len(stuck)} workspace(s) with pending work older than {limit}s: "
+            + "; ".join(f"{row['workspace_id']} since {row['pending_since']}: {row['why']}" for row in stuck[:5])
+        )
+    return {"pending_workspaces": len(pending_markers()), "older_than_seconds": limit}
+
+
+@hookimpl
+def register_health_checks(register) -> None:  # noqa: ANN001
+    register(HealthCheck("pending_work", check_pending_work))
 
 
 @hookimpl

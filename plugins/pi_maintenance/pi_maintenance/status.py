@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import SyncState, WorkspaceVectorization
+from pi_framework.default_plugins import workspace_sync
 from pi_maintenance.jobs import counts_by_status, iso, last_progress
 
 DOCS_SOURCE = "docs"
@@ -55,11 +56,14 @@ def _docs(session: Session) -> list[dict[str, Any]]:
 
 
 def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
-    """Job counts by status, the latest job of each workspace with its progress, and the docs SHA of each repository."""
+    """Job counts by status, the latest job of each workspace with its progress, workspaces with pending work
+    (since when, and why), and the docs SHA of each repository."""
+    pending = [row for row in workspace_sync.stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
     with database.session() as session:
         return {
             "jobs": counts_by_status(session) if workspace_id is None else None,
             "workspaces": _workspaces(session, workspace_id),
+            "pending": pending,
             "docs": _docs(session),
         }
 
@@ -82,6 +86,8 @@ def _print(report: dict[str, Any]) -> None:
             f"{row['workspace_id']:<38} {row['status']:<8} {_progress(row):>11} {'on' if row['live_sync_enabled'] else 'off':<4} "
             f"{row['last_live_sync_at'] or '-':<32} {row['last_progress_at'] or '-':<32} {row['error'] or ''}"
         )
+    for row in report["pending"]:
+        click.echo(f"pending {row['workspace_id']}: {row['pending']} change(s) since {row['pending_since']}: {row['why']}")
     for repo in report["docs"]:
         click.echo(f"docs {repo['repo']}: {repo['sha'] or '-'} (updated {repo['updated_at']})")
 

@@ -46,7 +46,7 @@ def register_commands(cli: click.Group) -> None:
     @cli.command("plan-sync")
     @click.option("--dry-run", is_flag=True, help="Print what a pass would do; change nothing.")
     def plan_sync(dry_run: bool) -> None:
-        """Run the plan sync here: downgrade, stale recovery, onboarding (what the beat entry does)."""
+        """Run the plan sync here: downgrade and onboarding (what the beat entry does)."""
         if not dry_run:
             click.echo(json.dumps(sync.sync_plans()))
             return
@@ -57,8 +57,6 @@ def register_commands(cli: click.Group) -> None:
         _plans, actions = planned
         for workspace_id, plan in actions.downgrade.items():
             click.echo(f"downgrade {workspace_id} (plan {plan or 'none'})")
-        for workspace_id, missing in actions.recover.items():
-            click.echo(f"recover   {workspace_id} ({missing} documents missing or stale)")
         for workspace_id in actions.onboard:
             click.echo(f"onboard   {workspace_id}")
         for workspace_id, error in actions.errors.items():

@@ -1,20 +1,22 @@
 """The plan sync: vectorize exactly the workspaces whose billing plan includes it.
 
 One pass reads every ``(workspace, plan)`` from the ``workspace_plans`` hook, compares it with the
-PI database's jobs and runs three operations, each logged with counts:
+PI database's jobs and runs two operations, each logged with counts:
 
 1. **downgrade** — a workspace with vectorization jobs whose plan left ``PI_VECTORIZED_PLANS`` (or
    that has no plan row, or was soft-deleted): every document removed from every sink and the ledger,
    its cursors dropped, live sync off, active jobs cancelled, and a ``plans`` marker recorded so a
    later upgrade onboards it again. Only that workspace is touched.
-2. **stale recovery** — a live-synced workspace with more than ``PI_LIVE_SYNC_MAX_MISSING`` documents
-   missing or stale: a new job is queued; it skips everything the ledger already holds.
-3. **onboarding** — a workspace on a vectorized plan with no job (or only a downgraded one): a job is
+2. **onboarding** — a workspace on a vectorized plan with no job (or only a downgraded one): a job is
    queued and dispatched.
 
 Jobs are queued first and dispatched once at the end of the pass, only as many as
 ``PI_MAX_CONCURRENT_VECTORIZATIONS`` allows; the rest are sent as running jobs finish (and by the
-re-dispatch pass). A second pass right after the first finds nothing to do. The plans are read in full
+re-dispatch pass). A second pass right after the first finds nothing to do.
+
+Pending work of a vectorized workspace is not the plan sync's business: the live-sync trigger measures it
+every interval and takes it either by a live sync or, above ``PI_LIVE_SYNC_MAX_MISSING``, by a bulk re-feed
+(one measure, one decision, so no workspace falls between two thresholds). The plans are read in full
 before anything changes, so a failing plan source changes nothing.
 """
 
@@ -57,7 +59,6 @@ class Actions:
     """What a pass does: computed first (read only), then applied."""
 
     downgrade: dict[str, str | None] = field(default_factory=dict)  # workspace -> its plan (None: no plan row)
-    recover: dict[str, int] = field(default_factory=dict)  # workspace -> documents missing or stale
     onboard: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -96,7 +97,7 @@ def job_states(database: Database) -> dict[str, JobState]:
 
 
 def plan_actions(settings: Settings, plans: dict[str, str], states: dict[str, JobState]) -> Actions:
-    """Decide the three operations (stale recovery counts documents, read only)."""
+    """Decide the two operations (read only)."""
     vectorized = {workspace_id for workspace_id, plan in plans.items() if plan in settings.PI_VECTORIZED_PLANS}
     actions = Actions()
     for workspace_id, state in sorted(states.items()):
@@ -108,14 +109,6 @@ def plan_actions(settings: Settings, plans: dict[str, str], states: dict[str, Jo
         state = states.get(workspace_id)
         if state is None or (state.downgraded and not state.active and not state.live):
             actions.onboard.append(workspace_id)
-        elif state.live and state.latest_status == JobStatus.SUCCESS:
-            try:
-                missing = workspace_sync.missing_or_stale_count(workspace_id)
-            except Exception as exc:  # noqa: BLE001 - one workspace's problem must not stop the pass
-                actions.errors[workspace_id] = f"counting missing documents failed: {type(exc).__name__}: {exc}"
-                continue
-            if missing > settings.PI_LIVE_SYNC_MAX_MISSING:
-                actions.recover[workspace_id] = missing
     return actions
 
 
@@ -147,7 +140,7 @@ def queue_vectorization(jobs: Jobs, workspace_id: str) -> int:
 
 
 def apply_actions(jobs: Jobs, actions: Actions) -> dict[str, int]:
-    counts = {"downgraded": 0, "documents_removed": 0, "recovered": 0, "onboarded": 0}
+    counts = {"downgraded": 0, "documents_removed": 0, "onboarded": 0}
     for workspace_id, plan in actions.downgrade.items():
         try:
             removed = downgrade(jobs.database, workspace_id, plan)
@@ -162,20 +155,16 @@ def apply_actions(jobs: Jobs, actions: Actions) -> dict[str, int]:
             plan or "none",
             removed,
         )
-    for operation, workspaces in (("recovered", actions.recover), ("onboarded", actions.onboard)):
-        for workspace_id in workspaces:
-            try:
-                job_id = queue_vectorization(jobs, workspace_id)
-            except Exception as exc:  # noqa: BLE001 - retried by the next pass
-                actions.errors[workspace_id] = f"queueing a job failed: {type(exc).__name__}: {exc}"
-                continue
-            counts[operation] += 1
-            detail = f", {actions.recover[workspace_id]} document(s) missing or stale" if operation == "recovered" else ""
-            logger.bind(workspace=workspace_id, job=job_id).info(
-                "plan sync: {} workspace {}: job {} queued{}", operation, workspace_id, job_id, detail
-            )
+    for workspace_id in actions.onboard:
+        try:
+            job_id = queue_vectorization(jobs, workspace_id)
+        except Exception as exc:  # noqa: BLE001 - retried by the next pass
+            actions.errors[workspace_id] = f"queueing a job failed: {type(exc).__name__}: {exc}"
+            continue
+        counts["onboarded"] += 1
+        logger.bind(workspace=workspace_id, job=job_id).info("plan sync: onboarded workspace {}: job {} queued", workspace_id, job_id)
     # only after queueing: a pass that queued nothing sends nothing (jobs waiting for a slot are the re-dispatch pass's)
-    counts["dispatched"] = jobs.dispatch_queued() if counts["recovered"] or counts["onboarded"] else 0
+    counts["dispatched"] = jobs.dispatch_queued() if counts["onboarded"] else 0
     return counts
 
 
@@ -205,13 +194,12 @@ def sync_plans(settings: Settings | None = None, database: Database | None = Non
     result["errors"] = len(actions.errors)
     logger.info(
         "plan sync: {} workspace(s) with a plan, {} on {}: downgraded {} ({} documents removed), "
-        "stale recovery {}, onboarded {}, jobs dispatched {}, errors {}",
+        "onboarded {}, jobs dispatched {}, errors {}",
         len(plans),
         vectorized,
         ",".join(settings.PI_VECTORIZED_PLANS),
         counts["downgraded"],
         counts["documents_removed"],
-        counts["recovered"],
         counts["onboarded"],
         counts["dispatched"],
         len(actions.errors),

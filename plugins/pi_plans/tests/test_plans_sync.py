@@ -1,4 +1,4 @@
-"""The plan sync against Plane's real schema on PostgreSQL: downgrade, stale recovery, onboarding, idempotence."""
+"""The plan sync against Plane's real schema on PostgreSQL: downgrade, onboarding, idempotence."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pi_plans.sync import sync_plans
 from pi_framework.db.models import JobStatus
 from pi_framework.plane import schema
 
-NOTHING = {"downgraded": 0, "documents_removed": 0, "recovered": 0, "onboarded": 0, "errors": 0}
+NOTHING = {"downgraded": 0, "documents_removed": 0, "onboarded": 0, "errors": 0}
 
 
 def changes(result: dict) -> dict:
@@ -95,28 +95,6 @@ def test_downgrade_cancels_a_job_that_has_not_run(world):
     assert job.status == JobStatus.FAILED and "plan FREE is not vectorized" in job.error
     assert world.run_queued_jobs() == {}
     assert world.sink_chunks(workspace_id) == 0
-
-
-def test_stale_recovery_requeues_and_embeds_only_what_is_missing(world, pi_env):
-    pi_env(PI_LIVE_SYNC_MAX_MISSING=3)
-    workspace_id = world.workspace("PRO", issues=5)
-    sync_plans()
-    world.run_queued_jobs()
-    assert changes(sync_plans()) == NOTHING
-
-    world.add_issues(workspace_id, 3)
-    assert changes(sync_plans()) == NOTHING, "3 missing documents are live sync's business (limit 3)"
-
-    world.add_issues(workspace_id, 1)
-    assert changes(sync_plans()) == {**NOTHING, "recovered": 1}
-    assert [job.status for job in world.jobs(workspace_id)] == [JobStatus.SUCCESS, JobStatus.QUEUED]
-    assert changes(sync_plans()) == NOTHING, "the queued re-feed is not queued twice"
-
-    [result] = world.run_queued_jobs().values()
-    assert result["status"] == JobStatus.SUCCESS
-    assert result["documents_already_indexed"] == 5 and result["documents_indexed"] == 4, "only the missing ones"
-    assert world.ledger(workspace_id)[0] == 9
-    assert changes(sync_plans()) == NOTHING
 
 
 def test_upgrade_downgrade_reupgrade_leaves_exactly_one_consistent_index(world):

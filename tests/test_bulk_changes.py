@@ -1,0 +1,196 @@
+"""Bursts of changes above ``PI_LIVE_SYNC_MAX_MISSING`` (issue: archiving a 60-item project froze the workspace).
+
+One measure of pending work (:func:`pending_changes`) decides between a live sync and a bulk re-feed, so
+every workspace with pending work is taken by exactly one path, and the index converges to what Plane
+shows: archived items gone, new items in, pages made private hidden from everyone but their owner.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from pi_framework.db import get_database
+from pi_framework.db.models import IndexedDocument, JobStatus
+from pi_framework.default_plugins import workspace_sync as sync
+from pi_framework.default_plugins.workspace_jobs import Jobs
+from pi_framework.plane import schema
+from pi_framework.search import search
+
+LIMIT = 50
+
+
+@pytest.fixture
+def hashing(plane_settings, pi_env):
+    return pi_env(PI_EMBEDDER="hashing", PI_LIVE_SYNC_MAX_MISSING=LIMIT)
+
+
+def jobs() -> Jobs:
+    return Jobs(get_database(), get_database().settings)
+
+
+def ledger_ids(workspace_id: str) -> set[str]:
+    with get_database().session() as session:
+        return set(session.scalars(select(IndexedDocument.document_id).where(IndexedDocument.workspace_id == workspace_id)))
+
+
+def visible_ids(workspace_id: str) -> set[str]:
+    return {document_id for source in sync._sources() for document_id in source.visible_ids(workspace_id)}
+
+
+def run_queued_jobs(workspace_id: str) -> None:
+    """What a worker does with the queued job (in-process: the embedded broker has no worker here)."""
+    job = jobs().active(workspace_id)
+    assert job is not None, "a bulk re-feed job was queued"
+    assert sync.vectorize(workspace_id, task_id=f"test-{job.id}", job_id=job.id)["status"] == JobStatus.SUCCESS
+
+
+def settle(workspace_id: str, ticks: int = 4) -> list[dict[str, int]]:
+    """Run trigger ticks, doing in-process what the worker would do with what they queue, until idle."""
+    seen = []
+    for _ in range(ticks):
+        counts = sync.trigger()
+        seen.append(counts)
+        if counts["refeed"]:
+            run_queued_jobs(workspace_id)
+        elif counts["dispatched"]:
+            assert sync.live_sync(workspace_id)["status"] == "success"
+        elif counts["idle"]:
+            return seen
+    raise AssertionError(f"not idle after {ticks} ticks: {seen}")
+
+
+@pytest.fixture
+def big_project(plane_db, hashing):
+    """A vectorized workspace: a project of 60 items (45 issues, 15 project pages, a few already hidden), another
+    project, and workspace pages; live sync caught up."""
+    owner = plane_db.user()
+    workspace = plane_db.workspace(owner)
+    big = plane_db.project(workspace, identifier="BIG")
+    small = plane_db.project(workspace, identifier="OPS")
+    started = plane_db.state(big, "started")
+    triage = plane_db.state(big, "triage")
+    issues = [plane_db.issue(big, f"Big project item {n}", f"<p>body {n}</p>", state=started) for n in range(45)]
+    for row in issues[:3]:
+        plane_db.update(schema.issues, row["id"], is_draft=True)
+    pages = [plane_db.page(workspace, owner=owner, name=f"Big page {n}", projects=(big,)) for n in range(15)]
+    team_pages = [plane_db.page(workspace, owner=owner, name=f"Team page {n}") for n in range(4)]
+    plane_db.issue(small, "Ops runbook", "<p>restart the thing</p>")
+    workspace_id = workspace["id"]
+    assert sync.vectorize(workspace_id)["status"] == JobStatus.SUCCESS
+    assert settle(workspace_id)[-1]["idle"] == 1
+    return {
+        "plane": plane_db,
+        "owner": owner,
+        "workspace_id": workspace_id,
+        "big": big,
+        "small": small,
+        "triage": triage,
+        "issues": issues,
+        "pages": pages,
+        "team_pages": team_pages,
+    }
+
+
+def assert_index_equals_visible(workspace_id: str) -> None:
+    assert ledger_ids(workspace_id) == visible_ids(workspace_id)
+    assert sync.missing_or_stale_count(workspace_id) == 0
+    assert sync.pending_changes(workspace_id, LIMIT) == 0
+
+
+def test_archiving_a_60_item_project_is_taken_by_a_bulk_refeed_at_once(big_project) -> None:
+    ws, plane = big_project["workspace_id"], big_project["plane"]
+    plane.archive(schema.projects, big_project["big"]["id"])
+    # afterwards: two new items elsewhere, two team pages made private
+    new = [plane.issue(big_project["small"], f"Created after the archive {n}") for n in range(2)]
+    for page in big_project["team_pages"][:2]:
+        plane.update(schema.pages, page["id"], access=1)
+
+    assert sync.pending_changes(ws, LIMIT) > LIMIT
+    first = sync.trigger()
+    assert first["refeed"] == 1 and first["dispatched"] == 0, first
+    job = jobs().active(ws)
+    assert job is not None and job.status == JobStatus.QUEUED
+    assert not jobs().live_sync_enabled(ws), "while the re-feed job owns the workspace, no live sync runs"
+    assert sync.live_sync(ws)["status"] == "skipped"
+    assert sync.trigger()["refeed"] == 0, "not queued twice"
+    assert [row["workspace_id"] for row in sync.stuck_workspaces(0)] == [ws]
+    assert "bulk re-feed" in sync.stuck_workspaces(0)[0]["why"] or "queued" in sync.stuck_workspaces(0)[0]["why"]
+
+    run_queued_jobs(ws)
+    assert_index_equals_visible(ws)
+    assert {f"issues:{row['id']}" for row in new} <= ledger_ids(ws)
+    assert not search("Big project item", ws, mode="text", limit=50)
+    colleague = big_project["plane"].user()["id"]
+    private = {f"pages:{page['id']}" for page in big_project["team_pages"][:2]}
+    seen = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=colleague, limit=50)}
+    assert not seen & private, "pages made private are hidden from everyone but their owner"
+    owner_sees = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=big_project["owner"]["id"], limit=50)}
+    assert private <= owner_sees
+
+    after = settle(ws)
+    assert after[-1]["idle"] == 1 and not sync.stuck_workspaces(0), "live sync resumed, nothing pending"
+    # every later change is picked up again by live sync
+    plane.update(schema.issues, new[0]["id"], name="Quetzal renamed after the re-feed")
+    assert sync.trigger()["dispatched"] == 1
+    sync.live_sync(ws)
+    assert search("Quetzal", ws, mode="text")
+
+
+def test_bulk_unarchive_and_bulk_move_to_triage_converge(big_project) -> None:
+    ws, plane = big_project["workspace_id"], big_project["plane"]
+    plane.archive(schema.projects, big_project["big"]["id"])
+    settle(ws)
+    assert_index_equals_visible(ws)
+
+    plane.update(schema.projects, big_project["big"]["id"], archived_at=None)
+    counts = settle(ws)
+    assert counts[0]["refeed"] == 1
+    assert_index_equals_visible(ws)
+    assert len(ledger_ids(ws)) == 42 + 15 + 4 + 1
+
+    # 42 items moved to triage (hidden), plus 10 project pages made private: 52 pending, above the limit
+    for row in big_project["issues"][3:]:
+        plane.update(schema.issues, row["id"], state_id=big_project["triage"]["id"])
+    for page in big_project["pages"][:10]:
+        plane.update(schema.pages, page["id"], access=1)
+    counts = settle(ws)
+    assert counts[0]["refeed"] == 1
+    assert_index_equals_visible(ws)
+    assert not ledger_ids(ws) & {f"issues:{row['id']}" for row in big_project["issues"]}
+
+
+def test_an_import_of_500_items_converges(big_project) -> None:
+    ws, plane = big_project["workspace_id"], big_project["plane"]
+    project = big_project["small"]
+    rows = [plane.issue_values(project, f"Imported item {n}", f"<p>imported {n}</p>", sequence_id=100 + n) for n in range(500)]
+    plane.insert_many(schema.issues, rows)
+    counts = settle(ws)
+    assert counts[0]["refeed"] == 1
+    assert_index_equals_visible(ws)
+    assert len(search("Imported item", ws, mode="text", limit=10)) == 10
+
+
+def test_small_changes_go_to_live_sync_and_quiet_workspaces_get_no_task(big_project) -> None:
+    ws, plane = big_project["workspace_id"], big_project["plane"]
+    assert sync.trigger() == {"dispatched": 0, "refeed": 0, "idle": 1, "busy": 0, "failed": 0}
+    for row in big_project["issues"][3:8]:
+        plane.update(schema.issues, row["id"], name=row["name"] + " v2")
+    assert sync.pending_changes(ws, LIMIT) == 5
+    assert sync.trigger()["dispatched"] == 1
+    sync.live_sync(ws)
+    assert sync.pending_changes(ws, LIMIT) == 0, "re-reading the overlap window is not pending work"
+    assert sync.trigger()["idle"] == 1
+
+
+def test_a_failed_refeed_is_visible_as_stuck_with_its_reason(big_project, pi_env) -> None:
+    ws, plane = big_project["workspace_id"], big_project["plane"]
+    plane.archive(schema.projects, big_project["big"]["id"])
+    assert sync.trigger()["refeed"] == 1
+    job = jobs().active(ws)
+    assert jobs().claim(ws, "doomed", job.id).claimed
+    jobs().finish(job.id, "doomed", JobStatus.FAILED, "RuntimeError: the sink refused everything")
+    [stuck] = sync.stuck_workspaces(0)
+    assert stuck["workspace_id"] == ws and "failed" in stuck["why"] and "sink refused" in stuck["why"]
+    pi_env(PI_PENDING_ALERT_SECONDS=1, PI_EMBEDDER="hashing", PI_LIVE_SYNC_MAX_MISSING=LIMIT)
+    assert sync.stuck_workspaces(3600) == []
