@@ -43,29 +43,41 @@ healthy() {
     curl -fsS -m 10 "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1
 }
 
-# The pid in node.pid, if that process is alive and is our launcher (not a recycled pid).
+# The pid in node.pid, if that process is alive and is our launcher for this DIR (not a recycled pid).
 our_pid() {
     local pid
     pid="$(cat "$DIR/node.pid" 2>/dev/null || true)"
-    if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'Launcher.java'; then
-        echo "$pid"
-    fi
+    if [ -n "$pid" ] && [[ "$(cmdline "$pid")" == *"Launcher.java $DIR/home "* ]]; then echo "$pid"; fi
+}
+cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
+
+stop_node() {  # stop_node PID WHY
+    say "stopping node pid $1: $2"
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 30); do [ -d "/proc/$1" ] || return 0; sleep 1; done
+    kill -9 "$1" 2>/dev/null || true
 }
 
 print_url() { echo "export PI_TEST_OPENSEARCH_URL=$URL"; }
 
 # 1. A node from an earlier run still up: reuse it.
 pid="$(our_pid)"
+if [ -n "$pid" ] && [[ "$(cmdline "$pid")" != *"Launcher.java $DIR/home $PORT "* ]]; then
+    stop_node "$pid" "it serves another port than $PORT"
+    pid=""
+fi
 if [ -n "$pid" ]; then
-    if healthy; then
-        say "reusing the node on $URL (pid $pid)"
-        print_url
-        exit 0
-    fi
-    say "node pid $pid does not answer on $URL: stopping it"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do [ -d "/proc/$pid" ] || break; sleep 1; done
-    kill -9 "$pid" 2>/dev/null || true
+    # give a busy (or, after an interrupted start.sh, still starting) node a minute before giving up on it
+    since=$(date +%s)
+    while [ -d "/proc/$pid" ] && [ $(( $(date +%s) - since )) -lt 60 ]; do
+        if healthy; then
+            say "reusing the node on $URL (pid $pid)"
+            print_url
+            exit 0
+        fi
+        sleep 1
+    done
+    stop_node "$pid" "it does not answer on $URL"
 fi
 rm -f "$DIR/node.pid"
 if curl -s -m 5 -o /dev/null "$URL/" 2>/dev/null; then
