@@ -1,19 +1,35 @@
 """Hybrid search over every configured sink: kNN and BM25 fused with reciprocal rank fusion (RRF).
 
-Every query is filtered by workspace (global content such as docs matches from every workspace)
-and by privacy, inside each sink, and the fused result is checked once more here, so a search never
-returns another workspace's content whatever the query text contains. A sink that rejects vector
-queries (osmem, the in-memory OpenSearch used in tests, answers HTTP 400) degrades to text for
-that sink, with a warning.
+Every query is filtered inside each sink — by workspace (global content such as docs matches from every
+workspace), by privacy, and by what the user may read in Plane — and the fused result is checked once more
+here, so a search never returns content its user may not see, whatever the query text contains. Filtering
+inside the sink (kNN pre-filter, BM25 filter) means a page of results is never shortened by the check here,
+which only catches a sink's bug.
+
+Who sees what (:mod:`pi_framework.plane.access` resolves it from Plane's database at query time):
+
+* ``user_id`` given: global content; if the user is an active member of the workspace, its content that is not
+  project-scoped (workspace pages, public or their own private ones) and the project-scoped content (work items,
+  project pages) of projects where they are an active member — as a guest without ``guest_view_all_features``
+  only what they created. Not a workspace member: global content only.
+* no ``user_id``: global content and the workspace's public content that is not project-scoped; nothing of any
+  project (safe by default).
+* ``all_projects=True`` (operators, ``pi search --all-projects``): no project filter and no membership check,
+  logged; privacy still applies.
+
+A sink that rejects vector queries (osmem, the in-memory OpenSearch used in tests, answers HTTP 400) degrades
+to text for that sink, with a warning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from loguru import logger
 
 from pi_framework import runtime
+from pi_framework.plane.access import resolve_access
 from pi_framework.sinks.base import Hit, SearchQuery, Sink
 
 MODES = ("hybrid", "text", "vector")
@@ -36,9 +52,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = RRF_K) ->
 
 
 def _with_score(hit: Hit, score: float) -> Hit:
-    return Hit(
-        hit.chunk_id, hit.document_id, hit.kind, score, hit.title, hit.key, hit.url, hit.text, hit.workspace_id, hit.metadata
-    )
+    return replace(hit, score=score)
 
 
 def _vector_hits(sink: Sink, query: SearchQuery) -> list[Hit]:
@@ -59,11 +73,16 @@ def search(
     limit: int = 10,
     mode: str = "hybrid",
     sinks: Sequence[Sink] | None = None,
+    all_projects: bool = False,
 ) -> list[Hit]:
-    """The best *limit* documents for *query* in *workspace_id*, one hit (its best chunk) per document.
+    """The best *limit* documents for *query* in *workspace_id* that *user_id* may see, one hit (its best chunk) per
+    document.
 
     ``mode`` is ``hybrid`` (kNN + BM25), ``text`` (BM25 only) or ``vector`` (kNN only). ``kinds`` None or
-    empty means every kind. ``user_id`` lets that user's private content match. Scores are RRF scores (comparable within one result list).
+    empty means every kind. ``user_id`` is the user the results are for: their private content matches, and
+    project-scoped content only of the projects they may read in Plane (see the module's docstring; without a user
+    nothing project-scoped matches). ``all_projects`` drops the project and membership filters (operators only; logged).
+    Scores are RRF scores (comparable within one result list).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -79,6 +98,14 @@ def search(
         user_id=user_id,
         limit=limit * _CANDIDATES_FACTOR,
     )
+    if all_projects:
+        logger.info("search: every project of workspace {} (all_projects, operator search; user {})", workspace_id, user_id)
+        request.projects = None
+    elif user_id is not None:
+        access = resolve_access(workspace_id, user_id)
+        request.workspace_member = access.workspace_member
+        request.projects = sorted(access.projects)
+        request.guest_projects = sorted(access.guest_projects)
     if mode != "text":
         request.vector = runtime.get_embedder().embed([query])[0].tolist()
     rankings: list[list[Hit]] = []
@@ -89,8 +116,8 @@ def search(
             rankings.append(_vector_hits(sink, request))
     best_per_document: dict[str, Hit] = {}
     for hit in reciprocal_rank_fusion(rankings):
-        if hit.workspace_id not in (workspace_id, None):  # defence in depth: a sink's filter bug must not leak
-            logger.error("search: sink returned chunk {} of another workspace; dropped", hit.chunk_id)
+        if not request.allows(hit):  # defence in depth: a sink's filter bug must not leak
+            logger.error("search: a sink returned chunk {} that this search may not see; dropped", hit.chunk_id)
             continue
         best_per_document.setdefault(hit.document_id, hit)
         if len(best_per_document) == limit:

@@ -21,10 +21,21 @@ class WriteResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+#: the chunk-metadata key holding the user Plane's guest rule compares with (an issue's creator, a page's owner)
+CREATED_BY = "created_by"
+
+
 @dataclass
 class SearchQuery:
-    """A query against one sink. Every query is filtered by workspace (global content always matches)
-    and by privacy (a private chunk matches only when ``user_id`` is its owner)."""
+    """A query against one sink. Every query is filtered, inside the sink, by:
+
+    * workspace: chunks of ``workspace_id`` and global chunks (no workspace); with ``workspace_member`` False only
+      global chunks (the user is not an active member of the workspace);
+    * privacy: a private chunk (``owner_id`` set) matches only when ``user_id`` is its owner;
+    * projects: a project-scoped chunk (non-empty ``project_ids``) matches only when one of its projects is in
+      ``projects``, or is in ``guest_projects`` and the chunk's ``created_by`` metadata is ``user_id``. The default
+      (no projects) keeps every project-scoped chunk out; ``projects=None`` turns the project filter off (operators).
+    """
 
     workspace_id: str
     text: str = ""
@@ -32,6 +43,29 @@ class SearchQuery:
     kinds: Sequence[str] | None = None
     user_id: str | None = None
     limit: int = 10
+    projects: Sequence[str] | None = ()
+    guest_projects: Sequence[str] = ()
+    workspace_member: bool = True
+
+    def project_allowed(self, project_ids: Sequence[str], created_by: str | None) -> bool:
+        """Whether a chunk with these ``project_ids`` and creator passes the project filter (the rule sinks implement)."""
+        if self.projects is None or not project_ids:
+            return True
+        if not set(project_ids).isdisjoint(self.projects):
+            return True
+        return (
+            self.user_id is not None and created_by == self.user_id and not set(project_ids).isdisjoint(self.guest_projects)
+        )
+
+    def allows(self, hit: Hit) -> bool:
+        """Whether *hit* passes every filter of this query (search's second line of defence after the sink's)."""
+        if hit.workspace_id is not None and (hit.workspace_id != self.workspace_id or not self.workspace_member):
+            return False
+        if hit.owner_id is not None and hit.owner_id != self.user_id:
+            return False
+        if self.kinds is not None and hit.kind not in self.kinds:
+            return False
+        return self.project_allowed(hit.project_ids, hit.metadata.get(CREATED_BY))
 
 
 @dataclass
@@ -46,6 +80,8 @@ class Hit:
     text: str = ""
     workspace_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    project_ids: list[str] = field(default_factory=list)
+    owner_id: str | None = None
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ import numpy as np
 from pi_framework import hookimpl
 from pi_framework.pipeline.documents import Chunk
 from pi_framework.settings import Settings
-from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
+from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
 
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
 _IN_BATCH = 500
@@ -88,7 +88,9 @@ ON CONFLICT (id) DO UPDATE SET
     vector = excluded.vector
 """
 
-_HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata"
+_HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id"
+#: the creator Plane's guest rule compares with, read from the stored metadata
+_CREATED_BY_SQL = f"json_extract(metadata, '$.{CREATED_BY}')"
 
 
 def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -130,14 +132,35 @@ class _Vectors:
     kind_names: list[str]
     owners: np.ndarray  # codes into owner_names; code 0 is "public"
     owner_names: list[str | None]
+    creators: np.ndarray  # codes into creator_names; code 0 is "unknown"
+    creator_names: list[str | None]
+    #: project membership as (row, project) pairs: row ``pair_rows[i]`` is in project ``project_names[pair_projects[i]]``
+    pair_rows: np.ndarray
+    pair_projects: np.ndarray
+    project_names: dict[str, int]
+    scoped: np.ndarray  # rows with at least one project
 
-    def mask(self, kinds: Sequence[str] | None, user_id: str | None) -> np.ndarray:
+    def _in_projects(self, projects: Sequence[str]) -> np.ndarray:
+        """Rows linked to at least one of *projects*."""
+        rows = np.zeros(len(self.rowids), dtype=bool)
+        codes = [self.project_names[project] for project in projects if project in self.project_names]
+        if codes:
+            rows[self.pair_rows[np.isin(self.pair_projects, codes)]] = True
+        return rows
+
+    def mask(self, query: SearchQuery) -> np.ndarray:
         allowed = self.owners == 0
-        if user_id is not None and user_id in self.owner_names:
-            allowed |= self.owners == self.owner_names.index(user_id)
-        if kinds is not None:
-            codes = [self.kind_names.index(kind) for kind in kinds if kind in self.kind_names]
+        if query.user_id is not None and query.user_id in self.owner_names:
+            allowed |= self.owners == self.owner_names.index(query.user_id)
+        if query.kinds is not None:
+            codes = [self.kind_names.index(kind) for kind in query.kinds if kind in self.kind_names]
             allowed &= np.isin(self.kinds, codes)
+        if query.projects is not None:
+            readable = ~self.scoped | self._in_projects(query.projects)
+            if query.guest_projects and query.user_id is not None and query.user_id in self.creator_names:
+                own = self.creators == self.creator_names.index(query.user_id)
+                readable |= own & self._in_projects(query.guest_projects)
+            allowed &= readable
         return allowed
 
 
@@ -336,18 +359,44 @@ class EmbeddedSink:
     # ------------------------------------------------------------------ search
     @staticmethod
     def _hit(row: Sequence[Any], score: float) -> Hit:
-        _rowid, chunk_id, document_id, kind, title, key, url, text, workspace_id, metadata = row
-        return Hit(chunk_id, document_id, kind, score, title, key, url, text, workspace_id, json.loads(metadata))
+        _rowid, chunk_id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id = row
+        return Hit(
+            chunk_id,
+            document_id,
+            kind,
+            score,
+            title,
+            key,
+            url,
+            text,
+            workspace_id,
+            json.loads(metadata),
+            project_ids=json.loads(project_ids),
+            owner_id=owner_id,
+        )
 
     @staticmethod
     def _filters(query: SearchQuery) -> tuple[str, list[Any]]:
-        """The workspace and privacy filter every search applies (global content matches every workspace)."""
-        sql = "(workspace_id = ? OR workspace_id IS NULL) AND (owner_id IS NULL"
-        params: list[Any] = [query.workspace_id]
+        """The workspace, privacy and project filter every search applies (global content matches every workspace)."""
+        if query.workspace_member:
+            sql = "(workspace_id = ? OR workspace_id IS NULL) AND (owner_id IS NULL"
+            params: list[Any] = [query.workspace_id]
+        else:  # not a member of the workspace: global content only
+            sql = "workspace_id IS NULL AND (owner_id IS NULL"
+            params = []
         if query.user_id is not None:
             sql += " OR owner_id = ?"
             params.append(query.user_id)
         sql += ")"
+        if query.projects is not None:
+            # no project, or a project read in full, or a guest's project and the chunk is theirs
+            in_projects = "EXISTS (SELECT 1 FROM json_each(chunks.project_ids) AS p WHERE p.value IN (SELECT value FROM json_each(?)))"
+            sql += f" AND (json_array_length(project_ids) = 0 OR {in_projects}"
+            params.append(json.dumps(sorted(query.projects)))
+            if query.guest_projects and query.user_id is not None:
+                sql += f" OR ({_CREATED_BY_SQL} = ? AND {in_projects})"
+                params.extend([query.user_id, json.dumps(sorted(query.guest_projects))])
+            sql += ")"
         if query.kinds is not None:
             sql += f" AND kind IN ({_marks(len(query.kinds))})"
             params.extend(query.kinds)
@@ -413,12 +462,12 @@ class EmbeddedSink:
         vector = vector / norm
         best: list[tuple[float, int]] = []
         with self._lock:
-            for workspace in (query.workspace_id, _GLOBAL):
+            for workspace in (query.workspace_id, _GLOBAL) if query.workspace_member else (_GLOBAL,):
                 vectors = self._vectors_of(workspace)
                 if vectors is None or not len(vectors.rowids):
                     continue
                 scores = vectors.matrix @ vector
-                scores[~vectors.mask(query.kinds, query.user_id)] = -np.inf
+                scores[~vectors.mask(query)] = -np.inf
                 top = min(query.limit, len(scores))
                 for index in np.argpartition(-scores, top - 1)[:top]:
                     if np.isfinite(scores[index]):
@@ -451,17 +500,31 @@ class EmbeddedSink:
             rowids = np.empty(size, dtype=np.int64)
             kinds: list[str] = []
             owners: list[str | None] = []
-            cursor = self.connection.execute(f"SELECT rowid, kind, owner_id, vector FROM chunks WHERE {where}", params)
-            for index, (rowid, kind, owner, blob) in enumerate(cursor):
+            creators: list[str | None] = []
+            pair_rows: list[int] = []
+            pair_projects: list[int] = []
+            project_names: dict[str, int] = {}
+            cursor = self.connection.execute(
+                f"SELECT rowid, kind, owner_id, vector, project_ids, {_CREATED_BY_SQL} FROM chunks WHERE {where}", params
+            )
+            for index, (rowid, kind, owner, blob, project_ids, creator) in enumerate(cursor):
                 rowids[index] = rowid
                 matrix[index] = np.frombuffer(blob, dtype=np.float32)
                 kinds.append(kind)
                 owners.append(owner)
+                creators.append(None if creator is None else str(creator))
+                for project in json.loads(project_ids):
+                    pair_rows.append(index)
+                    pair_projects.append(project_names.setdefault(project, len(project_names)))
         finally:
             self.connection.execute("COMMIT")
         kind_names, kind_codes = np.unique(np.array(kinds, dtype=object), return_inverse=True) if kinds else ([], np.empty(0))
         owner_names: list[str | None] = [None, *sorted({owner for owner in owners if owner is not None})]
         owner_index = {name: code for code, name in enumerate(owner_names)}
+        creator_names: list[str | None] = [None, *sorted({creator for creator in creators if creator is not None})]
+        creator_index = {name: code for code, name in enumerate(creator_names)}
+        scoped = np.zeros(size, dtype=bool)
+        scoped[np.asarray(pair_rows, dtype=np.int64)] = True
         vectors = _Vectors(
             generation=generation,
             rowids=rowids,
@@ -470,6 +533,12 @@ class EmbeddedSink:
             kind_names=list(kind_names),
             owners=np.fromiter((owner_index[owner] for owner in owners), dtype=np.int32, count=len(owners)),
             owner_names=owner_names,
+            creators=np.fromiter((creator_index[creator] for creator in creators), dtype=np.int32, count=len(creators)),
+            creator_names=creator_names,
+            pair_rows=np.asarray(pair_rows, dtype=np.int64),
+            pair_projects=np.asarray(pair_projects, dtype=np.int32),
+            project_names=project_names,
+            scoped=scoped,
         )
         self._vectors[workspace] = vectors
         self._vectors.move_to_end(workspace)

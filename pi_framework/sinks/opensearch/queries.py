@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pi_framework.pipeline.documents import Chunk
-from pi_framework.sinks.base import Hit, SearchQuery
+from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery
 
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title^2", "text", "key^3")
@@ -59,6 +59,7 @@ def index_body(dimension: int, kind: str) -> dict[str, Any]:
                 "workspace_id": KEYWORD,
                 "project_ids": KEYWORD,
                 "owner_id": KEYWORD,
+                CREATED_BY: KEYWORD,
                 "key": KEYWORD,
                 "title": {"type": "text"},
                 "text": {"type": "text"},
@@ -73,6 +74,14 @@ def index_body(dimension: int, kind: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def missing_fields(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Fields of the current mapping that an existing index lacks (added with a put-mapping; new fields only, so an
+    index created by an older version takes the filter fields of this one)."""
+    present = mapping.get("properties", {})
+    wanted = index_body(1, "")["mappings"]["properties"]
+    return {name: body for name, body in wanted.items() if name not in present and name != VECTOR_FIELD}
 
 
 def mapping_problem(index: str, mapping: dict[str, Any], dimension: int) -> str | None:
@@ -102,7 +111,8 @@ def vector_problem(vector: Sequence[float] | None, dimension: int) -> str | None
 
 
 def chunk_source(chunk: Chunk) -> dict[str, Any]:
-    """The stored document of *chunk*. Global and public chunks have no ``workspace_id`` / ``owner_id`` field."""
+    """The stored document of *chunk*. Global and public chunks have no ``workspace_id`` / ``owner_id`` field; the
+    ``created_by`` metadata (Plane's guest rule) is also a keyword field, absent when unknown."""
     source: dict[str, Any] = {
         "chunk_id": chunk.id,
         "document_id": chunk.document_id,
@@ -115,7 +125,14 @@ def chunk_source(chunk: Chunk) -> dict[str, Any]:
         "project_ids": list(chunk.project_ids),
         "metadata": chunk.metadata,
     }
-    optional = {"workspace_id": chunk.workspace_id, "owner_id": chunk.owner_id, "key": chunk.key, "url": chunk.url}
+    created_by = chunk.metadata.get(CREATED_BY)
+    optional = {
+        "workspace_id": chunk.workspace_id,
+        "owner_id": chunk.owner_id,
+        CREATED_BY: None if created_by is None else str(created_by),
+        "key": chunk.key,
+        "url": chunk.url,
+    }
     source.update({name: value for name, value in optional.items() if value is not None})
     if chunk.vector is not None:
         source[VECTOR_FIELD] = [float(value) for value in chunk.vector]
@@ -130,14 +147,34 @@ def _any_of(*clauses: dict[str, Any]) -> dict[str, Any]:
     return {"bool": {"should": list(clauses), "minimum_should_match": 1}}
 
 
+def project_filter(query: SearchQuery) -> dict[str, Any] | None:
+    """Project membership: no projects, or one the user reads in full, or one where they are a guest and the creator."""
+    if query.projects is None:
+        return None
+    allowed: list[dict[str, Any]] = [_missing("project_ids")]
+    if query.projects:
+        allowed.append({"terms": {"project_ids": sorted(query.projects)}})
+    if query.guest_projects and query.user_id is not None:
+        allowed.append(
+            {"bool": {"filter": [{"terms": {"project_ids": sorted(query.guest_projects)}}, {"term": {CREATED_BY: query.user_id}}]}}
+        )
+    return allowed[0] if len(allowed) == 1 else _any_of(*allowed)
+
+
 def search_filters(query: SearchQuery) -> list[dict[str, Any]]:
-    """Filters every search carries: the workspace (or global content), privacy, and optional kinds."""
-    workspace = _any_of({"term": {"workspace_id": query.workspace_id}}, _missing("workspace_id"))
+    """Filters every search carries: the workspace (or global content only, for a non-member), privacy, projects,
+    and optional kinds."""
+    if query.workspace_member:
+        workspace = _any_of({"term": {"workspace_id": query.workspace_id}}, _missing("workspace_id"))
+    else:
+        workspace = _missing("workspace_id")
     if query.user_id is None:
         privacy = _missing("owner_id")
     else:
         privacy = _any_of(_missing("owner_id"), {"term": {"owner_id": query.user_id}})
     filters = [workspace, privacy]
+    if (projects := project_filter(query)) is not None:
+        filters.append(projects)
     if query.kinds:
         filters.append({"terms": {"kind": list(query.kinds)}})
     return filters
@@ -201,4 +238,6 @@ def hit_from(raw: dict[str, Any]) -> Hit:
         text=source.get("text", ""),
         workspace_id=source.get("workspace_id"),
         metadata=source.get("metadata") or {},
+        project_ids=list(source.get("project_ids") or []),
+        owner_id=source.get("owner_id"),
     )

@@ -102,6 +102,11 @@ class OpenSearchSink:
         problems = [problem for problem in problems if problem]
         if problems:
             raise SinkError("; ".join(problems))
+        for name, mapping in sorted(own.items()):  # an index made by an older version gets the new filter fields
+            if missing := queries.missing_fields(mapping):
+                with self._errors(f"adding fields {', '.join(sorted(missing))} to {name}"):
+                    self.client.indices.put_mapping(index=name, body={"properties": missing})
+                logger.info("opensearch: added fields {} to index {}", ", ".join(sorted(missing)), name)
         self._dimension = dimension
         self._ready = set(own)
 

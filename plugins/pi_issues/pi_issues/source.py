@@ -40,6 +40,7 @@ _CONTENT = (
     issues.c.parent_id,
     issues.c.sequence_id,
     issues.c.state_id,
+    issues.c.created_by_id,
     projects.c.identifier,
 )
 
@@ -104,6 +105,8 @@ class IssuesSource(PlaneSource):
                 "parent_id": row.parent_id and str(row.parent_id),
                 "archived": row.archived_at is not None,
                 "draft": bool(row.is_draft),
+                # search's guest rule: a project guest without guest_view_all_features sees only what they created
+                "created_by": row.created_by_id and str(row.created_by_id),
             },
         )
 

@@ -83,6 +83,8 @@ class PagesSource(PlaneSource):
                 "is_global": bool(row.is_global),
                 "owned_by_id": str(row.owned_by_id),
                 "parent_id": row.parent_id and str(row.parent_id),
+                # search's guest rule: Plane shows a project guest without guest_view_all_features only the pages they own
+                "created_by": str(row.owned_by_id),
             },
         )
 
