@@ -10,28 +10,18 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# redact_url lives in pi_framework.redaction; it stays importable from here for code that imported it here
+from pi_framework.redaction import MASK, is_secret_name, redact_text, redact_url
 
 DEFAULT_QUEUE = "plane_pi_queue"
 
 
 class SettingsError(ValueError):
     """A variable has a value pi-framework cannot use."""
-
-
-def redact_url(url: str | None) -> str | None:
-    """Return *url* with any password replaced by ``***`` (safe to log)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _csv(value: object) -> list[str]:
@@ -201,9 +191,13 @@ class Settings(BaseSettings):
         out: dict[str, object] = {}
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
-                value = "***" if value.get_secret_value() else ""
-            elif isinstance(value, str) and "://" in value:
+                value = MASK if value.get_secret_value() else ""
+            elif isinstance(value, str) and value and is_secret_name(name):
+                value = MASK
+            elif isinstance(value, str):
                 value = redact_url(value)
+            elif isinstance(value, list):
+                value = [redact_url(item) if isinstance(item, str) else item for item in value]
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
@@ -227,7 +221,7 @@ def describe_variables(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         if isinstance(default, list):
             default = ",".join(default)
-        shown = "unset" if default in (None, "") else f"`{default}`"
+        shown = "unset" if default in (None, "") else f"`{redact_url(str(default))}`"
         rows.append((name, shown, field.description or ""))
     return rows
 
@@ -245,9 +239,9 @@ def _describe(error: dict) -> str:
     name = ".".join(str(part) for part in error["loc"])
     accepts = _ACCEPTS.get(error["type"], error["msg"]).format(**(error.get("ctx") or {}))
     value = error.get("input")
-    shown = "***" if any(word in name for word in ("TOKEN", "PASSWORD", "SECRET")) else value
-    if isinstance(shown, str) and "://" in shown:
-        shown = redact_url(shown)
+    shown = MASK if is_secret_name(name) else value
+    if isinstance(shown, str):
+        shown = redact_text(shown)
     return f"{name}={shown!r} is invalid: expected {accepts}"
 
 
