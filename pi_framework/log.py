@@ -1,4 +1,9 @@
-"""Logging: loguru everywhere, with the standard library's (and so Celery's) records routed into it."""
+"""Logging: loguru everywhere, with the standard library's (and so Celery's) records routed into it.
+
+Secrets are masked twice: every record's message and extras by loguru's patcher
+(:func:`~pi_framework.redaction.redact_record`, so every sink sees them masked), and the final text of the
+stderr sink, tracebacks and exception messages included, by :func:`~pi_framework.redaction.redact_text`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sys
 
 from loguru import logger
 
+from pi_framework.redaction import redact_record, redact_text, register_secrets, settings_secrets
 from pi_framework.settings import Settings
 
 
@@ -26,11 +32,34 @@ class _InterceptHandler(logging.Handler):
         )
 
 
+def _stderr(message: str) -> None:
+    """The sink: the formatted line (traceback included) with secrets masked, to the current ``sys.stderr``."""
+    stream = sys.stderr
+    stream.write(redact_text(message))
+    stream.flush()
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a closed or odd stream is simply not a terminal
+        return False
+
+
+def install_redaction(settings: Settings | None = None) -> None:
+    """Mask secrets in every log record from now on; *settings*' own secrets (URL passwords, tokens) by value too."""
+    if settings is not None:
+        register_secrets(*settings_secrets(settings))
+    logger.configure(patcher=redact_record)
+
+
 def configure_logging(settings: Settings) -> None:
     """Install loguru's sink (JSON lines when ``PI_LOG_JSON=1``) and intercept standard logging."""
+    install_redaction(settings)
     logger.remove()
     logger.add(
-        sys.stderr,
+        _stderr,
+        colorize=_is_terminal(sys.stderr),
         level=settings.PI_LOG_LEVEL.upper(),
         serialize=settings.PI_LOG_JSON,
         format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {process} | {name} | {message}",
