@@ -1,9 +1,20 @@
 """The plugin manager: loads plugins from the ``pi_framework`` entry-point group and collects what they contribute.
 
 Load order: entry points sorted by name, filtered by ``PI_LOAD_PLUGINS`` (allow-list) and
-``PI_DISABLE_PLUGINS`` (deny-list). A plugin that fails to import, declares a hook that is not
-in :mod:`pi_framework.hookspecs`, or raises inside a ``register_*`` hook is recorded in
-:attr:`Registry.failures` and logged once at ERROR; the other plugins are unaffected.
+``PI_DISABLE_PLUGINS`` (deny-list). The :data:`ESSENTIAL_PLUGINS` (built-ins the core cannot work
+without) always load: the allow-list acts on the other plugins only, and naming an essential plugin in
+the deny-list is a :class:`~pi_framework.settings.SettingsError`, as pytest refuses ``-p no:`` for its
+essential plugins.
+
+Every hook is called through pluggy (``pm.hook``), so hook wrappers (``wrapper=True`` /
+``hookwrapper=True``), ``tryfirst``/``trylast`` and ``pm.enable_tracing()`` see the calls. Isolation is
+per plugin: each ``register_*`` hook is called once per implementing plugin through
+``pm.subset_hook_caller`` (the other plugins' implementations removed, every wrapper kept), with a
+collector that knows which plugin it serves. A plugin that fails to import, declares a hook that is not in
+:mod:`pi_framework.hookspecs`, or raises inside a ``register_*`` hook (``register_commands`` included, and
+whatever a wrapper raises around its call) is recorded in :attr:`Registry.failures`, logged once at ERROR,
+unregistered, and everything it contributed (tasks, beat entries, sources, sinks, embedders, health checks,
+commands) is dropped; the other plugins are unaffected.
 """
 
 from __future__ import annotations
@@ -13,14 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import click
 import pluggy
 from loguru import logger
 
 from pi_framework import hookspecs
 from pi_framework.contributions import HealthCheck, PeriodicJob, Source, TaskSpec
-from pi_framework.settings import Settings
+from pi_framework.settings import Settings, SettingsError
 
 ENTRY_POINT_GROUP = "pi_framework"
+
+#: built-in plugins the core cannot work without: the default sink, the embedders, vectorization and live sync.
+#: ``PI_LOAD_PLUGINS`` cannot leave them out and ``PI_DISABLE_PLUGINS`` refuses them.
+ESSENTIAL_PLUGINS = frozenset({"embedded_sink", "fastembed", "workspace_sync"})
 
 
 class PluginConflictError(RuntimeError):
@@ -54,10 +70,12 @@ class Registry:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     periodic_jobs: dict[str, PeriodicJob] = field(default_factory=dict)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    commands: dict[str, click.Command] = field(default_factory=dict)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ collection
     def _claim(self, what: str, name: str, plugin: str) -> None:
+        """Record that *plugin* contributes *what* *name*; two plugins claiming one name is a conflict."""
         previous = self.owner.get((what, name))
         if previous is not None:
             raise PluginConflictError(f"{what} {name!r} is registered by both plugin {previous!r} and plugin {plugin!r}")
@@ -68,29 +86,49 @@ class Registry:
         self.failures[plugin] = reason
         logger.error("plugin {} failed: {}", plugin, reason)
 
-    def call_each(self, hook_name: str, **kwargs: Any) -> None:
-        """Call *hook_name* on each plugin separately; an exception is logged against that plugin only."""
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            try:
-                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-            except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
-                self.fail(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}")
+    def _each_plugin(self, hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
+        """``(plugin name, caller)`` for each plugin implementing *hook_name*, in pluggy's call order.
 
-    def collect_commands(self, cli: Any) -> None:
-        """Let each plugin add sub-commands to *cli* (a click group), recording which plugin added which."""
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
-            before = set(cli.commands)
+        Each caller is the hook through pluggy with every other plugin's (non-wrapper) implementation removed,
+        so wrappers and tracing see one call per plugin and an exception belongs to that plugin alone.
+        """
+        impls = [
+            impl
+            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls())
+            if not impl.wrapper and not impl.hookwrapper
+        ]
+        targets = list(dict.fromkeys(impl.plugin_name for impl in impls))
+        return [
+            (
+                name,
+                self.pm.subset_hook_caller(hook_name, remove_plugins=[impl.plugin for impl in impls if impl.plugin_name != name]),
+            )
+            for name in targets
+        ]
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> None:
+        """Call *hook_name* (through pluggy) on each plugin separately; an exception is logged against that plugin only."""
+        for plugin, call in self._each_plugin(hook_name):
             try:
-                impl.function(cli=cli)
+                call(**kwargs)
             except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
-                self.fail(impl.plugin_name, f"register_commands raised {type(exc).__name__}: {exc}")
-                continue
-            if impl.plugin_name in self.plugins:
-                for name in sorted(set(cli.commands) - before):
-                    self.plugins[impl.plugin_name].add("command", name)
+                self.fail(plugin, f"{hook_name} raised {type(exc).__name__}: {exc}")
+
+    def collect_commands(self, cli: click.Group) -> None:
+        """Add the commands the plugins contributed (collected by :meth:`collect`) to *cli*, the ``pi`` group."""
+        for name, command in self.commands.items():
+            cli.add_command(command, name)
+
+    def _register_commands(self, plugin: str, call: pluggy.HookCaller) -> None:
+        """Run *plugin*'s ``register_commands`` on a group of its own, then claim what it added."""
+        group = click.Group(name="pi")
+        call(cli=group)
+        for name, command in group.commands.items():
+            self._add("command", name, command, self.commands, plugin)
 
     def collect(self) -> None:
-        """Run every ``register_*`` hook. Conflicts raise; any other exception fails just that plugin."""
+        """Run every ``register_*`` hook, then ``register_commands``. Conflicts raise; any other exception fails just
+        that plugin and drops everything it contributed."""
         collectors: dict[str, Callable[[str], dict[str, Any]]] = {
             "register_sources": lambda plugin: {
                 "register": lambda source: self._add("source", source.name, source, self.sources, plugin),
@@ -115,13 +153,15 @@ class Registry:
                 "register": lambda check: self._add("health check", check.name, check, self.health_checks, plugin)
             },
         }
-        for hook_name, make_kwargs in collectors.items():
-            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-                plugin = impl.plugin_name
+        for hook_name in [*collectors, "register_commands"]:
+            for plugin, call in self._each_plugin(hook_name):
                 if plugin in self.failures:
                     continue
                 try:
-                    impl.function(**{k: v for k, v in make_kwargs(plugin).items() if k in impl.argnames})
+                    if hook_name == "register_commands":
+                        self._register_commands(plugin, call)
+                    else:
+                        call(**collectors[hook_name](plugin))
                 except PluginConflictError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the others
@@ -133,7 +173,7 @@ class Registry:
         into[name] = value
 
     def _forget(self, plugin: str) -> None:
-        """Drop everything a failed plugin contributed before it raised."""
+        """Drop everything a failed plugin contributed before it raised, and the plugin itself."""
         stores = {
             "source": self.sources,
             "sink": self.sink_factories,
@@ -141,12 +181,14 @@ class Registry:
             "task": self.tasks,
             "periodic job": self.periodic_jobs,
             "health check": self.health_checks,
+            "command": self.commands,
         }
         for (what, name), owner in list(self.owner.items()):
             if owner == plugin:
                 stores[what].pop(name, None)
                 del self.owner[(what, name)]
-        self.pm.unregister(name=plugin)
+        if self.pm.get_plugin(plugin) is not None:
+            self.pm.unregister(name=plugin)
         self.plugins.pop(plugin, None)
 
     # ------------------------------------------------------------------ queries
@@ -165,13 +207,29 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str | 
 
 
 def _wanted(name: str, settings: Settings) -> bool:
+    """Essential plugins always load; the allow-list and the deny-list act on the others."""
+    if name in ESSENTIAL_PLUGINS:
+        return True
     if settings.PI_LOAD_PLUGINS and name not in settings.PI_LOAD_PLUGINS:
         return False
     return name not in settings.PI_DISABLE_PLUGINS
 
 
+def _refuse_disabling_essentials(settings: Settings) -> None:
+    refused = sorted(ESSENTIAL_PLUGINS.intersection(settings.PI_DISABLE_PLUGINS))
+    if refused:
+        raise SettingsError(
+            f"PI_DISABLE_PLUGINS={','.join(settings.PI_DISABLE_PLUGINS)!r} is invalid: {', '.join(refused)} "
+            f"cannot be disabled (essential plugins, always loaded: {', '.join(sorted(ESSENTIAL_PLUGINS))})"
+        )
+
+
 def load_plugins(settings: Settings) -> Registry:
-    """Build a plugin manager from the entry points and collect every contribution."""
+    """Build a plugin manager from the entry points and collect every contribution.
+
+    Raises :class:`~pi_framework.settings.SettingsError` when ``PI_DISABLE_PLUGINS`` names an essential plugin.
+    """
+    _refuse_disabling_essentials(settings)
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     registry = Registry(settings=settings, pm=pm)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import pytest
 
 from pi_framework import hookimpl
 from pi_framework.celery_app import create_app
-from pi_framework.contributions import PeriodicJob
-from pi_framework.plugins import PluginConflictError, load_plugins
+from pi_framework.contributions import HealthCheck, PeriodicJob
+from pi_framework.plugins import ESSENTIAL_PLUGINS, PluginConflictError, load_plugins
+from pi_framework.settings import SettingsError
 
 
 def test_builtins_are_plugins_like_any_other(pi_settings):
@@ -52,7 +54,20 @@ def test_deny_list_and_allow_list(with_test_plugins):
     assert "pi_test_broken" not in denied.failures
 
     allowed = load_plugins(with_test_plugins(PI_DISABLE_PLUGINS=None, PI_LOAD_PLUGINS="pi_test_alpha"))
-    assert set(allowed.plugins) == {"pi_test_alpha"}
+    assert set(allowed.plugins) == {"pi_test_alpha", *ESSENTIAL_PLUGINS}, "the allow-list acts on non-essential plugins"
+
+
+def test_essential_plugins_always_load_and_cannot_be_disabled(pi_env):
+    only_search = load_plugins(pi_env(PI_LOAD_PLUGINS="search"))
+    assert set(only_search.plugins) == {"search", "embedded_sink", "fastembed", "workspace_sync"}
+    assert {"embedded", "fastembed"} <= set(only_search.sink_factories) | set(only_search.embedder_factories)
+    assert "vectorize" in only_search.commands
+
+    with pytest.raises(SettingsError, match=r"PI_DISABLE_PLUGINS='search,workspace_sync' is invalid: workspace_sync cannot"):
+        load_plugins(pi_env(PI_LOAD_PLUGINS=None, PI_DISABLE_PLUGINS="search,workspace_sync"))
+    result = subprocess.run([sys.executable, "-m", "pi_framework.manage", "plugins"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("error: PI_DISABLE_PLUGINS='search,workspace_sync' is invalid")
 
 
 class _Shadow:
@@ -109,3 +124,92 @@ def test_a_failed_plugin_is_one_json_error_line(with_test_plugins):
     records = [json.loads(line)["record"] for line in result.stderr.splitlines() if line.startswith("{")]
     errors = [record for record in records if record["level"]["name"] == "ERROR"]
     assert len(errors) == 1 and "pi_test_broken" in errors[0]["message"]
+
+
+class _Watcher:
+    """Wraps register_tasks and register_commands (pluggy ``wrapper=True``): sees every plugin's call and its error."""
+
+    def __init__(self) -> None:
+        self.task_calls = 0
+        self.errors: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def register_tasks(self, register):
+        self.task_calls += 1
+        return (yield)
+
+    @hookimpl(wrapper=True)
+    def register_commands(self, cli):
+        try:
+            return (yield)
+        except RuntimeError as exc:
+            self.errors.append(str(exc))
+            raise
+
+
+class _Source:
+    name, kind, scope = "late_source", "late", "workspace"
+
+
+class _FailsLate:
+    """Contributes one of everything, then raises in register_commands (the last hook called)."""
+
+    @hookimpl
+    def register_sources(self, register, settings):
+        register(_Source())
+
+    @hookimpl
+    def register_tasks(self, register):
+        register(lambda: None, name="pi.celery_app.late_task")
+
+    @hookimpl
+    def register_periodic_jobs(self, register, settings):
+        register(PeriodicJob("late-tick", "pi.celery_app.late_task", every=5))
+
+    @hookimpl
+    def register_health_checks(self, register):
+        register(HealthCheck("late", lambda: {}))
+
+    @hookimpl
+    def register_commands(self, cli):
+        @cli.command("late-command")
+        def late_command():
+            """Never reachable: the plugin fails right after adding it."""
+
+        raise RuntimeError("late fails on purpose")
+
+
+def test_hooks_are_called_through_pluggy_wrappers_and_tracing_see_them(register_plugin):
+    watcher = _Watcher()
+    registry = register_plugin(watcher, "watcher")
+    implementers = {impl.plugin_name for impl in registry.pm.hook.register_tasks.get_hookimpls() if not impl.wrapper}
+    assert implementers >= {"workspace_sync"}
+    assert watcher.task_calls == len(implementers), "one call per plugin, each through the wrapper"
+
+    traced: list[str] = []
+    registry.pm.trace.root.setwriter(traced.append)
+    undo = registry.pm.enable_tracing()
+    try:
+        register_plugin(_Shadow(), "shadow")
+    finally:
+        undo()
+    assert any("register_tasks" in line for line in traced) and any("register_commands" in line for line in traced)
+
+
+def test_a_plugin_raising_in_register_commands_leaves_nothing_registered(register_plugin):
+    watcher = _Watcher()
+    register_plugin(watcher, "watcher")
+    registry = register_plugin(_FailsLate(), "fails_late")
+
+    assert "register_commands raised RuntimeError: late fails on purpose" in registry.failures["fails_late"]
+    assert watcher.errors == ["late fails on purpose"], "a wrapper sees the failing plugin's exception"
+    assert "fails_late" not in registry.plugins and registry.pm.get_plugin("fails_late") is None
+    assert "late_source" not in registry.sources and "pi.celery_app.late_task" not in registry.tasks
+    assert "late-tick" not in registry.periodic_jobs and "late" not in registry.health_checks
+    assert "late-command" not in registry.commands
+    assert not [key for key, owner in registry.owner.items() if owner == "fails_late"]
+    group = click.Group()
+    registry.collect_commands(group)
+    assert "late-command" not in group.commands and {"vectorize", "search", "demo"} <= set(group.commands)
+    assert "pi.celery_app.late_task" not in create_app(registry.settings).tasks
+    assert {"workspace_sync", "watcher"} <= set(registry.plugins), "the other plugins are unaffected"
