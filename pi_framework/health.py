@@ -10,10 +10,14 @@ import time
 from typing import Any
 
 from pi_framework.plugins import Registry
+from pi_framework.redaction import redact_data, settings_secrets
 
 
 def run_health_checks(registry: Registry) -> dict[str, Any]:
-    """Run every check; ``ok`` is true only when every check passed and no plugin failed."""
+    """Run every check; ``ok`` is true only when every check passed and no plugin failed.
+
+    The report is redacted (URL passwords, tokens, the settings' secret values): it is printed and returned by a task.
+    """
     checks: dict[str, Any] = {}
     for name, check in sorted(registry.health_checks.items()):
         started = time.monotonic()
@@ -29,4 +33,4 @@ def run_health_checks(registry: Registry) -> dict[str, Any]:
         "failed": dict(registry.failures),
     }
     ok = all(result["ok"] for result in checks.values()) and not registry.failures
-    return {"ok": ok, "checks": checks, "plugins": plugins}
+    return redact_data({"ok": ok, "checks": checks, "plugins": plugins}, settings_secrets(registry.settings))

@@ -8,7 +8,7 @@ from typing import Any
 from pi_framework import hookimpl, runtime
 from pi_framework.contributions import HealthCheck
 from pi_framework.db import get_database
-from pi_framework.settings import redact_url
+from pi_framework.redaction import redact_url
 
 
 def database() -> dict[str, Any]:
