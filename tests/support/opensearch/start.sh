@@ -47,9 +47,16 @@ healthy() {
 our_pid() {
     local pid
     pid="$(cat "$DIR/node.pid" 2>/dev/null || true)"
-    if [ -n "$pid" ] && [[ "$(cmdline "$pid")" == *"Launcher.java $DIR/home "* ]]; then echo "$pid"; fi
+    if [ -n "$pid" ] && [ -n "$(node_port "$pid")" ]; then echo "$pid"; fi
 }
-cmdline() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
+# The HTTP port on the command line of our launcher PID for this DIR (compiled, or launched from source).
+node_port() {
+    local cmd
+    cmd="$({ tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true)"
+    case "$cmd" in
+        *" Launcher $DIR/home "* | *"Launcher.java $DIR/home "*) cmd="${cmd##*"$DIR/home "}"; echo "${cmd%% *}" ;;
+    esac
+}
 
 stop_node() {  # stop_node PID WHY
     say "stopping node pid $1: $2"
@@ -62,7 +69,7 @@ print_url() { echo "export PI_TEST_OPENSEARCH_URL=$URL"; }
 
 # 1. A node from an earlier run still up: reuse it.
 pid="$(our_pid)"
-if [ -n "$pid" ] && [[ "$(cmdline "$pid")" != *"Launcher.java $DIR/home $PORT "* ]]; then
+if [ -n "$pid" ] && [ "$(node_port "$pid")" != "$PORT" ]; then
     stop_node "$pid" "it serves another port than $PORT"
     pid=""
 fi
@@ -103,8 +110,25 @@ if [ "$(cat "$DIR/lib/.key" 2>/dev/null || true)" != "$key" ]; then
     mv "$DIR/lib.tmp" "$DIR/lib"
 fi
 
-# 3. A fresh node: fresh home and data.
+# 3. Launcher.java compiled once per (jars, source): a source-file launch would spend ~2 s compiling it on
+#    every start.
 JAVA="$(java_bin)"
+JAVAC="$(dirname "$JAVA")/javac"
+[ -x "$JAVAC" ] || JAVAC=javac
+ckey="$key-$(sha256sum "$HERE/Launcher.java" | cut -c1-16)"
+if [ "$(cat "$DIR/classes/.key" 2>/dev/null || true)" != "$ckey" ]; then
+    rm -rf "$DIR/classes.tmp"
+    if ! "$JAVAC" -nowarn -cp "$DIR/lib/*:$DIR/lib/knn/*" -d "$DIR/classes.tmp" "$HERE/Launcher.java" \
+            >"$DIR/javac.log" 2>&1 9>&-; then
+        cat "$DIR/javac.log" >&2
+        die "could not compile $HERE/Launcher.java (see above)"
+    fi
+    echo "$ckey" >"$DIR/classes.tmp/.key"
+    rm -rf "$DIR/classes"
+    mv "$DIR/classes.tmp" "$DIR/classes"
+fi
+
+# 4. A fresh node: fresh home and data.
 rm -rf "$DIR/home"
 mkdir -p "$DIR/home/modules" "$DIR/home/plugins" "$DIR/home/config" "$DIR/tmp"
 say "starting the node on $URL (log: $DIR/node.log)"
@@ -114,13 +138,13 @@ started=$(date +%s)
     exec setsid nohup "$JAVA" -Xms512m -Xmx1g -XX:+UseG1GC -Djava.io.tmpdir="$DIR/tmp" \
         -Dio.netty.tryReflectionSetAccessible=true -Dio.netty.noKeySetOptimization=true \
         -Dio.netty.recycler.maxCapacityPerThread=0 -Dio.netty.allocator.numDirectArenas=0 \
-        -cp "$DIR/lib/*:$DIR/lib/knn/*" "$HERE/Launcher.java" "$DIR/home" "$PORT" \
+        -cp "$DIR/classes:$DIR/lib/*:$DIR/lib/knn/*" Launcher "$DIR/home" "$PORT" \
         </dev/null >"$DIR/node.log" 2>&1 9>&-
 ) &
 pid=$!
 echo "$pid" >"$DIR/node.pid"
 
-# 4. Wait until it serves, within the deadline.
+# 5. Wait until it serves, within the deadline.
 while ! healthy; do
     if ! [ -d "/proc/$pid" ]; then
         tail -n 60 "$DIR/node.log" >&2 || true
@@ -132,7 +156,7 @@ while ! healthy; do
         rm -f "$DIR/node.pid"
         die "the node did not answer on $URL within ${DEADLINE}s (log above)"
     fi
-    sleep 1
+    sleep 0.5
 done
 # One node can never assign a replica: without this every new index stays yellow. (A cluster-level default
 # is read from the cluster state's settings, not the node's, so it is set here, through the API.)
