@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from loguru import logger
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Column, Connection, Engine, String, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
 from pi_framework.db.breaker import CircuitBreaker, DatabaseUnavailable, is_connection_error
@@ -59,10 +60,10 @@ _SCHEMA_LOCK_KEY = 0x70692D736368656D
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Create missing tables, then add columns that a newer version of a model declares.
+    """Create missing tables, add columns that a newer version of a model declares, widen string columns.
 
-    Additive upgrades only (new tables, new nullable columns): enough for a schema that only grows,
-    and it needs no migration files or manual SQL. On PostgreSQL the whole upgrade runs in one
+    Additive upgrades only (new tables, new nullable columns, longer ``VARCHAR``): enough for a schema that
+    only grows, and it needs no migration files or manual SQL. On PostgreSQL the whole upgrade runs in one
     transaction under an advisory lock: worker processes starting together on a fresh database would
     otherwise race on ``CREATE TABLE`` (``pg_type_typname_nsp_index`` unique violations).
     """
@@ -72,12 +73,33 @@ def upgrade_schema(engine: Engine) -> None:
         Base.metadata.create_all(connection)
         inspector = inspect(connection)
         for table in Base.metadata.sorted_tables:
-            present = {column["name"] for column in inspector.get_columns(table.name)}
+            present = {column["name"]: column for column in inspector.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in present:
                     kind = column.type.compile(dialect=engine.dialect)
                     connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
                     logger.info("schema: added column {}.{}", table.name, column.name)
+                elif _narrower(present[column.name]["type"], column.type):
+                    _widen(connection, table.name, column)
+
+
+def _narrower(found: Any, declared: Any) -> bool:
+    """Whether a string column in the database is shorter than the model declares (never the other way round)."""
+    if not isinstance(found, String) or not isinstance(declared, String) or found.length is None:
+        return False
+    return declared.length is None or declared.length > found.length
+
+
+def _widen(connection: Connection, table: str, column: Column) -> None:
+    """``ALTER COLUMN … TYPE`` to the declared length on PostgreSQL (no table rewrite when only the length grows).
+
+    SQLite ignores ``VARCHAR`` lengths (any text fits), so there is nothing to do there.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    kind = column.type.compile(dialect=connection.dialect)
+    connection.execute(text(f'ALTER TABLE {table} ALTER COLUMN "{column.name}" TYPE {kind}'))
+    logger.info("schema: widened column {}.{} to {}", table, column.name, kind)
 
 
 class Database:

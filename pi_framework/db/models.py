@@ -22,6 +22,8 @@ class JobStatus:
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
+    #: stopped on purpose (the workspace left a vectorized plan): never retried
+    CANCELLED = "cancelled"
     ACTIVE = (QUEUED, RUNNING)
 
 
@@ -60,6 +62,20 @@ class SyncState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Lease(Base):
+    """A named, expiring lock with a holder: only the holder renews or releases it (fencing).
+
+    ``live:<workspace>`` is held by whatever writes a workspace (a live sync or a vectorization);
+    ``queued:<workspace>`` says a live sync was sent and has not started yet.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(320), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class IndexedDocument(Base):
     """A document whose every chunk is confirmed in the sinks. Written only after the sinks confirmed."""
 
@@ -68,7 +84,8 @@ class IndexedDocument(Base):
     document_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
-    workspace_id: Mapped[str | None] = mapped_column(String(64))
+    #: wide enough for every workspace id a source accepts (pi_chats: 200 characters); widened on upgrade
+    workspace_id: Mapped[str | None] = mapped_column(String(255))
     #: the source's own ``updated_at`` of the indexed version (stale when the source moved past it)
     source_updated_at: Mapped[datetime | None] = mapped_column(default=None)
     chunk_count: Mapped[int] = mapped_column(default=0)
@@ -85,5 +102,5 @@ class IndexedChunk(Base):
     chunk_id: Mapped[str] = mapped_column(String(600), primary_key=True)
     document_id: Mapped[str] = mapped_column(String(512), index=True)
     content_hash: Mapped[str] = mapped_column(String(64))
-    workspace_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     indexed_at: Mapped[datetime] = mapped_column(default=utcnow)
