@@ -11,6 +11,7 @@ import sys
 import time
 
 from celery import Celery
+from pi_chats import ids
 from sqlalchemy import func, select
 
 from pi_framework.db import get_database
@@ -21,7 +22,9 @@ from pi_framework.worker_process import wait_for
 
 def indexed_messages() -> int:
     with get_database().session() as session:
-        query = select(func.count()).where(IndexedDocument.source == "chats", IndexedDocument.document_id.like("chats:%:%"))
+        # a message id has three parts after the prefix (workspace, chat, message), a chat's title two
+        message_ids = IndexedDocument.document_id.like(f"{ids.PREFIX}%{ids.SEPARATOR}%{ids.SEPARATOR}%")
+        query = select(func.count()).where(IndexedDocument.source == "chats", message_ids)
         return session.scalar(query)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from pi_chats.models import ParkedChatMessage
-from pi_chats.payloads import ChatMessage
+from pi_chats.payloads import ChatMessage, storable
 from pi_framework.db import Database
 
 #: parked messages indexed again per pass (one indexing batch)
@@ -29,7 +29,7 @@ def park(database: Database, message: ChatMessage, reason: str) -> None:
         row = session.get(ParkedChatMessage, key) or ParkedChatMessage(
             workspace_id=key[0], chat_id=key[1], message_id=key[2], payload={}
         )
-        row.payload, row.last_error = message.model_dump(mode="json"), reason[:2000]
+        row.payload, row.last_error = message.model_dump(mode="json"), storable(reason)[:2000]
         session.add(row)
     logger.error("chats: {} parked after its retries ({}); the retry_chats pass will index it", message.document_id, reason)
 
@@ -49,7 +49,7 @@ def settle(database: Database, messages: list[ChatMessage], failed: dict[str, st
             if message.document_id in failed:
                 row = session.get(ParkedChatMessage, key)
                 if row is not None:
-                    row.attempts, row.last_error = row.attempts + 1, failed[message.document_id][:2000]
+                    row.attempts, row.last_error = row.attempts + 1, storable(failed[message.document_id])[:2000]
             else:
                 session.execute(delete(ParkedChatMessage).where(*_is(key)))
 

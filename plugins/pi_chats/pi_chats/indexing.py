@@ -14,8 +14,8 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import select
 
-from pi_chats import backlog, store
-from pi_chats.payloads import ChatMessage, chat_document_id, message_document_id
+from pi_chats import backlog, ids, store
+from pi_chats.payloads import ChatMessage
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import IndexedDocument
 from pi_framework.pipeline.documents import Document
@@ -98,7 +98,7 @@ class ChatIndex:
 
     def title_document(self, chat: store.ChatView) -> Document:
         """The chat itself, found by its title (its body is empty: the chunk is the title)."""
-        return self._document(chat_document_id(chat.chat_id), chat, "", None)
+        return self._document(ids.document_id(chat.workspace_id, chat.chat_id), chat, "", None)
 
     # ------------------------------------------------------------------ indexing
     def record_chats(self, messages: Sequence[ChatMessage]) -> None:
@@ -146,7 +146,7 @@ class ChatIndex:
                 current = store.read(session, keys)
             deleted = {key for key, chat in current.items() if chat.deleted}
             orphans = [doc_id for doc_id, key in written.items() if key in deleted]
-            orphans += [chat_document_id(chat_id) for _, chat_id in deleted & set(retitled)]
+            orphans += [ids.document_id(workspace_id, chat_id) for workspace_id, chat_id in deleted & set(retitled)]
             if orphans:
                 self.indexer.delete_documents(orphans)
             stale = [
@@ -158,7 +158,7 @@ class ChatIndex:
                 return
             # forced: the ledger may already hold the right title while the sink holds ours (another worker's
             # sink write came before ours but its ledger write after), so "unchanged" cannot be trusted here
-            self.indexer.ledger.remove_documents([chat_document_id(chat.chat_id) for chat in stale])
+            self.indexer.ledger.remove_documents([ids.document_id(chat.workspace_id, chat.chat_id) for chat in stale])
             self.indexer.index([self.title_document(chat) for chat in stale])
             retitled = {chat.key: chat for chat in stale}
             written, keys = {}, [chat.key for chat in stale]
@@ -188,20 +188,28 @@ class ChatIndex:
         with self.database.session() as session:
             store.tombstone(session, workspace_id, chat_id)
             backlog.forget_chat(session, workspace_id, chat_id)
-            ids = list(self._indexed_ids(session, workspace_id, chat_id))
-        removed = self.indexer.delete_documents(ids) if ids else 0
+            doc_ids = list(self._indexed_ids(session, workspace_id, chat_id))
+        removed = self.indexer.delete_documents(doc_ids) if doc_ids else 0
         with self.database.session() as session:
             store.mark_purged(session, workspace_id, chat_id)
         return removed
 
     @staticmethod
     def _indexed_ids(session: Any, workspace_id: str, chat_id: str) -> Iterable[str]:
-        """The ledger's documents of one chat (its title and every message), in *workspace_id* only."""
-        title_id = chat_document_id(chat_id)
-        prefix = message_document_id(chat_id, "")
+        """The ledger's documents of one chat (its title and every message), in *workspace_id* only.
+
+        First-version ids (``chats:<chat>[:<message>]``, recorded under this workspace) are included, with their
+        new twins: until the upgrade (:mod:`pi_chats.rekey`) has re-keyed them, a chat may be indexed under both.
+        """
+        title_id, legacy_title_id = ids.document_id(workspace_id, chat_id), ids.legacy_document_id(chat_id)
         query = select(IndexedDocument.document_id).where(
             IndexedDocument.workspace_id == workspace_id,
             IndexedDocument.source == SOURCE,
-            (IndexedDocument.document_id == title_id) | IndexedDocument.document_id.startswith(prefix, autoescape=True),
+            (IndexedDocument.document_id == title_id)
+            | IndexedDocument.document_id.startswith(ids.messages_prefix(workspace_id, chat_id), autoescape=True)
+            | (IndexedDocument.document_id == legacy_title_id)
+            | IndexedDocument.document_id.startswith(ids.legacy_messages_prefix(chat_id), autoescape=True),
         )
-        return session.scalars(query)
+        found = list(session.scalars(query))
+        twins = [ids.document_id(workspace_id, *legacy) for doc_id in found if (legacy := ids.parse_legacy(doc_id))]
+        return list(dict.fromkeys([*found, *twins]))

@@ -13,12 +13,33 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from loguru import logger
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
-#: an id becomes part of a document id (``chats:<chat_id>:<message_id>``): no whitespace, bounded length
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^\S+$")]
-#: a chat id must not contain ``:`` either, or one chat's id prefix could cover another chat's documents
-ChatId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\s:]+$")]
+from pi_chats import ids
+from pi_framework.pipeline.normalise import to_str
+
+#: an id becomes part of a document id (:mod:`pi_chats.ids`) and of rows of the PI database: no whitespace, no
+#: control character (PostgreSQL text cannot hold NUL), bounded length
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$")
+]
+#: a chat id must not contain ``:`` either (the first version's ids, ``chats:<chat_id>:<message_id>``, relied on it)
+ChatId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\s:\x00-\x1f\x7f]+$")
+]
+
+
+def storable(value: Any) -> Any:
+    """Text PostgreSQL can store: NUL characters removed, lone surrogates replaced (U+FFFD); other values unchanged.
+
+    Applied to every free-text field before validation: a NUL in a title or a message must not lose the message
+    (PostgreSQL text cannot hold ``\\x00``; the title goes to ``pi_chats``, the whole payload to the parking table).
+    """
+    return to_str(value).replace("\x00", "") if isinstance(value, str) else value
+
+
+#: free text (message, title, role): cleaned by :func:`storable` first, then validated
+Text = Annotated[str, BeforeValidator(storable)]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -38,14 +59,14 @@ class ChatMessage(_Payload):
     message_id: Identifier
     user_id: Identifier
     #: ``user`` messages name a chat that has no given title; any other role (assistant, system, tool) is indexed too
-    role: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32)]
-    text: Annotated[str, StringConstraints(max_length=1_000_000)]
+    role: Annotated[Text, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32)]
+    text: Annotated[Text, StringConstraints(max_length=1_000_000)]
     created_at: Annotated[datetime, AfterValidator(as_utc)]
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = Field(default=None)
+    title: Annotated[Text, StringConstraints(strip_whitespace=True, max_length=500)] | None = Field(default=None)
 
     @property
     def document_id(self) -> str:
-        return message_document_id(self.chat_id, self.message_id)
+        return ids.document_id(self.workspace_id, self.chat_id, self.message_id)
 
 
 class ChatDeletion(_Payload):
@@ -53,15 +74,6 @@ class ChatDeletion(_Payload):
 
     workspace_id: Identifier
     chat_id: ChatId
-
-
-def chat_document_id(chat_id: str) -> str:
-    """The id of a chat's title document."""
-    return f"chats:{chat_id}"
-
-
-def message_document_id(chat_id: str, message_id: str) -> str:
-    return f"{chat_document_id(chat_id)}:{message_id}"
 
 
 def describe(error: ValidationError) -> str:

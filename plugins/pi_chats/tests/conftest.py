@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pi_chats import ids
 
 from pi_framework.search import search
 
@@ -23,8 +24,8 @@ class Chats:
         return {hit.document_id for hit in self.hits(query, **kwargs)}
 
     def titles(self, query: str, **kwargs: Any) -> dict[str, str]:
-        """Chat title documents (``chats:<chat_id>``) matching *query*: chat id -> title."""
-        return {hit.metadata["chat_id"]: hit.title for hit in self.hits(query, **kwargs) if hit.document_id.count(":") == 1}
+        """Chat title documents (``chat:<workspace_id>:<chat_id>``) matching *query*: chat id -> title."""
+        return {hit.metadata["chat_id"]: hit.title for hit in self.hits(query, **kwargs) if not ids.parse(hit.document_id).is_message}
 
 
 @pytest.fixture

@@ -6,8 +6,16 @@ import json
 import socket
 
 from click.testing import CliRunner
+from pi_chats import ids
 
 from pi_framework.cli import build_cli
+
+
+def doc_id(chat_id: str, message: dict | None = None, workspace_id: str = "ws-a") -> str:
+    """The document id of a chat (its title) or, given its payload, of one of its messages."""
+    if message is not None:
+        return ids.document_id(message["workspace_id"], chat_id, message["message_id"])
+    return ids.document_id(workspace_id, chat_id)
 
 
 def test_backfill_indexes_an_export_and_summarises(pi_env, tmp_path, message, found):
@@ -33,9 +41,9 @@ def test_backfill_indexes_an_export_and_summarises(pi_env, tmp_path, message, fo
     assert "indexing chats.jsonl" in result.output, "progress bar label"
     assert found.titles("billing") == {"c1": "Migrate the billing database"}, "the earliest user message names the chat"
     [hit] = found.hits("replication")
-    assert hit.document_id == f"chats:c1:{answer['message_id']}", "the duplicate line gave one message"
+    assert hit.document_id == doc_id("c1", answer), "the duplicate line gave one message"
     assert hit.title == "Migrate the billing database", "indexed with the final title although its line came first"
-    assert found.ids("replication", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}
+    assert found.ids("replication", user_id="bob") == {doc_id("c2"), doc_id("c2", bobs)}
 
     again = CliRunner().invoke(build_cli(), ["chats-backfill", str(export)])
     assert "0 documents indexed" in again.output, "a second run changes nothing"

@@ -5,11 +5,18 @@ from __future__ import annotations
 import socket
 
 import pytest
-from pi_chats import backlog
+from pi_chats import backlog, ids
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
 
 from pi_framework.sinks.base import SinkError
+
+
+def doc_id(chat_id: str, message: dict | None = None, workspace_id: str = "ws-a") -> str:
+    """The document id of a chat (its title) or, given its payload, of one of its messages."""
+    if message is not None:
+        return ids.document_id(message["workspace_id"], chat_id, message["message_id"])
+    return ids.document_id(workspace_id, chat_id)
 
 
 @pytest.fixture
@@ -28,7 +35,7 @@ def test_message_is_found_and_names_its_chat(chats, message, found):
     stats = index(chats, first, reply)
     assert (stats.indexed, stats.titles, stats.failed) == (3, 1, {})
     [hit] = found.hits("changelog")
-    assert hit.document_id == f"chats:c1:{reply['message_id']}"
+    assert hit.document_id == doc_id("c1", reply)
     assert hit.metadata["chat_id"] == "c1" and hit.title == hit.metadata["title"] == "What goes on the release checklist?"
     assert hit.metadata["role"] == "assistant"
     assert found.ids("zebra") == set(), "Markdown: a link indexes as its text, not its URL"
@@ -46,8 +53,8 @@ def test_duplicates_and_out_of_order_delivery_give_one_message_and_the_first_tit
     assert (stats.unchanged, stats.indexed) == (2, 0), "the message and its title document are unchanged"
     assert found.titles("venue") == {}
     assert found.titles("offsite") == {"c1": "Plan the offsite agenda"}
-    assert found.ids("venue") == {f"chats:c1:{late['message_id']}"}
-    assert found.ids("draft") == {f"chats:c1:{reply['message_id']}"}
+    assert found.ids("venue") == {doc_id("c1", late)}
+    assert found.ids("draft") == {doc_id("c1", reply)}
 
 
 def test_given_title_wins_and_the_latest_given_title_is_a_rename(chats, message, found):
@@ -80,7 +87,7 @@ def test_delete_chat_removes_title_and_messages_and_later_deliveries(chats, mess
     index(chats, message("c1", "roadmap draft"), message("c1", "roadmap review", minute=1), kept)
     assert chats.delete_chat("ws-b", "c1") == 0, "a chat id of another workspace deletes nothing"
     assert chats.delete_chat("ws-a", "c1") == 3
-    assert found.ids("roadmap") == {"chats:c2", f"chats:c2:{kept['message_id']}"}
+    assert found.ids("roadmap") == {doc_id("c2"), doc_id("c2", kept)}
     stats = index(chats, message("c1", "roadmap redelivered late", minute=2))
     assert stats.dropped_deleted == 1 and found.ids("redelivered") == set()
 

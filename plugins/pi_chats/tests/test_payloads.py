@@ -32,7 +32,7 @@ def test_valid_payload_by_keyword_and_position(errors):
     by_keyword = parse_task_payload(ChatMessage, "index", (), GOOD)
     by_position = parse_task_payload(ChatMessage, "index", tuple(GOOD.values()), {})
     assert by_keyword == by_position
-    assert by_keyword.document_id == "chats:chat-1:m-1"
+    assert by_keyword.document_id == f"chat:{GOOD['workspace_id']}:chat-1:m-1"
     assert by_keyword.created_at == datetime(2026, 11, 28, 10, tzinfo=UTC)
     assert errors == []
 

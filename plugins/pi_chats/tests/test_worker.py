@@ -13,10 +13,17 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery import Celery
 from osmem_server import OsmemServer
-from pi_chats import backlog
+from pi_chats import backlog, ids
 
 from pi_framework.db import get_database
 from pi_framework.worker_process import WorkerProcess, wait_for
+
+
+def doc_id(chat_id: str, message: dict | None = None, workspace_id: str = "ws-a") -> str:
+    """The document id of a chat (its title) or, given its payload, of one of its messages."""
+    if message is not None:
+        return ids.document_id(message["workspace_id"], chat_id, message["message_id"])
+    return ids.document_id(workspace_id, chat_id)
 
 INDEX = "pi.celery_app.index_chat_message"
 DELETE = "pi.celery_app.delete_chat"
@@ -90,18 +97,18 @@ def test_chat_service_messages_become_searchable_privately(start_worker, sink_en
         service.send(INDEX, **payload)
     service.send(INDEX, **{k: v for k, v in reply.items() if k != "chat_id"})
 
-    alice_ids = {f"chats:c1:{m['message_id']}" for m in (reply, later)}
+    alice_ids = {doc_id("c1", m) for m in (reply, later)}
     wait_for(lambda: found.ids("changelog") == alice_ids, 90, message="alice's messages searchable")
     hits = found.hits("checklist")
-    assert {hit.document_id for hit in hits} >= {"chats:c1", f"chats:c1:{first['message_id']}"}
+    assert {hit.document_id for hit in hits} >= {doc_id("c1"), doc_id("c1", first)}
     assert {hit.metadata["title"] for hit in hits} == {"Prepare the release checklist for 2.4"}, (
         "first user message names the chat"
     )
     wait_for(
-        lambda: found.ids("changelog", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}, 30, message="bob's chat"
+        lambda: found.ids("changelog", user_id="bob") == {doc_id("c2"), doc_id("c2", bobs)}, 30, message="bob's chat"
     )
     wait_for(
-        lambda: found.ids("changelog", workspace_id="ws-b") == {"chats:c3", f"chats:c3:{other_ws['message_id']}"},
+        lambda: found.ids("changelog", workspace_id="ws-b") == {doc_id("c3", workspace_id="ws-b"), doc_id("c3", other_ws)},
         30,
         message="ws-b",
     )
@@ -117,7 +124,7 @@ def test_chat_service_messages_become_searchable_privately(start_worker, sink_en
     service.send(INDEX, **message("c4", "fresh chat after the delete", minute=5))
     wait_for(lambda: found.ids("fresh"), 60, message="a later message indexed")
     assert found.ids("changelog") == set(), "a message of a deleted chat arriving late stays out"
-    assert found.ids("changelog", user_id="bob") == {"chats:c2", f"chats:c2:{bobs['message_id']}"}
+    assert found.ids("changelog", user_id="bob") == {doc_id("c2"), doc_id("c2", bobs)}
 
 
 def test_semantic_search_with_the_real_model(start_worker, message, found):
