@@ -30,6 +30,7 @@ __all__ = [
     "register_secrets",
     "settings_secrets",
     "url_secrets",
+    "userinfo_needs_encoding",
 ]
 
 MASK = "***"
@@ -70,8 +71,10 @@ _SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "_key", "apikey", "
 #: in free text (log lines, errors) generic names like ``key`` or ``auth`` are too common to mask
 _GENERIC = frozenset({"key", "auth", "sig", "pass", "signature"})
 
-#: secrets shorter than this are not scrubbed as literal text (they would mask ordinary words)
+#: registered secrets (every log line) shorter than this are not scrubbed as literal text: they would mask
+#: ordinary words; secrets passed to one call (an error of one sink, a health report) need 3 characters
 MIN_LITERAL_SECRET = 6
+MIN_GIVEN_SECRET = 3
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 #: ``name=`` inside a URL, after ``? & # ;`` (query, fragment, matrix parameters)
@@ -177,6 +180,16 @@ def redact_url(url: Any) -> Any:
         return MASK
 
 
+def userinfo_needs_encoding(url: Any) -> bool:
+    """Whether *url*'s user name or password holds an unencoded ``/ ? # @``: SQLAlchemy copes, but urllib (and so
+    kombu, opensearch-py, requests) ends the host part there and would use a piece of the password as host or port."""
+    try:
+        _prefix, userinfo, _rest = _split(str(url))
+    except Exception:  # noqa: BLE001
+        return False
+    return bool(userinfo) and any(char in userinfo for char in "/?#@")  # type: ignore[operator]
+
+
 def url_secrets(url: Any) -> set[str]:
     """The secret values in *url* (password, secret parameters), raw and percent-decoded, for literal scrubbing."""
     found: set[str] = set()
@@ -251,7 +264,7 @@ def redact_text(text: Any, secrets: Iterable[str] = ()) -> str:
 
     Masks: passwords and secret parameters of every ``scheme://`` URL in it, ``password=…``-style pairs
     (libpq DSNs, reprs), ``"password": "…"`` pairs, bearer tokens and ``Authorization`` values, GitHub
-    tokens, and the literal values of *secrets* and of :func:`register_secrets` (6 characters or more).
+    tokens, and the literal values of *secrets* (3 characters or more) and of :func:`register_secrets`.
     """
     try:
         text = text if isinstance(text, str) else str(text)
@@ -266,7 +279,7 @@ def redact_text(text: Any, secrets: Iterable[str] = ()) -> str:
         text = _GITHUB_TOKEN.sub(MASK, text)
         text = _BAD_PORT.sub(rf"\g<1>'{MASK}'", text)
         text = _HOST_WITH_AT.sub(rf"\g<1>{MASK}@", text)
-        literals = {value for value in secrets if isinstance(value, str) and len(value) >= MIN_LITERAL_SECRET}
+        literals = {value for value in secrets if isinstance(value, str) and len(value) >= MIN_GIVEN_SECRET}
         for value in sorted(literals | _registered, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, MASK)

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from loguru import logger
 from opensearchpy import OpenSearch
@@ -21,7 +20,7 @@ from opensearchpy.helpers import streaming_bulk
 from opensearchpy.serializer import JSONSerializer
 
 from pi_framework.pipeline.documents import Chunk
-from pi_framework.settings import redact_url
+from pi_framework.redaction import redact_text, redact_url, url_secrets, userinfo_needs_encoding
 from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.sinks.opensearch import queries
 
@@ -64,7 +63,9 @@ class OpenSearchSink:
     ) -> None:
         self.prefix = prefix
         self.safe_url = redact_url(url) or ""
-        self._password = urlsplit(url).password
+        self._secrets = url_secrets(url)
+        if userinfo_needs_encoding(url):  # the client would connect to a host or port made of a piece of the password
+            raise SinkError(f"OPENSEARCH_URL {self.safe_url}: percent-encode / ? # @ in the user name and password")
         self.retries = retries
         self.backoff = backoff
         self.bulk_chunk_size = bulk_chunk_size
@@ -76,7 +77,7 @@ class OpenSearchSink:
 
     # ------------------------------------------------------------------ errors
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        return redact_text(text, self._secrets)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
