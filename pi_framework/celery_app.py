@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery, signals
 from loguru import logger
 
-from pi_framework import runtime
+from pi_framework import broker, runtime
 from pi_framework.db import reset_database
 from pi_framework.log import configure_logging
 from pi_framework.plugins import PluginConflictError, Registry
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     registry = runtime.get_registry(settings)
     app = Celery("pi_framework", set_as_current=True)
     app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=broker.embedded_url(settings.broker_url) if settings.broker_is_embedded else settings.broker_url,
         result_backend=settings.CELERY_RESULT_BACKEND,
         task_ignore_result=settings.CELERY_RESULT_BACKEND is None,
         task_default_queue=settings.CELERY_DEFAULT_QUEUE,
@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         beat_schedule=_beat_schedule(registry),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
-    if settings.broker_is_embedded:
+    if settings.broker_is_embedded:  # acked messages deleted, unacked ones delivered again after the timeout
+        app.conf.broker_transport_options = {"visibility_timeout": settings.PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT}
         logger.info("CELERY_BROKER_URL is unset: using the embedded SQLite broker at {}", settings.broker_url)
     for spec in registry.tasks.values():
         app.task(name=spec.name, **{**TASK_DEFAULTS, **spec.options})(spec.func)
