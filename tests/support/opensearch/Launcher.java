@@ -1,6 +1,7 @@
 // An embedded single-node OpenSearch with the k-NN plugin, for the test suite (see README.md).
 //
-//   java -Xms512m -Xmx1g -cp 'lib/*:lib/knn/*' Launcher.java HOME HTTP_PORT
+//   java -Xms512m -Xmx1g -cp 'lib/*:lib/knn/*' Launcher.java HOME HTTP_PORT     (source-file launch), or
+//   java -Xms512m -Xmx1g -cp 'classes:lib/*:lib/knn/*' Launcher HOME HTTP_PORT  (compiled; start.sh does this)
 //
 // HOME must hold empty modules/ and plugins/ folders; data goes to HOME/data. The node runs until the
 // process gets SIGTERM/SIGINT, then closes cleanly. Nothing here goes through the distribution's

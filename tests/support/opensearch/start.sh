@@ -3,9 +3,10 @@
 #
 #   tests/support/opensearch/start.sh DIR
 #
-# DIR holds everything: lib/ (jars from Maven, fetched once per pom.xml hash), home/ (the node's home and
-# data, wiped on every fresh start), node.log, node.pid. A node that an earlier run started and that still
-# answers is reused. On success the only line on stdout is
+# DIR holds everything: lib/ (jars from Maven, fetched once per pom.xml hash), classes/ (Launcher.java
+# compiled, once per its hash), home/ (the node's home and data, wiped on every fresh start), node.log,
+# node.pid. A node that an earlier run started from this DIR and that still answers on PORT is reused.
+# On success the only line on stdout is
 #   export PI_TEST_OPENSEARCH_URL=http://127.0.0.1:PORT
 # Progress goes to stderr. Environment: PI_TEST_OPENSEARCH_PORT (default 59200),
 # PI_TEST_OPENSEARCH_JAVA (a java binary, default Java 17), PI_TEST_OPENSEARCH_START_TIMEOUT (seconds, 180).
