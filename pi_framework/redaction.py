@@ -190,8 +190,13 @@ def userinfo_needs_encoding(url: Any) -> bool:
     return bool(userinfo) and any(char in userinfo for char in "/?#@")  # type: ignore[operator]
 
 
-def url_secrets(url: Any) -> set[str]:
-    """The secret values in *url* (password, secret parameters), raw and percent-decoded, for literal scrubbing."""
+def url_secrets(url: Any, *, pieces: bool = False) -> set[str]:
+    """The secret values in *url* (password, secret parameters), raw and percent-decoded, for literal scrubbing.
+
+    *pieces* adds the parts of a password between ``/ ? # @ : & =`` (4 characters or more): a parser that ends the
+    host part at one of them quotes a piece in its error (``invalid connection option "hunter22@db/pi?…"``,
+    ``Port could not be cast to integer value as 's3cr'``).
+    """
     found: set[str] = set()
     if not url:
         return found
@@ -205,6 +210,8 @@ def url_secrets(url: Any) -> set[str]:
                 end = rest.find("&", match.end())
                 found.add(rest[match.end() : len(rest) if end == -1 else end])
         found |= {unquote(value) for value in found}
+        if pieces and userinfo and ":" in userinfo:
+            found |= {piece for piece in re.split(r"[/?#@:&=]", userinfo.partition(":")[2]) if len(piece) >= 4}
         user = (userinfo or "").partition(":")[0]
         if _GITHUB_TOKEN.fullmatch(user) or (userinfo == user and _TOKEN_LIKE_USER.fullmatch(user)):
             found.add(user)
@@ -215,7 +222,8 @@ def url_secrets(url: Any) -> set[str]:
 
 # ---------------------------------------------------------------------- secrets known to this process
 def settings_secrets(settings: Any) -> set[str]:
-    """Secret values held by a settings object: ``SecretStr`` fields, secret-named fields, passwords in URLs."""
+    """Secret values held by a settings object: ``SecretStr`` fields, secret-named fields, passwords in URLs
+    (with their pieces, see :func:`url_secrets`)."""
     found: set[str] = set()
     try:
         values = settings.model_dump() if hasattr(settings, "model_dump") else dict(vars(settings))
@@ -229,7 +237,7 @@ def settings_secrets(settings: Any) -> set[str]:
                 continue
             if is_secret_name(name):
                 found.add(item)
-            found |= url_secrets(item)
+            found |= url_secrets(item, pieces=True)
     return found
 
 

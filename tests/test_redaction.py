@@ -1,0 +1,430 @@
+"""Secrets are never printed: URL passwords holding ``/ # ? @ :``, token-like parameters, tokens, through every
+output path (``pi settings``, ``pi health --json``, log lines and tracebacks, database and OpenSearch errors,
+Celery task arguments)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from loguru import logger
+
+from pi_framework import runtime
+from pi_framework.cli import build_cli
+from pi_framework.db import Database, DatabaseUnavailable
+from pi_framework.log import configure_logging
+from pi_framework.redaction import (
+    clear_registered_secrets,
+    is_secret_name,
+    redact_data,
+    redact_text,
+    redact_url,
+    register_secrets,
+    settings_secrets,
+    url_secrets,
+    userinfo_needs_encoding,
+)
+from pi_framework.settings import load_settings
+from pi_framework.settings import redact_url as redact_url_from_settings
+from pi_framework.sinks.base import SinkError
+from pi_framework.sinks.opensearch.sink import OpenSearchSink
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: pieces of the secrets used below: none may ever be printed
+LEAKS = ("s3cr", "et#x", "qs-s3cret", "p@ss", "hunter22", "ghp_", "tok3n-value")
+
+
+def assert_no_secret(text: str) -> None:
+    for piece in LEAKS:
+        assert piece not in text, f"{piece!r} leaked in: {text}"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------- the table of nasty URLs
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # the two reported leaks
+        ("postgresql://pi:s3cr/et#x@db:5432/pi", "postgresql://pi:***@db:5432/pi"),
+        ("pyamqp://guest:pw@rabbit:5672//?password=qs-s3cret", "pyamqp://guest:***@rabbit:5672//?password=***"),
+        # / # ? @ : anywhere in the password: the userinfo ends at the last @
+        ("postgresql+psycopg2://pi:a?b#c/d@db/pi", "postgresql+psycopg2://pi:***@db/pi"),
+        ("postgresql://pi:p@ss@w:rd@db/pi?sslmode=require", "postgresql://pi:***@db/pi?sslmode=require"),
+        ("redis://:s3cr/et#x@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("postgresql://pi:hunter22@db/pi", "postgresql://pi:***@db/pi"),
+        # IPv6, several hosts, no host at all
+        ("postgresql://pi:s3cr/et#x@[::1]:5432/pi", "postgresql://pi:***@[::1]:5432/pi"),
+        ("postgresql://pi:s3cr/et#x@[fe80::1%25eth0]/pi", "postgresql://pi:***@[fe80::1%25eth0]/pi"),
+        ("postgresql://u:p@h1,h2/db", "postgresql://u:***@h1,h2/db"),
+        (
+            "postgresql://u:s3cr@et@h1:5432,h2:5433/db?target_session_attrs=any",
+            "postgresql://u:***@h1:5432,h2:5433/db?target_session_attrs=any",
+        ),
+        (
+            "postgresql:///pi?host=/var/run/postgresql&password=qs-s3cret",
+            "postgresql:///pi?host=/var/run/postgresql&password=***",
+        ),
+        ("sqlite:////tmp/pi.sqlite", "sqlite:////tmp/pi.sqlite"),
+        ("sqla+sqlite:///tmp/broker.sqlite", "sqla+sqlite:///tmp/broker.sqlite"),
+        ("//pi:s3cr/et#x@db/pi", "//pi:***@db/pi"),
+        ("pi:s3cr/et#x@db/pi", "pi:***@db/pi"),
+        # token-like parameters, any case, query and fragment, percent-encoded names
+        (
+            "https://h/x?api_key=1&APIKEY=2&Token=3&access_token=4&key=5&auth=6&secret=7&pwd=8&passwd=9&tokens=10",
+            "https://h/x?api_key=***&APIKEY=***&Token=***&access_token=***&key=***&auth=***&secret=***&pwd=***&passwd=***&tokens=10",
+        ),
+        (
+            "https://h/x?sslpassword=a#b&client_secret=c;d&X-Amz-Signature=e&page=2",
+            "https://h/x?sslpassword=***&client_secret=***&X-Amz-Signature=***&page=2",
+        ),
+        ("https://h/cb#access_token=tok3n-value&state=s", "https://h/cb#access_token=***&state=s"),
+        ("https://h/x?pass%77ord=qs-s3cret&password=", "https://h/x?pass%77ord=***&password="),
+        ("https://h/x?password=qs-s3cret#frag?token=z", "https://h/x?password=***"),
+        # user names are kept, unless they are tokens
+        ("pyamqp://guest@rabbit:5672//", "pyamqp://guest@rabbit:5672//"),
+        ("https://ghp_0123456789abcdefghijABCDEFGHIJ@github.com/o/r.git", "https://***@github.com/o/r.git"),
+        ("https://x-access-token:ghp_0123456789abcdefghij@github.com/o/r", "https://x-access-token:***@github.com/o/r"),
+        # nothing to hide
+        ("http://[::1]:9200", "http://[::1]:9200"),
+        ("https://api.github.com", "https://api.github.com"),
+        ("http://u:@h/", "http://u:@h/"),
+        ("owner/repo@main:docs", "owner/repo@main:docs"),
+        ("plane_pi_queue", "plane_pi_queue"),
+        # ambiguous (an unencoded @ after the host): more is masked, never less
+        ("https://pi:p@ss/x@host/db", "https://pi:***@host/db"),
+        (None, None),
+        ("", ""),
+    ],
+)
+def test_redact_url_table(url, expected):
+    assert redact_url(url) == expected
+    assert redact_url_from_settings(url) == expected  # still importable where callers found it
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        5,
+        3.5,
+        b"http://u:s3cr/et@h",
+        object(),
+        "://",
+        "@",
+        ":@",
+        "a:b@",
+        "http://",
+        "http://@",
+        "http://[::1",
+        "http://u:p@[::1",
+        "%zz%",
+        "\x00\xff\ud800",
+        "?password",
+        "?=&=&",
+        "http://h/?" + "&".join("password=x" for _ in range(2000)),
+        "x" * 100_000 + "@",
+    ],
+)
+def test_garbage_never_raises(garbage):
+    shown = redact_url(garbage)
+    assert isinstance(shown, str)
+    assert "s3cr" not in shown and "password=x" not in shown
+    assert isinstance(redact_text(garbage), str)
+    assert isinstance(url_secrets(garbage), set) and isinstance(userinfo_needs_encoding(garbage), bool)
+    redact_data({"x": [garbage, (garbage,)]})
+
+
+def test_secret_names():
+    for name in ("password", "PASSWORD", "sslpassword", "api-key", "API_KEY", "apikey", "token", "access_token", "GITHUB_TOKEN"):
+        assert is_secret_name(name), name
+    for name in ("client_secret", "AWS_SECRET_ACCESS_KEY", "db_password", "pass%77ord", "key", "auth"):
+        assert is_secret_name(name), name
+    for name in ("tokens", "PI_CHUNK_TOKENS", "user", "host", "sslmode", "page", "OPENSEARCH_INDEX_PREFIX", "", None):
+        assert not is_secret_name(name), name
+    assert not is_secret_name("key", strict=True) and is_secret_name("password", strict=True)
+
+
+def test_url_secrets_are_raw_and_decoded():
+    assert url_secrets("postgresql://pi:s3cr%2Fet@db/pi?sslpassword=q%40q&x=1") == {"s3cr%2Fet", "s3cr/et", "q%40q", "q@q"}
+    assert url_secrets("postgresql://pi:s3cr/et#x@db/pi") == {"s3cr/et#x"}
+    assert url_secrets("http://h") == set() and url_secrets(None) == set()
+    assert userinfo_needs_encoding("http://u:s3cr/et@h") and not userinfo_needs_encoding("http://u:s3cr%2Fet@h/x?a=%40")
+
+
+# ---------------------------------------------------------------------- free text
+def test_free_text_is_redacted():
+    text = (
+        "could not connect to 'postgresql://pi:s3cr/et#x@db/pi' (dsn: host=db password=hunter22 dbname=pi), "
+        'options {"password": "hunter22", \'token\': \'tok3n-value\', "tokens": 256} '
+        "headers Authorization: Bearer tok3n-value, GITHUB_TOKEN='ghp_0123456789abcdefghijABCD' "
+        "ValueError: Port could not be cast to integer value as 's3cr' / "
+        'could not translate host name "p@ss@127.0.0.1" to address'
+    )
+    shown = redact_text(text)
+    assert_no_secret(shown)
+    assert "'postgresql://pi:***@db/pi'" in shown and "password=***" in shown and '"tokens": 256' in shown
+    assert "Bearer ***" in shown and 'host name "***@127.0.0.1"' in shown
+
+
+def test_json_lines_stay_json():
+    line = json.dumps(
+        {"text": "at postgresql://pi:s3cr/et#x@db/pi", "url": "pyamqp://g:pw@r//?password=qs-s3cret", "email": "a@b"}
+    )
+    shown = redact_text(line)
+    assert_no_secret(shown)
+    assert json.loads(shown) == {"text": "at postgresql://pi:***@db/pi", "url": "pyamqp://g:***@r//?password=***", "email": "a@b"}
+
+
+def test_known_secret_values_are_scrubbed():
+    settings = load_settings(
+        PI_DATABASE_URL="postgresql://pi:s3cr/et#x@db/pi", GITHUB_TOKEN="tok3n-value", PI_DOCS_REPOS="https://u:hunter22@git/x"
+    )
+    secrets = settings_secrets(settings)
+    assert {"s3cr/et#x", "tok3n-value", "hunter22"} <= secrets
+    assert_no_secret(redact_text("token tok3n-value and s3cr/et#x, hunter22", secrets))
+    clear_registered_secrets()
+    try:
+        register_secrets("tok3n-value", "short", None)
+        assert redact_text("x tok3n-value short") == "x *** short"  # under 6 characters: not scrubbed everywhere
+    finally:
+        clear_registered_secrets()
+
+
+# ---------------------------------------------------------------------- pi settings
+NASTY = {
+    "PI_DATABASE_URL": "postgresql://pi:s3cr/et#x@db/pi?sslpassword=qs-s3cret",
+    "PLANE_DATABASE_URL": "postgresql+psycopg2://plane:p@ss@h1,h2/plane",
+    "CELERY_BROKER_URL": "pyamqp://guest:hunter22@rabbit:5672//?password=qs-s3cret",
+    "CELERY_RESULT_BACKEND": "db+postgresql://pi:s3cr/et#x@[::1]/results",
+    "OPENSEARCH_URL": "https://admin:s3cr%2Fet%23x@search:9200/?api_key=qs-s3cret",
+    "GITHUB_TOKEN": "ghp_tok3n-value",
+    "PI_DOCS_REPOS": "owner/repo,https://ghp_0123456789abcdefghijABCDEF@github.example/x",
+}
+
+
+def test_pi_settings_masks_every_secret(pi_env):
+    pi_env(**NASTY)
+    result = CliRunner().invoke(build_cli(), ["settings"])
+    assert result.exit_code == 0, result.output
+    assert_no_secret(result.output)
+    lines = set(result.output.splitlines())
+    assert "PI_DATABASE_URL=postgresql://pi:***@db/pi?sslpassword=***" in lines
+    assert "PLANE_DATABASE_URL=postgresql+psycopg2://plane:***@h1,h2/plane" in lines
+    assert "CELERY_BROKER_URL=pyamqp://guest:***@rabbit:5672//?password=***" in lines
+    assert "CELERY_RESULT_BACKEND=db+postgresql://pi:***@[::1]/results" in lines
+    assert "OPENSEARCH_URL=https://admin:***@search:9200/?api_key=***" in lines
+    assert "GITHUB_TOKEN=***" in lines
+    assert "PI_DOCS_REPOS=['owner/repo', 'https://***@github.example/x']" in lines
+
+
+def test_pi_settings_markdown_shows_no_secret(pi_env):
+    pi_env(**NASTY)
+    result = CliRunner().invoke(build_cli(), ["settings", "--markdown"])
+    assert result.exit_code == 0 and "| `PI_DATABASE_URL` |" in result.output
+    assert_no_secret(result.output)
+
+
+def test_settings_error_masks_the_value(monkeypatch):
+    monkeypatch.setenv("PI_DB_POOL_SIZE", "postgresql://pi:s3cr/et#x@db/pi")
+    with pytest.raises(Exception) as error:
+        load_settings()
+    assert_no_secret(str(error.value))
+    assert "PI_DB_POOL_SIZE='postgresql://pi:***@db/pi' is invalid" in str(error.value)
+
+
+# ---------------------------------------------------------------------- pi health --json, database errors
+@pytest.mark.parametrize(
+    "password",
+    ["s3cr/et#x", "s3cr?et#x", "s3cr:et/x", "p@ss@hunter22", "p@ss?hunter22"],
+)
+def test_pi_health_json_and_database_errors(pi_env, password):
+    port = closed_port()
+    pi_env(
+        PI_EMBEDDER="hashing",
+        PI_DATABASE_URL=f"postgresql://pi:{password}@127.0.0.1:{port}/pi?sslpassword=qs-s3cret",
+        CELERY_BROKER_URL=f"pyamqp://guest:{password}@127.0.0.1:{port}//?password=qs-s3cret",
+        PI_DB_BREAKER_THRESHOLD=100,
+    )
+
+    result = CliRunner().invoke(build_cli(), ["health", "--json"])
+
+    report = json.loads(result.output[result.output.index("{") :])
+    assert result.exit_code == 1 and not report["ok"]
+    assert_no_secret(result.output)
+    database = report["checks"]["database"]
+    assert not database["ok"] and database["url"] == f"postgresql://pi:***@127.0.0.1:{port}/pi?sslpassword=***"
+    assert not report["checks"]["broker"]["ok"]
+
+    # the exception itself, raised to a task, and as a worker logs it (the settings' secrets registered)
+    settings = runtime.get_registry().settings
+    with pytest.raises(Exception) as error:  # noqa: PT011 - DatabaseUnavailable, or SQLAlchemy's error for a bad DSN
+        Database(settings).ping()
+    if "@" not in password:  # SQLAlchemy ends the password at its first @ and hands libpq the rest as host or option
+        assert isinstance(error.value, DatabaseUnavailable)
+        assert_no_secret(str(error.value))
+    assert_no_secret(redact_text(str(error.value), settings_secrets(settings)))
+
+
+# ---------------------------------------------------------------------- log lines
+@pytest.fixture
+def configured_logging(pi_env) -> Iterator[None]:
+    """configure_logging as a worker does, with secrets in the settings; loguru restored afterwards."""
+    settings = pi_env(GITHUB_TOKEN="tok3n-value", PI_DATABASE_URL="postgresql://pi:hunter22@127.0.0.1:1/pi")
+    configure_logging(settings)
+    yield
+    clear_registered_secrets()
+    logger.remove()
+    logger.add(sys.stderr)
+    logging.basicConfig(handlers=[], force=True)
+
+
+def test_log_lines_and_tracebacks_are_redacted(configured_logging, capsys):
+    captured: list[str] = []
+    # another sink (a plugin's, a test's) gets message and extras masked by the patcher (tracebacks: only stderr's)
+    handler = logger.add(lambda message: captured.append(f"{message.record['message']} {message.record['extra']}"))
+    try:
+        logger.info("connecting to postgresql://pi:s3cr/et#x@db/pi and {}", "pyamqp://g:pw@r//?password=qs-s3cret")
+        logger.bind(url="https://admin:s3cr@search:9200", token="tok3n-value").warning("sink down")
+        logger.info("sending Authorization: Bearer tok3n-value with GITHUB_TOKEN set")
+        logging.getLogger("celery").error("broker at pyamqp://guest:p@ss@rabbit// refused")  # standard logging
+        try:
+            raise ValueError("could not parse 'postgresql://pi:s3cr/et#x@db/pi' (password=hunter22)")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.remove(handler)
+    err = capsys.readouterr().err
+    for text in (err, "\n".join(captured)):
+        assert_no_secret(text)
+    assert "postgresql://pi:***@db/pi" in err and "pyamqp://g:***@r//?password=***" in err
+    assert "Traceback" in err and "ValueError: could not parse 'postgresql://pi:***@db/pi' (password=***)" in err
+    assert "pyamqp://guest:***@rabbit//" in err and "Bearer ***" in err
+
+
+def test_json_log_lines_are_redacted_and_stay_json(pi_env, capsys):
+    configure_logging(pi_env(PI_LOG_JSON=1))
+    try:
+        logger.bind(dsn="host=db password=hunter22").error("at postgresql://pi:s3cr/et#x@db/pi")
+    finally:
+        logger.remove()
+        logger.add(sys.stderr)
+        logging.basicConfig(handlers=[], force=True)
+    err = capsys.readouterr().err
+    assert_no_secret(err)
+    record = json.loads(err.strip().splitlines()[-1])
+    assert record["record"]["message"] == "at postgresql://pi:***@db/pi"
+    assert record["record"]["extra"]["dsn"] == "host=db password=***"
+
+
+# ---------------------------------------------------------------------- OpenSearch errors
+class _Reflecting(BaseHTTPRequestHandler):
+    """Answers every request with a 400 whose reason quotes the Authorization header it got (decoded)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        import base64
+
+        auth = base64.b64decode(self.headers.get("Authorization", "Basic ").split()[1] or b"").decode()
+        body = json.dumps({"error": {"type": "bad_request", "reason": f"user {auth} at {self.path}"}, "status": 400})
+        self.send_response(400)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def reflecting_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reflecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_port
+    server.shutdown()
+
+
+def test_opensearch_errors_never_show_the_password(reflecting_server):
+    port = closed_port()
+    sink = OpenSearchSink(f"http://admin:s3cr%2Fet%23x@127.0.0.1:{port}", retries=0, backoff=0, timeout=2)
+    assert sink.safe_url == f"http://admin:***@127.0.0.1:{port}"
+    with pytest.raises(SinkError) as unreachable:
+        sink.count()
+    assert f"http://admin:***@127.0.0.1:{port}" in str(unreachable.value)
+
+    sink = OpenSearchSink(f"http://admin:s3cr%2Fet%23x@127.0.0.1:{reflecting_server}", retries=0, backoff=0, timeout=5)
+    with pytest.raises(SinkError) as rejected:
+        sink.count()
+    assert "user admin:*** at" in str(rejected.value)  # the server quoted the decoded password back
+
+    for password in ("s3cr/et#x", "s3cr?et", "p@ss@hunter22"):
+        with pytest.raises(SinkError) as refused:
+            OpenSearchSink(f"http://admin:{password}@127.0.0.1:{port}")
+        assert "percent-encode" in str(refused.value)
+        assert_no_secret(str(refused.value) + repr(refused.value))
+    for error in (unreachable, rejected):
+        assert_no_secret(str(error.value))
+
+
+def test_opensearch_url_in_pi_health(pi_env):
+    pi_env(PI_EMBEDDER="hashing", OPENSEARCH_URL="http://admin:s3cr/et#x@127.0.0.1:1/?api_key=qs-s3cret")
+    result = CliRunner().invoke(build_cli(), ["health", "--json"])
+    assert_no_secret(result.output)
+    report = json.loads(result.output[result.output.index("{") :])
+    assert "percent-encode" in json.dumps(report["checks"]["sinks"])
+
+
+# ---------------------------------------------------------------------- Celery task arguments
+def test_beat_entries_carry_no_url_or_secret(pi_env):
+    from pi_framework.celery_app import _beat_schedule
+
+    settings = pi_env(PI_EMBEDDER="hashing", **{k: v for k, v in NASTY.items() if k != "OPENSEARCH_URL"})
+    schedule = _beat_schedule(runtime.get_registry(settings))
+    assert schedule
+    shown = json.dumps({name: [entry["args"], entry["kwargs"]] for name, entry in schedule.items()}, default=str)
+    assert "://" not in shown
+    assert_no_secret(shown)
+
+
+_SENDERS = {"send_task", "apply_async", "delay", "signature", "s", "si"}
+_FORBIDDEN = ("url", "token", "password", "secret", "settings", "dsn", "auth")
+
+
+def _sent_argument_names(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            if called in _SENDERS:
+                for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
+                    for inner in ast.walk(argument):
+                        if isinstance(inner, ast.Name | ast.Attribute):
+                            found.append((node.lineno, inner.id if isinstance(inner, ast.Name) else inner.attr))
+                found.extend((node.lineno, keyword.arg or "**") for keyword in node.keywords)
+    return found
+
+
+def test_no_task_is_sent_with_a_url_or_secret_in_its_arguments():
+    sources = [*(ROOT / "pi_framework").rglob("*.py"), *ROOT.glob("plugins/pi_*/pi_*/**/*.py")]
+    assert len(sources) > 20
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for path in sources
+        for line, name in _sent_argument_names(path)
+        if any(word in name.lower() for word in _FORBIDDEN)
+    ]
+    assert offenders == []
