@@ -53,9 +53,7 @@ class SearchQuery:
             return True
         if not set(project_ids).isdisjoint(self.projects):
             return True
-        return (
-            self.user_id is not None and created_by == self.user_id and not set(project_ids).isdisjoint(self.guest_projects)
-        )
+        return self.user_id is not None and created_by == self.user_id and not set(project_ids).isdisjoint(self.guest_projects)
 
     def allows(self, hit: Hit) -> bool:
         """Whether *hit* passes every filter of this query (search's second line of defence after the sink's)."""

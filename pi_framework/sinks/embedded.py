@@ -390,7 +390,9 @@ class EmbeddedSink:
         sql += ")"
         if query.projects is not None:
             # no project, or a project read in full, or a guest's project and the chunk is theirs
-            in_projects = "EXISTS (SELECT 1 FROM json_each(chunks.project_ids) AS p WHERE p.value IN (SELECT value FROM json_each(?)))"
+            in_projects = (
+                "EXISTS (SELECT 1 FROM json_each(chunks.project_ids) AS p WHERE p.value IN (SELECT value FROM json_each(?)))"
+            )
             sql += f" AND (json_array_length(project_ids) = 0 OR {in_projects}"
             params.append(json.dumps(sorted(query.projects)))
             if query.guest_projects and query.user_id is not None:

@@ -156,7 +156,11 @@ def project_filter(query: SearchQuery) -> dict[str, Any] | None:
         allowed.append({"terms": {"project_ids": sorted(query.projects)}})
     if query.guest_projects and query.user_id is not None:
         allowed.append(
-            {"bool": {"filter": [{"terms": {"project_ids": sorted(query.guest_projects)}}, {"term": {CREATED_BY: query.user_id}}]}}
+            {
+                "bool": {
+                    "filter": [{"terms": {"project_ids": sorted(query.guest_projects)}}, {"term": {CREATED_BY: query.user_id}}]
+                }
+            }
         )
     return allowed[0] if len(allowed) == 1 else _any_of(*allowed)
 
