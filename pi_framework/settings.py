@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,11 @@ class Settings(BaseSettings):
     )
     OPENSEARCH_URL: str | None = Field(default=None, description="OpenSearch cluster; set = the opensearch sink is the default.")
     OPENSEARCH_INDEX_PREFIX: str = Field(default="pi", description="Indices are <prefix>-<kind>.")
+    OPENSEARCH_KNN_ENGINE: Literal["lucene", "faiss"] = Field(
+        default="lucene",
+        description="k-NN engine of new indices' vector field: lucene (pure Java, works on any k-NN plugin) or faiss "
+        "(needs the plugin's native libraries); existing indices keep theirs.",
+    )
 
     # --- workspace sync
     PI_MAX_CONCURRENT_VECTORIZATIONS: PositiveInt = Field(
