@@ -2,7 +2,8 @@
 
 Nothing polls for chats: the service that stores a message calls ``pi.celery_app.index_chat_message``
 (and ``pi.celery_app.delete_chat``) with ``send_task``. Chats are private to their owner, always within
-their workspace. A periodic pass (``retry_chats``) finishes what a sink outage left undone.
+their workspace. A periodic pass (``retry_chats``) finishes what a sink outage left undone. An index the
+first version wrote (document ids without the workspace) is re-keyed on worker start (:mod:`pi_chats.rekey`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,16 @@ def _health() -> dict[str, int]:
 
 
 @hookimpl
+def worker_start(settings: Settings) -> None:
+    """Re-key chat documents of the first version (ids without the workspace), in the background."""
+    from pi_chats import rekey
+
+    rekey.start_in_background()
+
+
+@hookimpl
 def register_commands(cli: click.Group) -> None:
-    from pi_chats.backfill import chats_backfill
+    from pi_chats.backfill import chats_backfill, chats_rekey
 
     cli.add_command(chats_backfill)
+    cli.add_command(chats_rekey)

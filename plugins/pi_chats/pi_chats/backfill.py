@@ -81,6 +81,7 @@ def backfill(path: Path, batch_size: int, index: ChatIndex | None = None) -> Cha
     each message is indexed once, already carrying its chat's final title, whatever the line order.
     """
     index = index or ChatIndex()
+    index.ensure_rekeyed()  # first use outside a worker: an index of the first version is re-keyed before it grows
     totals = ChatStats()
     size = path.stat().st_size
     with click.progressbar(length=2 * size, label=f"indexing {path.name}", show_pos=False, show_percent=True) as bar:
@@ -116,4 +117,23 @@ def chats_backfill(file: Path, batch_size: int) -> None:
     for doc_id, reason in list(totals.failed.items())[:10]:
         click.echo(f"  failed {doc_id}: {reason}", err=True)
     if totals.rejected or totals.failed:
+        raise SystemExit(1)
+
+
+@click.command("chats-rekey")
+def chats_rekey() -> None:
+    """Re-key chat documents of the first version (ids without the workspace) now.
+
+    Workers do it by themselves when they start; this is for documents an old worker wrote after that
+    (a rolling upgrade). Exits 1 if some were left for the next run, 2 if the PI database or a sink is unreachable.
+    """
+    from pi_chats import rekey
+
+    try:
+        stats = ChatIndex().ensure_rekeyed(force=True)
+    except (DatabaseUnavailable, SinkError) as exc:
+        click.echo(f"error: {exc}\nnothing is lost: run the command again, it resumes where it stopped", err=True)
+        raise SystemExit(2) from None
+    click.echo(rekey.describe(stats))
+    if stats is not None and not stats.complete:
         raise SystemExit(1)

@@ -14,7 +14,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import select
 
-from pi_chats import backlog, ids, store
+from pi_chats import backlog, ids, rekey, store
 from pi_chats.payloads import ChatMessage
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import IndexedDocument
@@ -163,8 +163,19 @@ class ChatIndex:
             retitled = {chat.key: chat for chat in stale}
             written, keys = {}, [chat.key for chat in stale]
 
+    def ensure_rekeyed(self, *, force: bool = False) -> rekey.RekeyStats | None:
+        """Re-key documents of the first version (ids without the workspace) unless done; see :mod:`pi_chats.rekey`."""
+        return rekey.ensure_rekeyed(self.database, self.indexer.sinks, self.settings, force=force)
+
     def retry_pending(self) -> dict[str, int]:
-        """One pass over what the index refused earlier: parked messages, then deletions not yet purged."""
+        """One pass over what the index refused earlier: parked messages, then deletions not yet purged.
+
+        It first resumes the re-keying of first-version documents if a worker start did not finish it.
+        """
+        try:
+            self.ensure_rekeyed()
+        except Exception as exc:  # noqa: BLE001 - the retry pass goes on; the next one resumes the re-keying
+            logger.warning("chats: re-keying document ids stopped ({}: {}); the next pass resumes it", type(exc).__name__, exc)
         messages = backlog.parked(self.database)
         counts = {"parked_retried": len(messages), "parked_indexed": 0, "deletions_finished": 0}
         if messages:
