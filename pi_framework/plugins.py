@@ -30,6 +30,7 @@ from loguru import logger
 
 from pi_framework import hookspecs
 from pi_framework.contributions import HealthCheck, PeriodicJob, Source, TaskSpec
+from pi_framework.redaction import redact_text
 from pi_framework.settings import Settings, SettingsError
 
 ENTRY_POINT_GROUP = "pi_framework"
@@ -83,7 +84,7 @@ class Registry:
         self.plugins[plugin].add(what, name)
 
     def fail(self, plugin: str, reason: str) -> None:
-        self.failures[plugin] = reason
+        self.failures[plugin] = reason = redact_text(reason)  # shown by pi plugins and pi health
         logger.error("plugin {} failed: {}", plugin, reason)
 
     def _each_plugin(self, hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:

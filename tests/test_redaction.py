@@ -428,3 +428,21 @@ def test_no_task_is_sent_with_a_url_or_secret_in_its_arguments():
         if any(word in name.lower() for word in _FORBIDDEN)
     ]
     assert offenders == []
+
+
+# ---------------------------------------------------------------------- plugin failures (pi plugins, pi health)
+class _LeakyPlugin:
+    from pi_framework import hookimpl
+
+    @hookimpl
+    def register_health_checks(self, register) -> None:  # noqa: ANN001
+        raise ConnectionError("cannot reach postgresql://pi:s3cr/et#x@db/pi?sslpassword=qs-s3cret")
+
+
+def test_plugin_failure_reasons_are_redacted(pi_env, register_plugin):
+    pi_env(PI_EMBEDDER="hashing")
+    registry = register_plugin(_LeakyPlugin(), "leaky")
+    assert "leaky" in registry.failures
+    result = CliRunner().invoke(build_cli(), ["plugins", "--json"])
+    assert_no_secret(result.output)
+    assert "postgresql://pi:***@db/pi?sslpassword=***" in json.loads(result.output)["failed"]["leaky"]
