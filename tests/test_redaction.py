@@ -300,6 +300,7 @@ def test_log_lines_and_tracebacks_are_redacted(configured_logging, capsys):
         logger.info("connecting to postgresql://pi:s3cr/et#x@db/pi and {}", "pyamqp://g:pw@r//?password=qs-s3cret")
         logger.bind(url="https://admin:s3cr@search:9200", token="tok3n-value").warning("sink down")
         logger.info("sending Authorization: Bearer tok3n-value with GITHUB_TOKEN set")
+        logger.info("GitHub answered 401 for tok3n-value")  # the configured token, by value
         logging.getLogger("celery").error("broker at pyamqp://guest:p@ss@rabbit// refused")  # standard logging
         try:
             raise ValueError("could not parse 'postgresql://pi:s3cr/et#x@db/pi' (password=hunter22)")
