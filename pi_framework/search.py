@@ -17,12 +17,17 @@ Who sees what (:mod:`pi_framework.plane.access` resolves it from Plane's databas
 * ``all_projects=True`` (operators, ``pi search --all-projects``): no project filter and no membership check,
   logged; privacy still applies.
 
-A sink that rejects vector queries (osmem, the in-memory OpenSearch used in tests, answers HTTP 400) degrades
-to text for that sink, with a warning.
+A sink's failed vector query (a :class:`~pi_framework.sinks.base.SinkError`: cluster down, HTTP 400 because the
+index's vector dimension is not the embedder's, a missing k-NN plugin) is never hidden. In ``hybrid`` mode the
+search still answers from BM25, but every such query is logged at ERROR (sink and reason) and counted in
+:data:`vector_query_failures`, so an outage or a misconfiguration shows in the logs at once instead of quietly
+turning hybrid search into text search for good. In ``vector`` mode nothing else could answer: the error is
+raised, like any text-search error in every mode. Other exceptions (bugs) are never caught.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -30,13 +35,15 @@ from loguru import logger
 
 from pi_framework import runtime
 from pi_framework.plane.access import resolve_access
-from pi_framework.sinks.base import Hit, SearchQuery, Sink
+from pi_framework.sinks.base import Hit, SearchQuery, Sink, SinkError
 
 MODES = ("hybrid", "text", "vector")
 #: the usual RRF constant: damps the head of each list so one list alone cannot dominate
 RRF_K = 60
 #: each list is asked for more than ``limit`` hits so that fusion and per-document grouping have material
 _CANDIDATES_FACTOR = 4
+#: hybrid searches of this process that answered from text alone because a sink's vector query failed, by sink name
+vector_query_failures: Counter[str] = Counter()
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = RRF_K) -> list[Hit]:
@@ -56,11 +63,17 @@ def _with_score(hit: Hit, score: float) -> Hit:
 
 
 def _vector_hits(sink: Sink, query: SearchQuery) -> list[Hit]:
+    """The sink's kNN hits; in hybrid mode a failed vector query leaves the text hits to answer, loudly."""
     try:
         return sink.search_vector(query)
-    except Exception as exc:  # noqa: BLE001 - e.g. HTTP 400 from a server without kNN: text still answers
-        logger.warning(
-            "search: sink {} rejected the vector query ({}: {}); using text search only", sink.name, type(exc).__name__, exc
+    except SinkError as exc:
+        vector_query_failures[sink.name] += 1
+        logger.error(
+            "search: sink {} rejected the vector query ({}); this hybrid search answers from text only "
+            "({} such failures in this process)",
+            sink.name,
+            exc,
+            vector_query_failures[sink.name],
         )
         return []
 
@@ -113,7 +126,7 @@ def search(
         if mode != "vector":
             rankings.append(sink.search_text(request))
         if mode != "text":
-            rankings.append(_vector_hits(sink, request))
+            rankings.append(sink.search_vector(request) if mode == "vector" else _vector_hits(sink, request))
     best_per_document: dict[str, Hit] = {}
     for hit in reciprocal_rank_fusion(rankings):
         if not request.allows(hit):  # defence in depth: a sink's filter bug must not leak

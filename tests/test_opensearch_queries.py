@@ -1,4 +1,4 @@
-"""Exact request bodies of the OpenSearch sink (pure functions; osmem-server cannot run kNN queries)."""
+"""Exact request bodies of the OpenSearch sink (pure functions; tests/test_opensearch_sink.py sends them to a real node)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ WORKSPACE = {
     }
 }
 PUBLIC_ONLY = {"bool": {"must_not": {"exists": {"field": "owner_id"}}}}
+#: a query without projects (the default) keeps every project-scoped chunk out
+NO_PROJECT = {"bool": {"must_not": {"exists": {"field": "project_ids"}}}}
 
 
 def test_knn_query_body_has_filters_inside_the_knn_clause():
@@ -42,6 +44,7 @@ def test_knn_query_body_has_filters_inside_the_knn_clause():
                                         "minimum_should_match": 1,
                                     }
                                 },
+                                NO_PROJECT,
                                 {"terms": {"kind": ["issues", "pages"]}},
                             ]
                         }
@@ -53,7 +56,7 @@ def test_knn_query_body_has_filters_inside_the_knn_clause():
 
 
 def test_anonymous_query_sees_only_public_chunks_and_every_kind():
-    assert queries.search_filters(SearchQuery(workspace_id="w1")) == [WORKSPACE, PUBLIC_ONLY]
+    assert queries.search_filters(SearchQuery(workspace_id="w1")) == [WORKSPACE, PUBLIC_ONLY, NO_PROJECT]
 
 
 def test_text_query_body_is_bm25_inside_the_same_filters():
@@ -65,7 +68,7 @@ def test_text_query_body_is_bm25_inside_the_same_filters():
         "query": {
             "bool": {
                 "must": {"multi_match": {"query": "login bug", "fields": ["title^2", "text", "key^3"]}},
-                "filter": [WORKSPACE, PUBLIC_ONLY],
+                "filter": [WORKSPACE, PUBLIC_ONLY, NO_PROJECT],
             }
         },
     }
@@ -122,3 +125,30 @@ def test_mapping_problems_name_the_index_and_the_fix():
     assert "holds 384-dimensional vectors but the embedder makes 768" in queries.mapping_problem("pi-issues", good, 768)
     assert "OPENSEARCH_INDEX_PREFIX" in queries.mapping_problem("pi-issues", good, 768)
     assert "no knn_vector field" in queries.mapping_problem("pi-legacy", {"properties": {"vector": {"type": "float"}}}, 384)
+
+
+def test_index_body_turns_knn_on_with_the_chosen_engine():
+    body = queries.index_body(384, "issues")
+
+    assert body["settings"] == {"index": {"knn": True}}
+    assert body["mappings"]["dynamic"] == "strict"
+    assert body["mappings"]["properties"]["vector"] == {
+        "type": "knn_vector",
+        "dimension": 384,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+    }
+    assert queries.index_body(384, "issues", "faiss")["mappings"]["properties"]["vector"]["method"]["engine"] == "faiss"
+    with pytest.raises(ValueError, match="lucene, faiss"):
+        queries.index_body(384, "issues", "nmslib")
+
+
+def test_knn_engine_setting_reaches_the_sink(pi_env):
+    from pi_framework.sinks.opensearch import create_sink
+
+    assert pi_env().OPENSEARCH_KNN_ENGINE == "lucene"
+    settings = pi_env(OPENSEARCH_URL="http://127.0.0.1:1", OPENSEARCH_KNN_ENGINE="faiss")
+
+    sink = create_sink(settings)
+
+    assert sink.knn_engine == "faiss"
+    sink.close()

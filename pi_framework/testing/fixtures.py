@@ -108,4 +108,19 @@ def rabbitmq_url() -> str:
     return require_service("PI_TEST_RABBITMQ_URL")
 
 
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """A real OpenSearch node with the k-NN plugin (``PI_TEST_OPENSEARCH_URL``); skipped when unset, a failure under
+    ``PI_REQUIRE_SERVICES=1``.
+
+    The node is shared by the whole session (and by concurrent sessions): give every test an index prefix of its own
+    (``OpenSearchSink(opensearch_url, f"t{uuid.uuid4().hex[:8]}")``) and delete ``<prefix>-*`` afterwards. pi-framework's
+    own suite gets the node from ``tests/support/services.sh`` (run by ``./dev test``), which starts a single-node
+    OpenSearch 2.19 built from Maven artifacts (tests/support/opensearch); that node has no native k-NN libraries, so
+    only the ``lucene`` engine (``OPENSEARCH_KNN_ENGINE``'s default) works there. Any OpenSearch 2.x with the k-NN
+    plugin will do: ``PI_TEST_OPENSEARCH_URL=http://127.0.0.1:9200 pytest``.
+    """
+    return require_service("PI_TEST_OPENSEARCH_URL")
+
+
 from pi_framework.testing.plane import plane_db, plane_settings  # noqa: E402,F401 - exposed through the pytest11 plugin

@@ -1,4 +1,4 @@
-"""Built-in plugin: the ``opensearch`` sink (``OPENSEARCH_URL``, ``OPENSEARCH_INDEX_PREFIX``).
+"""Built-in plugin: the ``opensearch`` sink (``OPENSEARCH_URL``, ``OPENSEARCH_INDEX_PREFIX``, ``OPENSEARCH_KNN_ENGINE``).
 
 opensearch-py is imported only when the sink is built, so processes that use the embedded sink
 never pay for it (and do not need the ``opensearch`` extra installed).
@@ -22,7 +22,7 @@ def create_sink(settings: Settings) -> OpenSearchSink:
         raise SinkError("the opensearch sink needs OPENSEARCH_URL (e.g. http://user:password@host:9200)")
     from pi_framework.sinks.opensearch.sink import OpenSearchSink
 
-    return OpenSearchSink(settings.OPENSEARCH_URL, settings.OPENSEARCH_INDEX_PREFIX)
+    return OpenSearchSink(settings.OPENSEARCH_URL, settings.OPENSEARCH_INDEX_PREFIX, knn_engine=settings.OPENSEARCH_KNN_ENGINE)
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Pure builders for the OpenSearch sink: index names, mapping, documents, query bodies, hits.
 
 Nothing here talks to a cluster, so every request body the sink sends can be unit-tested for its
-exact shape (osmem-server, the test server, cannot run ``knn`` queries).
+exact shape; tests/test_opensearch_sink.py runs them against a real node with the k-NN plugin.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title^2", "text", "key^3")
 _KIND_UNSAFE = re.compile(r"[^a-z0-9_]+")
+#: k-NN engines a new index may use (``OPENSEARCH_KNN_ENGINE``): lucene is pure Java and works wherever the k-NN plugin
+#: is installed; faiss needs the plugin's native libraries (the full distribution has them, a Maven-built node does not)
+KNN_ENGINES = ("lucene", "faiss")
 
 KEYWORD = {"type": "keyword"}
 STORED_ONLY = {"type": "keyword", "index": False}
@@ -43,8 +46,14 @@ def is_own_index(prefix: str, name: str) -> bool:
     return suffix != name and bool(suffix) and _KIND_UNSAFE.search(suffix) is None
 
 
-def index_body(dimension: int, kind: str) -> dict[str, Any]:
-    """Settings and mapping of one per-kind index: BM25 text, keyword filters and an HNSW cosine vector."""
+def index_body(dimension: int, kind: str, engine: str = "lucene") -> dict[str, Any]:
+    """Settings and mapping of one per-kind index: BM25 text, keyword filters and an HNSW cosine vector of *engine*.
+
+    ``index.knn: true`` makes the k-NN plugin build the vector field's graph; both engines answer the filtered
+    ``knn`` query of :func:`knn_query_body` (efficient filtering).
+    """
+    if engine not in KNN_ENGINES:
+        raise ValueError(f"k-NN engine must be one of {', '.join(KNN_ENGINES)}, not {engine!r}")
     return {
         "settings": {"index": {"knn": True}},
         "mappings": {
@@ -69,7 +78,7 @@ def index_body(dimension: int, kind: str) -> dict[str, Any]:
                 VECTOR_FIELD: {
                     "type": "knn_vector",
                     "dimension": dimension,
-                    "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+                    "method": {"name": "hnsw", "engine": engine, "space_type": "cosinesimil"},
                 },
             },
         },
@@ -202,7 +211,7 @@ def text_query_body(query: SearchQuery) -> dict[str, Any]:
 
 
 def knn_query_body(vector: Sequence[float], k: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    """A lucene-engine kNN query whose filter is applied during the graph search (efficient filtering),
+    """A kNN query whose filter is applied during the graph search (efficient filtering, lucene or faiss),
     so the *k* neighbours returned all pass the filters instead of being post-filtered away."""
     return {
         "size": k,

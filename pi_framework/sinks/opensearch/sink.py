@@ -60,8 +60,12 @@ class OpenSearchSink:
         retries: int = 3,
         backoff: float = 0.5,
         bulk_chunk_size: int = 500,
+        knn_engine: str = "lucene",
     ) -> None:
+        if knn_engine not in queries.KNN_ENGINES:
+            raise SinkError(f"OPENSEARCH_KNN_ENGINE must be one of {', '.join(queries.KNN_ENGINES)}, not {knn_engine!r}")
         self.prefix = prefix
+        self.knn_engine = knn_engine
         self.safe_url = redact_url(url) or ""
         self._secrets = url_secrets(url)
         if userinfo_needs_encoding(url):  # the client would connect to a host or port made of a piece of the password
@@ -119,8 +123,8 @@ class OpenSearchSink:
         assert self._dimension is not None
         try:
             with self._errors(f"creating index {name}"):
-                self.client.indices.create(index=name, body=queries.index_body(self._dimension, kind))
-            logger.info("opensearch: created index {} ({} dimensions)", name, self._dimension)
+                self.client.indices.create(index=name, body=queries.index_body(self._dimension, kind, self.knn_engine))
+            logger.info("opensearch: created index {} ({} dimensions, {} engine)", name, self._dimension, self.knn_engine)
         except SinkError:
             if not self._index_exists(name):
                 raise
