@@ -7,7 +7,10 @@ whose last check would hide a sink that returned another workspace's chunk.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from opensearchpy import OpenSearch
 from pi_chats import ids
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
@@ -93,6 +96,29 @@ def test_longest_ids_are_indexed_found_and_deleted_on_postgres(chats, found):
     assert found.ids("lighthouse", user_id="u" * 200, workspace_id=workspace) == set(recorded)
     assert chats.delete_chat(workspace, chat) == 2
     assert found.ids("lighthouse", user_id="u" * 200, workspace_id=workspace) == set()
+
+
+def test_longest_multibyte_ids_fit_a_real_opensearch_node(pi_env, postgres_url, opensearch_url, found):
+    """OpenSearch refuses an ``_id`` over 512 bytes: ``chats:<chat>:<message>`` of 200 multi-byte characters each did."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    pi_env(
+        PI_EMBEDDER="hashing",
+        PI_DATABASE_URL=postgres_url,
+        PI_SINKS="opensearch",
+        OPENSEARCH_URL=opensearch_url,
+        OPENSEARCH_INDEX_PREFIX=prefix,
+    )
+    workspace, chat, message, user = "w" * 200, "ç" * 200, "📎" * 200, "u" * 200
+    try:
+        stats = index(ChatIndex(), payload(workspace, user, "lighthouse maintenance schedule", chat, message))
+        assert (stats.indexed, stats.failed) == (2, {})
+        expected = {ids.document_id(workspace, chat), ids.document_id(workspace, chat, message)}
+        assert found.ids("lighthouse", user_id=user, workspace_id=workspace) == expected
+        assert {hit.document_id for hit in sink_hits(workspace, "lighthouse maintenance schedule", user)} == expected
+    finally:
+        client = OpenSearch(hosts=[opensearch_url])
+        client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True)
+        client.close()
 
 
 def test_nul_in_title_and_text_is_indexed_on_postgres(chats, found):
