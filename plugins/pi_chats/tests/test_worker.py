@@ -13,9 +13,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery import Celery
 from osmem_server import OsmemServer
-from pi_chats import backlog, ids
+from pi_chats import backlog, ids, store
+from pi_chats.indexing import ChatIndex
+from pi_chats.payloads import ChatMessage
+from sqlalchemy import select
 
 from pi_framework.db import get_database
+from pi_framework.db.models import IndexedDocument
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 
@@ -189,3 +193,25 @@ def test_concurrent_workers_agree_on_one_title_and_one_document_per_message(star
     except TimeoutError:
         assert found.titles("kiwi") == {"c1": "topic0 kiwi"}, service.worker.log()[-3000:]
     assert backlog.count(get_database()) == 0
+
+
+def test_a_worker_start_rekeys_an_index_of_the_first_version(pi_env, postgres_url, start_worker, message, found):
+    """No manual step: the index the first version wrote (ids without the workspace) is re-keyed when workers start."""
+    pi_env(PI_DATABASE_URL=postgres_url, PI_EMBEDDER="hashing", PI_SINKS="embedded")
+    old = ChatIndex()
+    payload = ChatMessage.model_validate(message("c1", "Where is the incident runbook for the payments outage?"))
+    with old.database.session() as session:
+        admission = store.admit(session, [payload])
+    [(_, chat)] = admission.accepted
+    documents = [old.message_document(payload, chat), old.title_document(chat)]
+    documents[0].id, documents[1].id = ids.legacy_document_id("c1", payload.message_id), ids.legacy_document_id("c1")
+    assert old.indexer.index(documents).documents_indexed == 2
+    assert found.ids("runbook") == {"chats:c1", f"chats:c1:{payload.message_id}"}
+
+    service = start_worker(PI_SINKS="embedded")  # two pool processes: one re-keys, the other finds it done or busy
+    new = {doc_id("c1"), doc_id("c1", payload.model_dump())}
+    wait_for(lambda: found.ids("runbook") == new, 60, message="the worker re-keyed the old documents")
+    with get_database().session() as session:
+        assert set(session.scalars(select(IndexedDocument.document_id))) == new
+    wait_for(lambda: "chats: re-keyed chat documents" in service.worker.log(), 30, message="the end is logged")
+    assert service.worker.log().count("chats: re-keying 2 chat document(s)") == 1, "logged once"
