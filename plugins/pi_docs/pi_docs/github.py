@@ -6,6 +6,11 @@ a 304 answer to ``If-None-Match`` costs nothing; an exhausted primary limit answ
 secondary limit answers 403 or 429, often with ``retry-after`` (seconds). Every wait here is
 capped by ``max_wait``: a longer one gives up for this run (:class:`RateLimited`) instead of
 holding a worker for an hour.
+
+Transport is httpx: every request carries an explicit timeout (``timeout``, ``PI_GITHUB_TIMEOUT``), redirects
+are followed (without the token to another host), and raw files are streamed with a size cap
+(``max_file_bytes``, default :data:`MAX_FILE_BYTES`): a larger file raises :class:`FileTooLarge` as soon as
+its ``Content-Length`` or the bytes read so far pass the cap, so it is never held in memory whole.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
+import httpx
 from loguru import logger
+
+from pi_docs.text import NotText
 
 SHA_MEDIA_TYPE = "application/vnd.github.sha"
 #: waited before retrying a secondary limit that gave no ``retry-after`` (GitHub asks for at least a minute)
 SECONDARY_LIMIT_WAIT = 60.0
+#: a raw file larger than this (1 MiB, decoded) is not read: documentation pages are far smaller, and the indexer
+#: keeps at most PI_MAX_CHUNKS_PER_DOCUMENT chunks (about 200 KB of text by default) of a document anyway
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class GitHubError(RuntimeError):
@@ -37,10 +47,14 @@ class RateLimited(GitHubError):
     """The rate limit asks for a longer wait than allowed: this run gives up, the next one continues."""
 
 
+class FileTooLarge(NotText):
+    """A raw file is larger than the cap: not indexable, like a binary file (the sync skips it with one WARNING)."""
+
+
 @dataclass
 class Response:
     status: int
-    headers: requests.structures.CaseInsensitiveDict
+    headers: httpx.Headers
     body: Any
 
 
@@ -57,19 +71,21 @@ class GitHubClient:
         retries: int = 4,
         backoff: float = 1.0,
         max_wait: float = 600.0,
-        session: requests.Session | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.raw_url = raw_url.rstrip("/")
-        self.timeout = timeout
+        self.timeout = httpx.Timeout(timeout)
         self.retries = retries
         self.backoff = backoff
         self.max_wait = max_wait
+        self.max_file_bytes = max_file_bytes
         self.sleep = sleep
         self.calls = 0
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = "pi-framework-docs"
+        self.http = http or httpx.Client(follow_redirects=True, timeout=self.timeout)
+        self.http.headers["User-Agent"] = "pi-framework-docs"
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     # ------------------------------------------------------------------ endpoints
@@ -97,23 +113,34 @@ class GitHubClient:
         return self._get(url, what=f"tree {sha[:12]} of {owner}/{repo}").body
 
     def raw(self, owner: str, repo: str, sha: str, path: str) -> bytes:
+        """The file's bytes, streamed; :class:`FileTooLarge` past ``max_file_bytes`` (nothing more is read)."""
         url = f"{self.raw_url}/{owner}/{repo}/{sha}/{quote(path)}"
-        return self._get(url, what=f"{path} at {sha[:12]} of {owner}/{repo}", raw=True).body
+        return self._get(url, what=f"{path} at {sha[:12]} of {owner}/{repo}", raw=True, limit=self.max_file_bytes).body
+
+    def close(self) -> None:
+        self.http.close()
 
     # ------------------------------------------------------------------ transport
-    def _get(self, url: str, *, what: str, headers: dict[str, str] | None = None, raw: bool = False) -> Response:
+    def _get(
+        self, url: str, *, what: str, headers: dict[str, str] | None = None, raw: bool = False, limit: int | None = None
+    ) -> Response:
+        """GET with retries; a 200's body is capped at *limit* bytes when given (:class:`FileTooLarge` beyond)."""
         attempt, waited = 0, 0.0
         while True:
             attempt += 1
             self.calls += 1
             try:
-                reply = self.session.get(url, headers={**self._auth, **(headers or {})}, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                self._retry_or_raise(attempt, what, f"{type(exc).__name__}: {exc}")
+                with self.http.stream("GET", url, headers={**self._auth, **(headers or {})}, timeout=self.timeout) as reply:
+                    content = _read_capped(reply, limit, what) if limit is not None and reply.status_code == 200 else reply.read()
+            except httpx.TimeoutException as exc:
+                self._retry_or_raise(attempt, what, f"Timeout ({type(exc).__name__}): {exc}")
+                continue
+            except httpx.TransportError as exc:  # refused/reset connections, broken chunked bodies, protocol errors
+                self._retry_or_raise(attempt, what, f"ConnectionError ({type(exc).__name__}): {exc}")
                 continue
             status = reply.status_code
             if status in (200, 304):
-                body = None if status == 304 else (reply.content if raw else reply.json())
+                body = None if status == 304 else (content if raw else json.loads(content))
                 return Response(status, reply.headers, body)
             if status == 404:
                 raise NotFound(f"GitHub: {what} not found (404)")
@@ -137,13 +164,13 @@ class GitHubClient:
         self.sleep(delay)
 
     @staticmethod
-    def _is_rate_limit(reply: requests.Response) -> bool:
+    def _is_rate_limit(reply: httpx.Response) -> bool:
         if reply.status_code == 429 or "retry-after" in reply.headers or reply.headers.get("x-ratelimit-remaining") == "0":
             return True
         message = _message(reply).lower()
         return "rate limit" in message or "abuse" in message
 
-    def _wait_for_limit(self, reply: requests.Response, what: str, waited: float) -> float:
+    def _wait_for_limit(self, reply: httpx.Response, what: str, waited: float) -> float:
         """Sleep as the limit asks and return the wait; raise :class:`RateLimited` past ``max_wait`` in total."""
         headers = reply.headers
         if "retry-after" in headers:
@@ -169,7 +196,21 @@ def _number(value: str, default: float) -> float:
         return default
 
 
-def _message(reply: requests.Response) -> str:
+def _read_capped(reply: httpx.Response, limit: int, what: str) -> bytes:
+    """The body, streamed; :class:`FileTooLarge` once ``Content-Length`` or the bytes received pass *limit*."""
+    declared = reply.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FileTooLarge(f"{what}: {int(declared)} bytes, larger than the {limit}-byte cap; not downloaded")
+    chunks, size = [], 0
+    for chunk in reply.iter_bytes():  # decoded (gzip) bytes: the cap is on what would be held in memory
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(f"{what}: more than the {limit}-byte cap; download stopped")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _message(reply: httpx.Response) -> str:
     try:
         return str(reply.json().get("message", ""))
     except ValueError:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
 import pytest
 from conftest import REPO
-from pi_docs.github import GitHubClient, GitHubError, NotFound, RateLimited
+from pi_docs.github import FileTooLarge, GitHubClient, GitHubError, NotFound, RateLimited
 
 
 @pytest.fixture
@@ -103,3 +104,31 @@ def test_missing_branch_is_a_not_found_naming_it(client):
 def test_a_json_commit_answer_is_understood_too(client, fake_github):
     fake_github.script("/commits/", 200, {"etag": '"e1"'}, {"sha": "a" * 40, "commit": {"tree": {"sha": "b" * 40}}})
     assert head(client) == ("a" * 40, '"e1"')
+
+
+def test_raw_files_are_capped_by_content_length_before_any_download(fake_github, git_repo):
+    sha = git_repo.commit("docs", {"small.md": "# S\n", "big.md": "x" * 5000})
+    client = GitHubClient(fake_github.api_url, fake_github.raw_url, max_file_bytes=1000)
+    assert client.raw(*REPO.split("/"), sha, "small.md") == b"# S\n"
+    with pytest.raises(FileTooLarge, match=r"big.md at .*: 5000 bytes, larger than the 1000-byte cap; not downloaded"):
+        client.raw(*REPO.split("/"), sha, "big.md")
+    assert client.calls == 2, "a file too large is not retried"
+
+
+def test_raw_files_without_a_length_are_streamed_and_cut_at_the_cap():
+    chunk, sent = b"y" * 65536, []
+
+    def endless():  # a body that never ends: only a streamed, capped read returns
+        while True:
+            sent.append(len(chunk))
+            yield chunk
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        assert request.extensions["timeout"]["read"] == 7.0, "every request carries the configured timeout"
+        return httpx.Response(200, content=endless())
+
+    http = httpx.Client(transport=httpx.MockTransport(reply))
+    client = GitHubClient("http://api", "http://raw", timeout=7, max_file_bytes=1024 * 1024, http=http)
+    with pytest.raises(FileTooLarge, match="more than the 1048576-byte cap; download stopped"):
+        client.raw("acme", "docs", "a" * 40, "docs/endless.md")
+    assert sum(sent) <= 1024 * 1024 + 2 * len(chunk), "reading stopped right after the cap"

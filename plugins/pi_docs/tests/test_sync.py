@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import requests
+import httpx
 from conftest import REPO, indexed_ids
 
 from pi_framework import runtime
@@ -71,7 +71,7 @@ def test_add_modify_delete_rename_copy(git_repo, fake_github, run_sync):
     [result] = run_sync()
     assert result.status == "synced" and result.mode == "compare"
     [compare] = [path for path in fake_github.paths() if "/compare/" in path]
-    files = requests.get(fake_github.url + compare, timeout=5).json()["files"]
+    files = httpx.get(fake_github.url + compare, timeout=5).json()["files"]
     assert {f["status"] for f in files} == {"added", "modified", "removed", "renamed", "copied"}
     assert indexed_ids() == {
         doc(p) for p in ("docs/intro.md", "docs/intro-copy.md", "docs/guide/setup.mdx", "docs/new-name.md", "docs/added.mdx")
@@ -165,6 +165,22 @@ def test_binary_and_non_utf8_text_files(git_repo, run_sync, caplog_loguru):
     assert doc("docs/image.txt") not in indexed_ids() and doc("docs/latin.txt") in indexed_ids()
     assert f"{doc('docs/image.txt')} skipped: docs/image.txt: binary content" in caplog_loguru.text
     assert text_hits("crème") == [doc("docs/latin.txt")]
+
+
+def test_a_huge_file_is_skipped_with_one_warning_and_its_old_version_removed(git_repo, run_sync, caplog_loguru):
+    from pi_docs.github import MAX_FILE_BYTES
+
+    git_repo.commit("docs", {**DOCS, "docs/huge.md": "# Huge\n\nThe nebula changelog, small for now.\n"})
+    run_sync()
+    assert doc("docs/huge.md") in indexed_ids()
+    git_repo.commit("grow", {"docs/huge.md": "# Huge\n\n" + "The nebula changelog grows. " * (MAX_FILE_BYTES // 28 + 1)})
+    caplog_loguru.lines.clear()
+    [result] = run_sync()
+    assert result.status == "synced" and result.skipped == 1
+    warnings = [line for line in caplog_loguru.lines if line.startswith("WARNING") and "docs/huge.md" in line]
+    assert len(warnings) == 1 and f"{doc('docs/huge.md')} skipped" in warnings[0] and "byte cap" in warnings[0]
+    assert doc("docs/huge.md") not in indexed_ids() and doc("docs/intro.md") in indexed_ids()
+    assert text_hits("nebula") == []
 
 
 def test_mdx_with_broken_front_matter_is_indexed_and_logged(git_repo, run_sync, caplog_loguru):
