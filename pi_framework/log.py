@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import TextIO
 
 from loguru import logger
 
@@ -32,11 +34,20 @@ class _InterceptHandler(logging.Handler):
         )
 
 
-def _stderr(message: str) -> None:
-    """The sink: the formatted line (traceback included) with secrets masked, to the current ``sys.stderr``."""
-    stream = sys.stderr
-    stream.write(redact_text(message))
-    stream.flush()
+def _redacting_sink(stream: TextIO) -> Callable[[str], None]:
+    """A sink writing the formatted line (traceback included) to *stream* with secrets masked."""
+
+    def write(message: str) -> None:
+        text = redact_text(message)
+        for target in (stream, sys.__stderr__):
+            try:
+                target.write(text)  # type: ignore[union-attr]
+                target.flush()  # type: ignore[union-attr]
+                return
+            except Exception:  # noqa: BLE001, S112 - never raise: loguru would print the raw record, secrets and all
+                continue
+
+    return write
 
 
 def _is_terminal(stream: object) -> bool:
@@ -58,7 +69,7 @@ def configure_logging(settings: Settings) -> None:
     install_redaction(settings)
     logger.remove()
     logger.add(
-        _stderr,
+        _redacting_sink(sys.stderr),
         colorize=_is_terminal(sys.stderr),
         level=settings.PI_LOG_LEVEL.upper(),
         serialize=settings.PI_LOG_JSON,

@@ -281,10 +281,8 @@ def test_pi_health_json_and_database_errors(pi_env, password):
 
 # ---------------------------------------------------------------------- log lines
 @pytest.fixture
-def configured_logging(pi_env) -> Iterator[None]:
-    """configure_logging as a worker does, with secrets in the settings; loguru restored afterwards."""
-    settings = pi_env(GITHUB_TOKEN="tok3n-value", PI_DATABASE_URL="postgresql://pi:hunter22@127.0.0.1:1/pi")
-    configure_logging(settings)
+def restore_logging() -> Iterator[None]:
+    """Tests below call configure_logging in their body (its sink keeps the sys.stderr of that moment: capsys')."""
     yield
     clear_registered_secrets()
     logger.remove()
@@ -292,7 +290,9 @@ def configured_logging(pi_env) -> Iterator[None]:
     logging.basicConfig(handlers=[], force=True)
 
 
-def test_log_lines_and_tracebacks_are_redacted(configured_logging, capsys):
+def test_log_lines_and_tracebacks_are_redacted(pi_env, restore_logging, capsys):
+    # as a worker does, with secrets in the settings
+    configure_logging(pi_env(GITHUB_TOKEN="tok3n-value", PI_DATABASE_URL="postgresql://pi:hunter22@127.0.0.1:1/pi"))
     captured: list[str] = []
     # another sink (a plugin's, a test's) gets message and extras masked by the patcher (tracebacks: only stderr's)
     handler = logger.add(lambda message: captured.append(f"{message.record['message']} {message.record['extra']}"))
@@ -316,19 +316,33 @@ def test_log_lines_and_tracebacks_are_redacted(configured_logging, capsys):
     assert "pyamqp://guest:***@rabbit//" in err and "Bearer ***" in err
 
 
-def test_json_log_lines_are_redacted_and_stay_json(pi_env, capsys):
+def test_json_log_lines_are_redacted_and_stay_json(pi_env, restore_logging, capsys):
     configure_logging(pi_env(PI_LOG_JSON=1))
-    try:
-        logger.bind(dsn="host=db password=hunter22").error("at postgresql://pi:s3cr/et#x@db/pi")
-    finally:
-        logger.remove()
-        logger.add(sys.stderr)
-        logging.basicConfig(handlers=[], force=True)
+    logger.bind(dsn="host=db password=hunter22").error("at postgresql://pi:s3cr/et#x@db/pi")
     err = capsys.readouterr().err
     assert_no_secret(err)
     record = json.loads(err.strip().splitlines()[-1])
     assert record["record"]["message"] == "at postgresql://pi:***@db/pi"
     assert record["record"]["extra"]["dsn"] == "host=db password=***"
+
+
+def test_a_failing_stream_never_makes_loguru_print_the_raw_record(pi_env, restore_logging, capsys):
+    """loguru reports a sink that raises by printing the record, exception and all: the sink must not raise."""
+    import io
+
+    broken = io.StringIO()
+    broken.close()
+    sys.stderr = broken
+    try:
+        configure_logging(pi_env())
+    finally:
+        sys.stderr = sys.__stderr__
+    try:
+        raise ValueError("postgresql://pi:s3cr/et#x@db/pi")
+    except ValueError:
+        logger.exception("failed")
+    captured = capsys.readouterr()
+    assert_no_secret(captured.err + captured.out)
 
 
 # ---------------------------------------------------------------------- OpenSearch errors
