@@ -245,7 +245,7 @@ def rekey(database: Database, sinks: Sequence[Sink], batch: int = BATCH) -> Reke
         stats.legacy,
     )
     run = _Run(database, sinks, readers, stats)
-    after = ids.LEGACY_PREFIX
+    after = ""  # keyset paging by id (any collation: every id sorts after the empty string)
     while rows := _legacy(database, after, batch):
         run.batch(rows)
         after = rows[-1].document_id

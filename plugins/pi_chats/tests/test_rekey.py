@@ -34,7 +34,15 @@ GONE = [{"chat_id": "c3", "message_id": "m1", "text": "certificates of a chat de
 
 def payload(workspace_id: str, user_id: str, chat_id: str, message_id: str, text: str, minute: int, role: str = "user") -> dict:
     created = f"2026-11-28T09:{minute:02d}:00Z"
-    return dict(workspace_id=workspace_id, chat_id=chat_id, message_id=message_id, user_id=user_id, role=role, text=text, created_at=created)
+    return dict(
+        workspace_id=workspace_id,
+        chat_id=chat_id,
+        message_id=message_id,
+        user_id=user_id,
+        role=role,
+        text=text,
+        created_at=created,
+    )
 
 
 def write_first_version_index(chats: ChatIndex) -> set[str]:
@@ -147,6 +155,7 @@ def test_an_upgrade_killed_halfway_is_finished_by_the_next_run(chats, found, mon
     elif crash == "before-deleting-old":
         monkeypatch.setattr(Indexer, "delete_documents", killed)
     else:  # old ids gone from the sink, still in the ledger
+
         def sinks_only(self, document_ids):
             self._delete_from_sinks(list(document_ids))
             raise KeyboardInterrupt("killed")
@@ -222,3 +231,22 @@ def test_the_retry_pass_resumes_an_unfinished_upgrade(chats, found):
         "and finishes the deletion of c3 the old version left unpurged"
     )
     assert_only_new_ids(chats, expected, found)
+
+
+@pytest.mark.parametrize("sink_env", ["embedded"], indirect=True)
+@pytest.mark.parametrize("database_env", ["sqlite"], indirect=True)
+def test_pi_chats_rekey_command_runs_it_again_on_demand(chats, found):
+    from click.testing import CliRunner
+
+    from pi_framework.cli import build_cli
+
+    expected = write_first_version_index(chats)
+    result = CliRunner().invoke(build_cli(), ["chats-rekey"])
+    assert result.exit_code == 0, result.output
+    assert "7 first-version chat document(s): 5 re-keyed, 0 already re-keyed, 2 dropped, 0 left" in result.output
+    assert_only_new_ids(chats, expected, found)
+    again = CliRunner().invoke(build_cli(), ["chats-rekey"])  # ignores the marker (an old worker may have written more)
+    assert (again.exit_code, again.output.strip()) == (
+        0,
+        "0 first-version chat document(s): 0 re-keyed, 0 already re-keyed, 0 dropped, 0 left for the next run",
+    )
