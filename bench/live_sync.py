@@ -106,7 +106,7 @@ def rss_mb() -> float:
 # ---------------------------------------------------------------------- 1. no-op tick
 def mark_vectorized(workspace_id: str) -> None:
     """What a finished vectorization leaves: a successful job with live sync on, and every source's cursor."""
-    from pi_framework.default_plugins import workspace_sync
+    from pi_framework.sync import state
 
     with get_database().session() as session:
         now = utcnow()
@@ -117,21 +117,21 @@ def mark_vectorized(workspace_id: str) -> None:
                 live_sync_enabled=True,
                 created_at=now,
                 finished_at=now,
-                heartbeat_at=now,
+                progress_at=now,
             )
         )
     for source in runtime.get_registry().workspace_sources():
-        workspace_sync.save_cursor(source.name, workspace_id, source.changes(workspace_id, None).cursor())
-    workspace_sync.save_cursor(workspace_sync.RECONCILE_SOURCE, workspace_id, {"at": utcnow().isoformat()})
+        state.save(source.name, workspace_id, source.changes(workspace_id, None).cursor())
+    state.reconciled(workspace_id)
 
 
 def tick_seconds(workspace_id: str, runs: int = 15) -> float:
-    from pi_framework.default_plugins import workspace_sync
+    from pi_framework.sync import live, trigger
 
     def tick() -> float:
         start = time.perf_counter()
-        counts = workspace_sync.trigger()
-        result = workspace_sync.live_sync(workspace_id)
+        counts = trigger.trigger()
+        result = live.live_sync(workspace_id)
         assert counts["dispatched"] == 1 and result["documents_seen"] == 0, (counts, result)
         return time.perf_counter() - start
 
@@ -141,10 +141,10 @@ def tick_seconds(workspace_id: str, runs: int = 15) -> float:
 
 def scan_seconds(workspace_id: str, runs: int = 15) -> float:
     """One change scan of the issues source (its three watched tables) with nothing changed."""
-    from pi_framework.default_plugins import workspace_sync
+    from pi_framework.sync import state
 
     source = runtime.get_registry().sources["issues"]
-    cursor = workspace_sync.load_cursor("issues", workspace_id)
+    cursor = state.load("issues", workspace_id)
 
     def scan() -> float:
         start = time.perf_counter()
@@ -183,9 +183,9 @@ def bench_noop() -> None:
 # ---------------------------------------------------------------------- 2. change-to-searchable latency
 def bench_latency(edits: int = 15, interval: int = 2) -> None:
     from pi_framework.celery_app import create_app
-    from pi_framework.default_plugins import workspace_sync
-    from pi_framework.default_plugins.workspace_jobs import Jobs
     from pi_framework.search import search
+    from pi_framework.sync import vectorize
+    from pi_framework.sync.jobs import Jobs
     from pi_framework.worker_process import WorkerProcess, wait_for
 
     print(f"2. change-to-searchable latency, CELERY_VECTOR_SYNC_INTERVAL={interval}, embedded defaults, fastembed")
@@ -203,7 +203,7 @@ def bench_latency(edits: int = 15, interval: int = 2) -> None:
         try:
             worker.wait_ready()
             start = time.perf_counter()
-            workspace_sync.request_vectorization(workspace_id)
+            vectorize.request_vectorization(workspace_id)
             jobs = Jobs(get_database(), get_settings())
             wait_for(lambda: jobs.latest(workspace_id).status == JobStatus.SUCCESS, 900, 0.5, "vectorization")
             print(f"   (1,000 issues vectorized by the worker in {time.perf_counter() - start:.1f} s)")
@@ -233,9 +233,9 @@ def _child(mode: str, url: str, workspace_id: str, data: str) -> None:
     embedder.embed(["warm up"])  # model load is not part of either figure
     start = time.perf_counter()
     if mode == "pipeline":
-        from pi_framework.default_plugins import workspace_sync
+        from pi_framework.sync import vectorize
 
-        result = workspace_sync.vectorize(workspace_id)
+        result = vectorize.vectorize(workspace_id)
         documents = result["documents_indexed"]
         assert result["status"] == "success", result
     else:

@@ -118,6 +118,17 @@ class Settings(BaseSettings):
         ge=0,
         description="Pending changes a live sync takes; above this a bulk re-feed (a vectorization job) is queued at once.",
     )
+    PI_JOB_RETRY_DELAY: PositiveInt = Field(
+        default=60, description="Seconds before a failed vectorization job is retried; doubles per failure in a row (max 6 h)."
+    )
+    PI_DOCUMENT_RETRIES: PositiveInt = Field(
+        default=3,
+        description="Live syncs that retry a document the pipeline refused before it is logged and moved aside (reconcile retries it).",
+    )
+    PI_LEASE_SECONDS: PositiveInt = Field(
+        default=30,
+        description="A workspace's write lease; renewed while a sync progresses, so a killed worker's workspace is free again this fast.",
+    )
     PI_PENDING_ALERT_SECONDS: PositiveInt = Field(
         default=300, description="Pending work older than this makes the pending_work health check fail (pi status says why)."
     )

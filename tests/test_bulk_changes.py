@@ -12,10 +12,14 @@ from sqlalchemy import select
 
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus
-from pi_framework.default_plugins import workspace_sync as sync
-from pi_framework.default_plugins.workspace_jobs import Jobs
 from pi_framework.plane import schema
 from pi_framework.search import search
+from pi_framework.sync import sources
+from pi_framework.sync.compare import missing_or_stale_count, pending_changes
+from pi_framework.sync.jobs import Jobs
+from pi_framework.sync.live import live_sync
+from pi_framework.sync.trigger import stuck_workspaces, trigger
+from pi_framework.sync.vectorize import vectorize
 
 LIMIT = 50
 
@@ -35,26 +39,26 @@ def ledger_ids(workspace_id: str) -> set[str]:
 
 
 def visible_ids(workspace_id: str) -> set[str]:
-    return {document_id for source in sync._sources() for document_id in source.visible_ids(workspace_id)}
+    return {document_id for source in sources() for document_id in source.visible_ids(workspace_id)}
 
 
 def run_queued_jobs(workspace_id: str) -> None:
     """What a worker does with the queued job (in-process: the embedded broker has no worker here)."""
     job = jobs().active(workspace_id)
     assert job is not None, "a bulk re-feed job was queued"
-    assert sync.vectorize(workspace_id, task_id=f"test-{job.id}", job_id=job.id)["status"] == JobStatus.SUCCESS
+    assert vectorize(workspace_id, task_id=f"test-{job.id}", job_id=job.id)["status"] == JobStatus.SUCCESS
 
 
 def settle(workspace_id: str, ticks: int = 4) -> list[dict[str, int]]:
     """Run trigger ticks, doing in-process what the worker would do with what they queue, until idle."""
     seen = []
     for _ in range(ticks):
-        counts = sync.trigger()
+        counts = trigger()
         seen.append(counts)
         if counts["refeed"]:
             run_queued_jobs(workspace_id)
         elif counts["dispatched"]:
-            assert sync.live_sync(workspace_id)["status"] == "success"
+            assert live_sync(workspace_id)["status"] == "success"
         elif counts["idle"]:
             return seen
     raise AssertionError(f"not idle after {ticks} ticks: {seen}")
@@ -77,7 +81,7 @@ def big_project(plane_db, hashing):
     team_pages = [plane_db.page(workspace, owner=owner, name=f"Team page {n}") for n in range(4)]
     plane_db.issue(small, "Ops runbook", "<p>restart the thing</p>")
     workspace_id = workspace["id"]
-    assert sync.vectorize(workspace_id)["status"] == JobStatus.SUCCESS
+    assert vectorize(workspace_id)["status"] == JobStatus.SUCCESS
     assert settle(workspace_id)[-1]["idle"] == 1
     return {
         "plane": plane_db,
@@ -94,8 +98,8 @@ def big_project(plane_db, hashing):
 
 def assert_index_equals_visible(workspace_id: str) -> None:
     assert ledger_ids(workspace_id) == visible_ids(workspace_id)
-    assert sync.missing_or_stale_count(workspace_id) == 0
-    assert sync.pending_changes(workspace_id, LIMIT) == 0
+    assert missing_or_stale_count(workspace_id, sources()) == 0
+    assert pending_changes(workspace_id, sources(), LIMIT) == 0
 
 
 def test_archiving_a_60_item_project_is_taken_by_a_bulk_refeed_at_once(big_project) -> None:
@@ -106,35 +110,36 @@ def test_archiving_a_60_item_project_is_taken_by_a_bulk_refeed_at_once(big_proje
     for page in big_project["team_pages"][:2]:
         plane.update(schema.pages, page["id"], access=1)
 
-    assert sync.pending_changes(ws, LIMIT) > LIMIT
-    first = sync.trigger()
+    assert pending_changes(ws, sources(), LIMIT) > LIMIT
+    first = trigger()
     assert first["refeed"] == 1 and first["dispatched"] == 0, first
     job = jobs().active(ws)
     assert job is not None and job.status == JobStatus.QUEUED
     assert not jobs().live_sync_enabled(ws), "while the re-feed job owns the workspace, no live sync runs"
-    assert sync.live_sync(ws)["status"] == "skipped"
-    assert sync.trigger()["refeed"] == 0, "not queued twice"
-    assert [row["workspace_id"] for row in sync.stuck_workspaces(0)] == [ws]
-    assert "bulk re-feed" in sync.stuck_workspaces(0)[0]["why"] or "queued" in sync.stuck_workspaces(0)[0]["why"]
+    assert live_sync(ws)["status"] == "skipped"
+    assert trigger()["refeed"] == 0, "not queued twice"
+    assert [row["workspace_id"] for row in stuck_workspaces(0)] == [ws]
+    assert "bulk re-feed" in stuck_workspaces(0)[0]["why"] or "queued" in stuck_workspaces(0)[0]["why"]
 
     run_queued_jobs(ws)
     assert_index_equals_visible(ws)
     assert {f"issues:{row['id']}" for row in new} <= ledger_ids(ws)
-    assert not search("Big project item", ws, mode="text", limit=50)
+    assert not search("Big project item", ws, mode="text", limit=50, all_projects=True)
     colleague = big_project["plane"].user()["id"]
     private = {f"pages:{page['id']}" for page in big_project["team_pages"][:2]}
-    seen = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=colleague, limit=50)}
+    seen = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=colleague, limit=50, all_projects=True)}
     assert not seen & private, "pages made private are hidden from everyone but their owner"
-    owner_sees = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=big_project["owner"]["id"], limit=50)}
+    owner = big_project["owner"]["id"]
+    owner_sees = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=owner, limit=50, all_projects=True)}
     assert private <= owner_sees
 
     after = settle(ws)
-    assert after[-1]["idle"] == 1 and not sync.stuck_workspaces(0), "live sync resumed, nothing pending"
+    assert after[-1]["idle"] == 1 and not stuck_workspaces(0), "live sync resumed, nothing pending"
     # every later change is picked up again by live sync
     plane.update(schema.issues, new[0]["id"], name="Quetzal renamed after the re-feed")
-    assert sync.trigger()["dispatched"] == 1
-    sync.live_sync(ws)
-    assert search("Quetzal", ws, mode="text")
+    assert trigger()["dispatched"] == 1
+    live_sync(ws)
+    assert search("Quetzal", ws, mode="text", all_projects=True)
 
 
 def test_bulk_unarchive_and_bulk_move_to_triage_converge(big_project) -> None:
@@ -168,29 +173,29 @@ def test_an_import_of_500_items_converges(big_project) -> None:
     counts = settle(ws)
     assert counts[0]["refeed"] == 1
     assert_index_equals_visible(ws)
-    assert len(search("Imported item", ws, mode="text", limit=10)) == 10
+    assert len(search("Imported item", ws, mode="text", limit=10, all_projects=True)) == 10
 
 
 def test_small_changes_go_to_live_sync_and_quiet_workspaces_get_no_task(big_project) -> None:
     ws, plane = big_project["workspace_id"], big_project["plane"]
-    assert sync.trigger() == {"dispatched": 0, "refeed": 0, "idle": 1, "busy": 0, "failed": 0}
+    assert trigger() == {"dispatched": 0, "refeed": 0, "idle": 1, "busy": 0, "queued": 0, "failed": 0}
     for row in big_project["issues"][3:8]:
         plane.update(schema.issues, row["id"], name=row["name"] + " v2")
-    assert sync.pending_changes(ws, LIMIT) == 5
-    assert sync.trigger()["dispatched"] == 1
-    sync.live_sync(ws)
-    assert sync.pending_changes(ws, LIMIT) == 0, "re-reading the overlap window is not pending work"
-    assert sync.trigger()["idle"] == 1
+    assert pending_changes(ws, sources(), LIMIT) == 5
+    assert trigger()["dispatched"] == 1
+    live_sync(ws)
+    assert pending_changes(ws, sources(), LIMIT) == 0, "re-reading the overlap window is not pending work"
+    assert trigger()["idle"] == 1
 
 
 def test_a_failed_refeed_is_visible_as_stuck_with_its_reason(big_project, pi_env) -> None:
     ws, plane = big_project["workspace_id"], big_project["plane"]
     plane.archive(schema.projects, big_project["big"]["id"])
-    assert sync.trigger()["refeed"] == 1
+    assert trigger()["refeed"] == 1
     job = jobs().active(ws)
     assert jobs().claim(ws, "doomed", job.id).claimed
     jobs().finish(job.id, "doomed", JobStatus.FAILED, "RuntimeError: the sink refused everything")
-    [stuck] = sync.stuck_workspaces(0)
+    [stuck] = stuck_workspaces(0)
     assert stuck["workspace_id"] == ws and "failed" in stuck["why"] and "sink refused" in stuck["why"]
     pi_env(PI_PENDING_ALERT_SECONDS=1, PI_EMBEDDER="hashing", PI_LIVE_SYNC_MAX_MISSING=LIMIT)
-    assert sync.stuck_workspaces(3600) == []
+    assert stuck_workspaces(3600) == []

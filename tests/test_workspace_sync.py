@@ -18,12 +18,18 @@ from pi_framework.cli import build_cli
 from pi_framework.contributions import Changes
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
-from pi_framework.default_plugins import workspace_sync as sync
-from pi_framework.default_plugins.workspace_jobs import Jobs
 from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import schema
 from pi_framework.search import search
+from pi_framework.sync import sources
+from pi_framework.sync.compare import missing_or_stale_count, pending_changes
+from pi_framework.sync.downgrade import forget_workspace
+from pi_framework.sync.jobs import Jobs
+from pi_framework.sync.leases import Leases, workspace_lease
+from pi_framework.sync.live import live_sync
+from pi_framework.sync.trigger import trigger
+from pi_framework.sync.vectorize import vectorize
 
 ISSUES = [
     ("Checkout page crashes on Safari", "<p>Clicking <b>Pay now</b> throws a TypeError in Safari 17.</p>"),
@@ -73,15 +79,15 @@ def test_vectorize_then_live_sync_every_change_path(plane_db, real_model) -> Non
     page = plane_db.page(ws["workspace"], name="Release checklist", description_html="<ul><li>Freeze the branch</li></ul>")
     plane_db.issue(ws["project"], "A draft about kubernetes", is_draft=True)
 
-    result = sync.vectorize(workspace_id)
+    result = vectorize(workspace_id)
     assert result["status"] == "success" and result["documents_total"] == 6
     job = latest_job(workspace_id)
     assert job.status == JobStatus.SUCCESS and job.live_sync_enabled and job.progress_done == job.progress_total == 6
     assert len(ledger_ids(workspace_id)) == 6
     checkout = f"issues:{ws['issues'][0]['id']}"
-    assert checkout in ids(search("safari payment crash", workspace_id, limit=3))
-    assert f"pages:{page['id']}" in ids(search("release checklist", workspace_id, kinds=["pages"]))
-    assert not search("kubernetes", workspace_id, mode="text")
+    assert checkout in ids(search("safari payment crash", workspace_id, limit=3, all_projects=True))
+    assert f"pages:{page['id']}" in ids(search("release checklist", workspace_id, kinds=["pages"], all_projects=True))
+    assert not search("kubernetes", workspace_id, mode="text", all_projects=True)
 
     # edit: the new text becomes searchable, the old one disappears
     plane_db.update(
@@ -90,49 +96,52 @@ def test_vectorize_then_live_sync_every_change_path(plane_db, real_model) -> Non
         name="Export invoices as XLSX spreadsheet",
         description_html="<p>Finance now wants spreadsheets.</p>",
     )
-    assert sync.live_sync(workspace_id)["documents_indexed"] >= 1
-    assert f"issues:{ws['issues'][1]['id']}" in ids(search("XLSX spreadsheet", workspace_id, mode="text"))
-    assert not search("CSV", workspace_id, mode="text")
+    assert live_sync(workspace_id)["documents_indexed"] >= 1
+    assert f"issues:{ws['issues'][1]['id']}" in ids(search("XLSX spreadsheet", workspace_id, mode="text", all_projects=True))
+    assert not search("CSV", workspace_id, mode="text", all_projects=True)
 
     # each removal path leaves the index
     plane_db.soft_delete(schema.issues, ws["issues"][0]["id"])
     plane_db.archive(schema.issues, ws["issues"][2]["id"])
     plane_db.update(schema.issues, ws["issues"][3]["id"], is_draft=True)
     plane_db.archive(schema.pages, page["id"])
-    result = sync.live_sync(workspace_id)
+    result = live_sync(workspace_id)
     assert result["documents_deleted"] == 4
     assert ledger_ids(workspace_id) == {f"issues:{ws['issues'][1]['id']}", f"issues:{ws['issues'][4]['id']}"}
-    assert not search("Safari", workspace_id, mode="text") and not search("checklist", workspace_id, mode="text")
+    assert not search("Safari", workspace_id, mode="text", all_projects=True) and not search(
+        "checklist", workspace_id, mode="text", all_projects=True
+    )
 
     # a hard delete is only found by the reconcile of ids
     plane_db.hard_delete(schema.issues, ws["issues"][4]["id"])
-    assert "reconcile_deleted" not in sync.live_sync(workspace_id)  # not due yet: vectorize just compared every id
+    assert "reconcile_deleted" not in live_sync(workspace_id)  # not due yet: vectorize just compared every id
     assert f"issues:{ws['issues'][4]['id']}" in ledger_ids(workspace_id)
-    assert sync.live_sync(workspace_id, force_reconcile=True)["reconcile_deleted"] == 1
+    assert live_sync(workspace_id, force_reconcile=True)["reconcile_deleted"] == 1
     assert ledger_ids(workspace_id) == {f"issues:{ws['issues'][1]['id']}"}
-    assert not search("attachments", workspace_id, mode="text")
+    assert not search("attachments", workspace_id, mode="text", all_projects=True)
 
     # an archived project takes its issues out
     plane_db.archive(schema.projects, ws["project"]["id"])
-    sync.live_sync(workspace_id)
-    assert ledger_ids(workspace_id) == set() and not search("invoices", workspace_id)
-    assert sync.missing_or_stale_count(workspace_id) == 0
+    live_sync(workspace_id)
+    assert ledger_ids(workspace_id) == set() and not search("invoices", workspace_id, all_projects=True)
+    assert missing_or_stale_count(workspace_id, sources()) == 0
 
 
 def test_no_result_ever_crosses_workspaces(plane_db, real_model) -> None:
-    """Two workspaces with near-identical content: every query in one returns only its own documents."""
+    """Two workspaces with near-identical content: every query in one returns only its own documents (even for an
+    operator's search across all projects)."""
     a = make_workspace(plane_db, "ENG")
     b = make_workspace(plane_db, "ENG", issues=[(name + " (team B)", html) for name, html in ISSUES])
     plane_db.issue(b["project"], "Zanzibar secret roadmap", "<p>Only team B knows the zanzibar plan.</p>")
     for ws in (a, b):
-        assert sync.vectorize(ws["workspace"]["id"])["status"] == "success"
+        assert vectorize(ws["workspace"]["id"])["status"] == "success"
     a_ids = {f"issues:{row['id']}" for row in a["issues"]}
     for query in ["Safari checkout crash", "CSV export", "team B", "Zanzibar secret roadmap", "ENG-1", "password"]:
         for mode in ("hybrid", "text", "vector"):
-            hits = search(query, a["workspace"]["id"], limit=20, mode=mode)
+            hits = search(query, a["workspace"]["id"], limit=20, mode=mode, all_projects=True)
             assert ids(hits) <= a_ids, (query, mode)
             assert all(hit.workspace_id == a["workspace"]["id"] for hit in hits)
-    assert ids(search("Zanzibar", b["workspace"]["id"], mode="text"))
+    assert ids(search("Zanzibar", b["workspace"]["id"], mode="text", all_projects=True))
 
 
 def test_private_pages_are_found_only_by_their_owner(plane_db, real_model) -> None:
@@ -148,10 +157,10 @@ def test_private_pages_are_found_only_by_their_owner(plane_db, real_model) -> No
     )
     public = plane_db.page(ws["workspace"], owner=owner, name="Salary bands (public)", projects=(ws["project"],))
     workspace_id = ws["workspace"]["id"]
-    sync.vectorize(workspace_id)
-    assert ids(search("salary", workspace_id, mode="text")) == {f"pages:{public['id']}"}
-    assert ids(search("salary", workspace_id, user_id=colleague["id"])) == {f"pages:{public['id']}"}
-    assert f"pages:{private['id']}" in ids(search("salary", workspace_id, user_id=owner["id"]))
+    vectorize(workspace_id)
+    assert ids(search("salary", workspace_id, mode="text", all_projects=True)) == {f"pages:{public['id']}"}
+    assert ids(search("salary", workspace_id, user_id=colleague["id"], all_projects=True)) == {f"pages:{public['id']}"}
+    assert f"pages:{private['id']}" in ids(search("salary", workspace_id, user_id=owner["id"], all_projects=True))
 
 
 # ---------------------------------------------------------------------- job bookkeeping (hashing embedder)
@@ -159,12 +168,12 @@ def test_progress_is_reported_on_the_job_and_through_the_callback(plane_db, hash
     pi_env(PI_EMBEDDER="hashing", PI_EMBEDDING_BATCH_SIZE=16)  # a group every 64 chunks
     ws = make_workspace(plane_db, issues=[(f"Issue number {n}", f"<p>body {n}</p>") for n in range(300)])
     reported: list[tuple[int, int | None]] = []
-    result = sync.vectorize(ws["workspace"]["id"], on_progress=lambda done, total: reported.append((done, total)))
+    result = vectorize(ws["workspace"]["id"], on_progress=lambda done, total: reported.append((done, total)))
     assert result["status"] == "success" and result["documents_indexed"] == 300
     assert reported[0] == (0, 300) and reported[-1] == (300, 300)
     assert len(reported) > 3 and [done for done, _ in reported] == sorted(done for done, _ in reported)
     job = latest_job(ws["workspace"]["id"])
-    assert (job.progress_done, job.progress_total) == (300, 300) and job.heartbeat_at is not None
+    assert (job.progress_done, job.progress_total) == (300, 300) and job.progress_at is not None
 
 
 def test_duplicate_dispatch_does_not_start_a_parallel_run(plane_db, hashing) -> None:
@@ -174,11 +183,11 @@ def test_duplicate_dispatch_does_not_start_a_parallel_run(plane_db, hashing) -> 
     job_id = jobs.request(workspace_id)
     assert jobs.request(workspace_id) == job_id  # one active job per workspace
     assert jobs.claim(workspace_id, "task-a").claimed
-    second = sync.vectorize(workspace_id, task_id="task-b")
+    second = vectorize(workspace_id, task_id="task-b")
     assert second["status"] == "skipped" and "already running" in second["reason"]
     assert latest_job(workspace_id).task_id == "task-a" and not ledger_ids(workspace_id)
     # the same task redelivered (its worker died) takes its job back
-    assert sync.vectorize(workspace_id, task_id="task-a")["status"] == "success"
+    assert vectorize(workspace_id, task_id="task-a")["status"] == "success"
 
 
 def test_concurrency_cap_defers_and_the_finishing_job_dispatches_the_next(plane_db, hashing, pi_env) -> None:
@@ -186,12 +195,12 @@ def test_concurrency_cap_defers_and_the_finishing_job_dispatches_the_next(plane_
     first, second = make_workspace(plane_db), make_workspace(plane_db, "OPS")
     jobs = Jobs(get_database(), get_database().settings)
     assert jobs.claim(first["workspace"]["id"], "task-1").claimed
-    deferred = sync.vectorize(second["workspace"]["id"], task_id="task-2")
+    deferred = vectorize(second["workspace"]["id"], task_id="task-2")
     assert deferred["status"] == "skipped" and deferred["reason"].startswith("deferred")
     queued = latest_job(second["workspace"]["id"])
-    assert queued.status == JobStatus.QUEUED and queued.dispatched_at is None
-    assert sync.vectorize(first["workspace"]["id"], task_id="task-1")["status"] == "success"
-    assert latest_job(second["workspace"]["id"]).dispatched_at is not None  # sent when the slot freed
+    assert queued.status == JobStatus.QUEUED and queued.alive_at is None
+    assert vectorize(first["workspace"]["id"], task_id="task-1")["status"] == "success"
+    assert latest_job(second["workspace"]["id"]).alive_at is not None  # sent when the slot freed
 
 
 def test_silent_running_job_is_requeued_and_resumes_without_re_embedding(plane_db, hashing) -> None:
@@ -200,17 +209,17 @@ def test_silent_running_job_is_requeued_and_resumes_without_re_embedding(plane_d
     jobs = Jobs(get_database(), get_database().settings)
     assert jobs.claim(workspace_id, "dead-task").claimed
     # the dead task had indexed a part of the workspace before it died
-    source = next(source for source in sync._sources() if source.name == "issues")
+    source = next(source for source in sources() if source.name == "issues")
     Indexer().index(list(source.iter_documents(workspace_id))[:25])
     with get_database().session() as session:
-        session.execute(update(WorkspaceVectorization).values(dispatched_at=utcnow() - timedelta(hours=1)))
-    heartbeat_before = latest_job(workspace_id).heartbeat_at
+        session.execute(update(WorkspaceVectorization).values(alive_at=utcnow() - timedelta(hours=1)))
+    heartbeat_before = latest_job(workspace_id).progress_at
 
     counts = jobs.redispatch_lost()
     assert counts["requeued"] == 1 and counts["dispatched"] == 1
     job = latest_job(workspace_id)
-    assert job.status == JobStatus.QUEUED and job.heartbeat_at == heartbeat_before  # progress time kept for the reaper
-    result = sync.vectorize(workspace_id, task_id="new-task")
+    assert job.status == JobStatus.QUEUED and job.progress_at == heartbeat_before  # progress time kept for the reaper
+    result = vectorize(workspace_id, task_id="new-task")
     assert result["status"] == "success"
     assert result["documents_already_indexed"] == 25 and result["chunks_embedded"] == 15
     assert latest_job(workspace_id).attempts == 2
@@ -220,39 +229,39 @@ def test_trigger_dispatches_small_backlogs_and_refeeds_big_ones(plane_db, hashin
     pi_env(PI_LIVE_SYNC_MAX_MISSING=3, PI_EMBEDDER="hashing")
     small, big, never = make_workspace(plane_db), make_workspace(plane_db, "BIG"), make_workspace(plane_db, "NEW")
     for ws in (small, big):
-        sync.vectorize(ws["workspace"]["id"])
-        sync.live_sync(ws["workspace"]["id"])  # consume the overlap window of the full pass
+        vectorize(ws["workspace"]["id"])
+        live_sync(ws["workspace"]["id"])  # consume the overlap window of the full pass
     plane_db.update(schema.issues, small["issues"][0]["id"], name="changed")
     for row in big["issues"]:
         plane_db.update(schema.issues, row["id"], name=row["name"] + " v2")
-    assert sync.pending_changes(small["workspace"]["id"], 3) == 1
-    assert sync.pending_changes(big["workspace"]["id"], 3) > 3
-    counts = sync.trigger()
-    assert counts == {"dispatched": 1, "refeed": 1, "idle": 0, "busy": 0, "failed": 0}
+    assert pending_changes(small["workspace"]["id"], sources(), 3) == 1
+    assert pending_changes(big["workspace"]["id"], sources(), 3) > 3
+    counts = trigger()
+    assert counts == {"dispatched": 1, "refeed": 1, "idle": 0, "busy": 0, "queued": 0, "failed": 0}
     jobs = Jobs(get_database(), get_database().settings)
     assert never["workspace"]["id"] not in jobs.live_sync_workspaces()
     assert jobs.latest(big["workspace"]["id"]).status == JobStatus.QUEUED
-    assert sync.missing_or_stale_count(big["workspace"]["id"]) == 5
+    assert missing_or_stale_count(big["workspace"]["id"], sources()) == 5
 
 
 def test_one_live_sync_per_workspace(plane_db, hashing) -> None:
     ws = make_workspace(plane_db)
     workspace_id = ws["workspace"]["id"]
-    sync.vectorize(workspace_id)
-    jobs = Jobs(get_database(), get_database().settings)
-    assert jobs.acquire_lease(workspace_id, "other-task")
-    assert sync.live_sync(workspace_id)["status"] == "skipped"
+    vectorize(workspace_id)
+    lease = Leases(get_database(), 30)
+    assert lease.acquire(workspace_lease(workspace_id), "other-task")
+    assert live_sync(workspace_id)["status"] == "skipped"
     plane_db.update(schema.issues, ws["issues"][0]["id"], name="changed while a sync runs")
-    assert sync.trigger()["busy"] == 1
-    jobs.release_lease(workspace_id)
-    assert sync.live_sync(workspace_id)["status"] == "success"
+    assert trigger()["busy"] == 1
+    lease.release(workspace_lease(workspace_id), "other-task")
+    assert live_sync(workspace_id)["status"] == "success"
 
 
 def test_forget_workspace_removes_only_that_workspace(plane_db, hashing) -> None:
     a, b = make_workspace(plane_db), make_workspace(plane_db, "OPS")
     for ws in (a, b):
-        sync.vectorize(ws["workspace"]["id"])
-    assert sync.forget_workspace(a["workspace"]["id"]) == 5
+        vectorize(ws["workspace"]["id"])
+    assert forget_workspace(a["workspace"]["id"]) == 5
     assert not ledger_ids(a["workspace"]["id"]) and len(ledger_ids(b["workspace"]["id"])) == 5
     assert not latest_job(a["workspace"]["id"]).live_sync_enabled
     with get_database().session() as session:
@@ -310,15 +319,15 @@ def test_a_third_party_workspace_source_is_vectorized_and_live_synced(plane_db, 
     toy.put("n1", workspace_id, "Remember the milk")
     toy.put("n2", workspace_id, "Quarterly planning notes")
     toy.put("other", "another-workspace", "Not ours")
-    assert sync.vectorize(workspace_id)["documents_total"] == 4
+    assert vectorize(workspace_id)["documents_total"] == 4
     assert {"notes:n1", "notes:n2"} <= ledger_ids(workspace_id)
     toy.put("n1", workspace_id, "Remember the oat milk")
     toy.put("n2", workspace_id, None)
     toy.put("n3", workspace_id, "Fresh idea")
-    result = sync.live_sync(workspace_id)
+    result = live_sync(workspace_id)
     assert result["documents_indexed"] == 2 and result["documents_deleted"] == 1
     assert {"notes:n1", "notes:n3"} <= ledger_ids(workspace_id) and "notes:n2" not in ledger_ids(workspace_id)
-    assert sync.missing_or_stale_count(workspace_id) == 0
+    assert missing_or_stale_count(workspace_id, sources()) == 0
 
 
 def test_bad_rows_never_fail_the_vectorization(plane_db, hashing) -> None:
@@ -341,7 +350,7 @@ def test_bad_rows_never_fail_the_vectorization(plane_db, hashing) -> None:
     with plane_db.engine.begin() as connection:
         connection.execute(text("ALTER TABLE issues DROP CONSTRAINT IF EXISTS issues_project_id_fkey"))
         connection.execute(text("DELETE FROM projects WHERE id = :id"), {"id": gone["id"]})
-    result = sync.vectorize(ws["workspace"]["id"])
+    result = vectorize(ws["workspace"]["id"])
     assert result["status"] == "success" and result["failed"] == 0
     assert ledger_ids(ws["workspace"]["id"]) == {f"issues:{row['id']}" for row in good}
 

@@ -21,10 +21,11 @@ from sqlalchemy import select
 from pi_framework.celery_app import create_app
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, WorkspaceVectorization
-from pi_framework.default_plugins.workspace_jobs import VECTORIZE_TASK, Jobs
 from pi_framework.plane import schema
 from pi_framework.plane.sample import sample_issue
 from pi_framework.search import search
+from pi_framework.sync.dispatch import VECTORIZE_TASK
+from pi_framework.sync.jobs import Jobs
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -114,9 +115,14 @@ def test_killed_vectorization_resumes_without_re_embedding_then_live_sync_follow
         plane_db.update(schema.issues, issues[0]["id"], name="Quetzalcoatl migration plan")
         plane_db.soft_delete(schema.issues, issues[1]["id"])
         deleted = f"issues:{issues[1]['id']}"
-        wait_for(lambda: search("quetzalcoatl", workspace_id, mode="text"), 60, 0.2, "the edit searchable")
+        wait_for(lambda: search("quetzalcoatl", workspace_id, mode="text", all_projects=True), 60, 0.2, "the edit searchable")
         wait_for(
-            lambda: deleted not in {hit.document_id for hit in search(issues[1]["name"], workspace_id, mode="text", limit=50)},
+            lambda: (
+                deleted
+                not in {
+                    hit.document_id for hit in search(issues[1]["name"], workspace_id, mode="text", limit=50, all_projects=True)
+                }
+            ),
             60,
             0.2,
             "the deletion gone",

@@ -28,7 +28,7 @@ class JobStatus:
 
 
 class WorkspaceVectorization(Base):
-    """One vectorization job of a workspace. ``heartbeat_at`` moves whenever the job makes progress."""
+    """One vectorization job of a workspace (its transitions: :mod:`pi_framework.sync.jobs`)."""
 
     __tablename__ = "workspace_vectorizations"
 
@@ -44,11 +44,13 @@ class WorkspaceVectorization(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: the last time the job got further (the stuck-job reaper judges this); column ``heartbeat_at``
+    progress_at: Mapped[datetime | None] = mapped_column("heartbeat_at", default=None)
     last_live_sync_at: Mapped[datetime | None] = mapped_column(default=None)
     #: last sign of life of the job's task: sent (queued), claimed or reporting (running); silent longer than
-    #: ``PI_HEARTBEAT_TIMEOUT_SECONDS``, the job is sent again. ``heartbeat_at`` only moves on real progress.
-    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: ``PI_HEARTBEAT_TIMEOUT_SECONDS``, the job is sent again. ``progress_at`` only moves on real progress.
+    #: Column ``dispatched_at`` (its name before it was named for what it means).
+    alive_at: Mapped[datetime | None] = mapped_column("dispatched_at", default=None)
 
 
 class SyncState(Base):

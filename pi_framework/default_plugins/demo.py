@@ -135,10 +135,11 @@ def _show_hits(hits: list, seconds: float, note: str = "") -> None:
 @click.option("--timeout", default=600, show_default=True, help="Give up on any step after this many seconds.")
 def demo(issues_per_project: int, interval: int, timeout: int) -> None:
     """Run the whole product on this machine: sample Plane data, a worker with beat, live sync, search."""
+    from pi_framework import sync
     from pi_framework.celery_app import create_app
-    from pi_framework.default_plugins import workspace_sync
-    from pi_framework.default_plugins.workspace_jobs import Jobs
     from pi_framework.search import search
+    from pi_framework.sync.compare import missing_or_stale_count
+    from pi_framework.sync.jobs import Jobs
 
     base = get_settings().data_dir.resolve() / "demo"
     shutil.rmtree(base, ignore_errors=True)
@@ -189,7 +190,7 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
         initech = workspaces["Initech"]["workspace"]["id"]
         click.echo(f"  Initech (FREE plan, not vectorized): {len(search('TPS report', initech))} hits")
         missing = {
-            name: workspace_sync.missing_or_stale_count(rows["workspace"]["id"])
+            name: missing_or_stale_count(rows["workspace"]["id"], sync.sources())
             for name, rows in workspaces.items()
             if name != "Initech"
         }
@@ -211,8 +212,8 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
 
 
 def _vectorize(workspaces: dict[str, dict[str, Any]], timeout: int) -> None:
-    from pi_framework.default_plugins import workspace_sync
-    from pi_framework.default_plugins.workspace_jobs import Jobs
+    from pi_framework.sync.jobs import Jobs
+    from pi_framework.sync.vectorize import request_vectorization
 
     settings = get_settings()
     plans = _plans(settings)
@@ -226,7 +227,7 @@ def _vectorize(workspaces: dict[str, dict[str, Any]], timeout: int) -> None:
         if plans is None or plans.get(rows["workspace"]["id"]) in settings.PI_VECTORIZED_PLANS
     }
     for workspace_id in paid.values():
-        workspace_sync.request_vectorization(workspace_id)
+        request_vectorization(workspace_id)
     jobs = Jobs(get_database(), settings)
     last_line = ""
 

@@ -3,8 +3,16 @@
 Documents are streamed and processed in groups of about ``4 × PI_EMBEDDING_BATCH_SIZE`` chunks: one
 ledger read per group, unchanged chunks skipped, changed chunks embedded in batches and written to
 every sink, chunks that no longer exist deleted, and then one ledger transaction. A document whose
-chunks any sink did not confirm is logged with its id and reason and left out of the ledger (its
+chunks any sink refused is logged with its id and reason and left out of the ledger (its
 ``IndexedDocument`` row is removed), so the next run processes it again; the rest of the group goes through.
+
+Two kinds of failure are kept apart. A sink that *refuses an item* (``WriteResult.failed``) fails that
+document only. A sink that *fails as a whole* (it raises: unreachable, 5xx after its retries, timeout)
+aborts the run with :class:`SinkOutage`: nothing of the group is recorded, and the caller keeps its
+cursor and job state where they were so the whole run is retried, instead of recording good documents
+as bad input. Chunk ids are written ahead to the ledger before any sink sees them, so a crash between
+the sink write and the ledger commit never leaves a chunk the ledger does not know (see
+:meth:`~pi_framework.pipeline.ledger.Ledger.write_ahead`).
 """
 
 from __future__ import annotations
@@ -23,11 +31,19 @@ from pi_framework.pipeline.hashing import content_hash
 from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate, same_instant
 from pi_framework.pipeline.normalise import normalise, to_str
 from pi_framework.settings import Settings, get_settings
-from pi_framework.sinks.base import Sink
+from pi_framework.sinks.base import Sink, SinkError
 
 _MAX_ID_LENGTH = 512
 #: documents per group at most, whatever their size (bounds the ledger read and the memory held)
 _MAX_GROUP_DOCUMENTS = 500
+
+
+class SinkOutage(SinkError):
+    """A sink failed as a whole (it raised): the run stops, nothing of the group is recorded, the caller retries."""
+
+
+def _outage(sink: Sink, action: str, exc: Exception) -> SinkOutage:
+    return SinkOutage(f"sink {sink.name}: {action} failed: {type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -212,7 +228,9 @@ class Indexer:
         for plan in upserts:
             self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
         self._embed([plan for plan in upserts if plan.to_write and plan.document.embed], stats)
-        self._write([plan for plan in upserts if plan.to_write and plan.failure is None])
+        writable = [plan for plan in upserts if plan.to_write and plan.failure is None]
+        self.ledger.write_ahead([chunk for plan in writable for chunk in plan.to_write])
+        self._write(writable)
         self._remove_orphans([plan for plan in upserts if plan.orphans and plan.failure is None])
         self._remove(removals, ledger, update, stats)
         for plan in upserts:
@@ -272,9 +290,8 @@ class Indexer:
         for sink in self.sinks:
             try:
                 result = sink.write(chunks)
-            except Exception as exc:  # noqa: BLE001 - a sink error (500, timeout, ...) fails these chunks only
-                problems.update({chunk.id: f"sink {sink.name}: {type(exc).__name__}: {exc}" for chunk in chunks})
-                continue
+            except Exception as exc:
+                raise _outage(sink, "write", exc) from exc
             written = set(result.written)
             for chunk in chunks:
                 if chunk.id in result.failed:
@@ -295,9 +312,8 @@ class Indexer:
         for sink in self.sinks:
             try:
                 sink.delete_chunks(orphans)
-            except Exception as exc:  # noqa: BLE001 - these documents are retried next run
-                for plan in plans:
-                    plan.failure = plan.failure or f"sink {sink.name}: deleting old chunks failed: {type(exc).__name__}: {exc}"
+            except Exception as exc:
+                raise _outage(sink, "deleting old chunks", exc) from exc
 
     def _delete_from_sinks(self, document_ids: list[str]) -> None:
         """Delete documents from every sink: by document id where the sink can, else by the chunk ids the ledger knows.
@@ -307,23 +323,21 @@ class Indexer:
         known_chunks: list[str] | None = None
         for sink in self.sinks:
             by_document = getattr(sink, "delete_documents", None)
-            if by_document is not None:
-                by_document(document_ids)
-            else:
-                if known_chunks is None:
-                    known_chunks = self.ledger.chunk_ids(document_ids)
-                sink.delete_chunks(known_chunks)
+            try:
+                if by_document is not None:
+                    by_document(document_ids)
+                else:
+                    if known_chunks is None:
+                        known_chunks = self.ledger.chunk_ids(document_ids)
+                    sink.delete_chunks(known_chunks)
+            except Exception as exc:
+                raise _outage(sink, "delete", exc) from exc
 
     def _remove(self, plans: list[_Plan], ledger: dict[str, LedgerEntry], update: LedgerUpdate, stats: IndexStats) -> None:
         if not plans:
             return
         ids = [plan.document.id for plan in plans]
-        try:
-            self._delete_from_sinks(ids)
-        except Exception as exc:  # noqa: BLE001 - the ledger keeps them, so they are deleted again next run
-            for document_id in ids:
-                self._fail(stats, document_id, f"delete failed: {type(exc).__name__}: {exc}")
-            return
+        self._delete_from_sinks(ids)
         update.removed_documents.extend(ids)
         stats.documents_deleted += len(ids)
         stats.chunks_deleted += sum(len(ledger.get(document_id, LedgerEntry()).hashes) for document_id in ids)
@@ -339,5 +353,5 @@ class Indexer:
             return
         self._fail(stats, plan.document.id, plan.failure)
         update.unrecorded_documents.append(plan.document.id)
-        # chunks whose write was not confirmed everywhere lose their hash, so the next run writes them again
-        update.removed_chunks.extend(chunk.id for chunk in plan.to_write)
+        # its chunks keep their written-ahead rows (hash PENDING): the next run writes them again, and deletes
+        # from every sink those the document no longer has

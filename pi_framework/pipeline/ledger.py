@@ -22,6 +22,8 @@ from pi_framework.pipeline.documents import Chunk, Document
 
 #: ids per ``IN (...)`` list: well below SQLite's and PostgreSQL's parameter limits
 _IN_BATCH = 500
+#: the hash of a chunk written ahead (:meth:`Ledger.write_ahead`) and not confirmed yet: never a real hash
+PENDING = "pending"
 
 
 def _batches(items: Sequence[Any], size: int = _IN_BATCH) -> Iterator[Sequence[Any]]:
@@ -63,15 +65,18 @@ def _upsert(session: Session, model: type, rows: list[dict[str, Any]], keys: lis
     session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """Aware UTC; a naive value (SQLite returns them) counts as UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def same_instant(first: datetime | None, second: datetime | None) -> bool:
     """Equal points in time; a naive value (SQLite returns them) counts as UTC."""
     if first is None or second is None:
         return first is second
-
-    def utc(moment: datetime) -> datetime:
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-    return utc(first) == utc(second)
+    return _utc(first) == _utc(second)
 
 
 class Ledger:
@@ -144,6 +149,69 @@ class Ledger:
                     sa_update(IndexedDocument),
                     [{"document_id": d.id, "source_updated_at": d.updated_at} for d in update.touched_documents],
                 )
+
+    def write_ahead(self, chunks: Sequence[Chunk]) -> None:
+        """Record *chunks* as about to be written, before any sink sees them (hash :data:`PENDING`).
+
+        If the process dies between the sink write and :meth:`apply`, the next run finds these ids in the
+        ledger: a chunk still in the document is written again (its hash differs), one no longer in it is
+        an orphan and is deleted from every sink. So nothing written is ever unknown to the ledger.
+        """
+        if not chunks:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "chunk_id": c.id,
+                "document_id": c.document_id,
+                "workspace_id": c.workspace_id,
+                "content_hash": PENDING,
+                "indexed_at": now,
+            }
+            for c in chunks
+        ]
+        with self.database.session() as session:
+            _upsert(session, IndexedChunk, rows, ["chunk_id"])
+
+    def versions(self, workspace_id: str, source: str) -> dict[str, datetime | None]:
+        """``document id -> source updated_at`` of what the ledger holds for one source of a workspace."""
+        with self.database.session() as session:
+            rows = session.execute(
+                select(IndexedDocument.document_id, IndexedDocument.source_updated_at).where(
+                    IndexedDocument.workspace_id == workspace_id, IndexedDocument.source == source
+                )
+            )
+            return {document_id: _utc(stamp) for document_id, stamp in rows}
+
+    def documents_with_chunks(self, workspace_id: str, source: str) -> list[str]:
+        """Recorded documents of one source of a workspace that have at least one chunk."""
+        with self.database.session() as session:
+            return list(
+                session.scalars(
+                    select(IndexedDocument.document_id).where(
+                        IndexedDocument.workspace_id == workspace_id,
+                        IndexedDocument.source == source,
+                        IndexedDocument.chunk_count > 0,
+                    )
+                )
+            )
+
+    def unrecorded_documents(self, workspace_id: str, prefix: str) -> set[str]:
+        """Documents (ids starting with *prefix*) with chunks in the ledger but no document row: written
+        ahead, then never confirmed (a crash, a failure); whatever holds them must be checked."""
+        with self.database.session() as session:
+            recorded = select(IndexedDocument.document_id).where(IndexedDocument.workspace_id == workspace_id)
+            return set(
+                session.scalars(
+                    select(IndexedChunk.document_id)
+                    .where(
+                        IndexedChunk.workspace_id == workspace_id,
+                        IndexedChunk.document_id.startswith(prefix, autoescape=True),
+                        IndexedChunk.document_id.not_in(recorded),
+                    )
+                    .distinct()
+                )
+            )
 
     def chunk_ids(self, document_ids: Sequence[str]) -> list[str]:
         with self.database.session() as session:

@@ -1,8 +1,13 @@
-"""Vectorization job rows and live-sync leases: the PI database, not the broker, says what work exists.
+"""Vectorization jobs: the PI database, not the broker, says what work exists.
 
-Every state change is one conditional ``UPDATE`` (atomic on PostgreSQL and SQLite alike), so two
-tasks racing for the same job cannot both win, and a task whose job was taken over (it was silent
-longer than ``PI_HEARTBEAT_TIMEOUT_SECONDS``) notices at its next heartbeat and stops.
+Every transition of a job — request, dispatch, claim, heartbeat, finish, re-queue, retry of a failed
+job, cancel (downgrade), reap — is a method here, and each is one conditional ``UPDATE`` (atomic on
+PostgreSQL and SQLite alike): two tasks racing for the same job cannot both win, and a task whose job
+was taken over (silent longer than ``PI_HEARTBEAT_TIMEOUT_SECONDS``) notices at its next heartbeat.
+
+Two times describe a job: ``alive_at`` (column ``alive_at``), the last sign of life of its task
+(sent, claimed, reporting), which decides re-dispatch; and ``progress_at`` (column ``progress_at``),
+the last time it got further, which the stuck-job reaper judges.
 """
 
 from __future__ import annotations
@@ -12,18 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, delete, func, or_, select, update
 
 from pi_framework.db import Database
-from pi_framework.db.models import JobStatus, SyncState, WorkspaceVectorization, utcnow
+from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
 from pi_framework.settings import Settings
+from pi_framework.sync.dispatch import VECTORIZE_TASK, send_task
 
 Job = WorkspaceVectorization
-VECTORIZE_TASK = "pi.celery_app.vectorize_workspace"
-LIVE_SYNC_TASK = "pi.celery_app.process_workspace_live_sync"
-LEASE_SOURCE = "live-sync-lease"
-_RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+#: the longest wait before a failed job is tried again (the wait doubles with each consecutive failure)
+_MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 class JobLost(RuntimeError):
@@ -35,15 +38,6 @@ def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def send_task(name: str, **kwargs: Any) -> None:
-    """Send through the current app (a test or the demo may have built its own with :func:`create_app`)."""
-    from celery import current_app
-
-    import pi_framework.celery_app  # noqa: F401 - builds the app, and makes it current, on first use
-
-    current_app.send_task(name, kwargs=kwargs)
 
 
 @dataclass
@@ -64,7 +58,7 @@ class Jobs:
 
     def _alive(self) -> Any:
         """Running jobs that still show signs of life (they count against the concurrency cap)."""
-        return and_(Job.status == JobStatus.RUNNING, Job.dispatched_at >= self.stale_before)
+        return and_(Job.status == JobStatus.RUNNING, Job.alive_at >= self.stale_before)
 
     def active(self, workspace_id: str) -> Job | None:
         with self.database.session() as session:
@@ -106,7 +100,7 @@ class Jobs:
                 workspace_id=workspace_id,
                 status=JobStatus.QUEUED,
                 created_at=utcnow(),
-                dispatched_at=utcnow() if dispatched else None,
+                alive_at=utcnow() if dispatched else None,
             )
             session.add(mine)
         with self.database.session() as session:
@@ -132,14 +126,14 @@ class Jobs:
         with self.database.session() as session:
             candidates = session.execute(
                 select(Job.id, Job.workspace_id)
-                .where(Job.status == JobStatus.QUEUED, Job.dispatched_at.is_(None))
+                .where(Job.status == JobStatus.QUEUED, Job.alive_at.is_(None))
                 .order_by(Job.created_at, Job.id)
                 .limit(slots)
             ).all()
         for job_id, workspace_id in candidates:
             with self.database.session() as session:
                 won = session.execute(
-                    update(Job).where(Job.id == job_id, Job.dispatched_at.is_(None)).values(dispatched_at=utcnow())
+                    update(Job).where(Job.id == job_id, Job.alive_at.is_(None)).values(alive_at=utcnow())
                 ).rowcount
             if won:
                 send_task(VECTORIZE_TASK, workspace_id=workspace_id, job_id=job_id)
@@ -149,16 +143,16 @@ class Jobs:
     def redispatch_lost(self) -> dict[str, int]:
         """Re-queue running jobs whose heartbeat stopped and re-send queued jobs nobody picked up.
 
-        A running job's task shows it is alive through ``dispatched_at`` (claim and every report);
-        ``heartbeat_at`` is left alone: it is the last *progress*, which the stuck-job reaper judges,
+        A running job's task shows it is alive through ``alive_at`` (claim and every report);
+        ``progress_at`` is left alone: it is the last *progress*, which the stuck-job reaper judges,
         so a job that keeps dying without getting further is reaped in the end.
         """
         stale = self.stale_before
         now = utcnow()
         with self.database.session() as session:
             silent = session.execute(
-                select(Job.id, Job.workspace_id, Job.dispatched_at).where(
-                    Job.status == JobStatus.RUNNING, or_(Job.dispatched_at < stale, Job.dispatched_at.is_(None))
+                select(Job.id, Job.workspace_id, Job.alive_at).where(
+                    Job.status == JobStatus.RUNNING, or_(Job.alive_at < stale, Job.alive_at.is_(None))
                 )
             ).all()
             requeued = 0
@@ -168,12 +162,12 @@ class Jobs:
                     .where(
                         Job.id == job_id,
                         Job.status == JobStatus.RUNNING,
-                        or_(Job.dispatched_at < stale, Job.dispatched_at.is_(None)),
+                        or_(Job.alive_at < stale, Job.alive_at.is_(None)),
                     )
                     .values(
                         status=JobStatus.QUEUED,
                         task_id=None,
-                        dispatched_at=None,
+                        alive_at=None,
                         error=f"re-queued at {now.isoformat()}: no heartbeat since {heartbeat}",
                     )
                 ).rowcount
@@ -184,10 +178,11 @@ class Jobs:
                     heartbeat,
                 )
             resent = session.execute(
-                update(Job).where(Job.status == JobStatus.QUEUED, Job.dispatched_at < stale).values(dispatched_at=None)
+                update(Job).where(Job.status == JobStatus.QUEUED, Job.alive_at < stale).values(alive_at=None)
             ).rowcount
+        retried = self.retry_failed()
         dispatched = self.dispatch_queued()
-        return {"requeued": requeued, "resent": resent, "dispatched": dispatched}
+        return {"requeued": requeued, "resent": resent, "retried": retried, "dispatched": dispatched}
 
     # ------------------------------------------------------------------ a task's side
     def claim(self, workspace_id: str, task_id: str, job_id: int | None = None) -> Claim:
@@ -203,13 +198,13 @@ class Jobs:
             return Claim(job_id, False, f"job {job_id} is {state}: nothing to do")
         stale, now = self.stale_before, utcnow()
         takeover = or_(
-            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.dispatched_at < stale, Job.dispatched_at.is_(None)
+            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.alive_at < stale, Job.alive_at.is_(None)
         )
-        if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.dispatched_at) or now) >= stale:
+        if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.alive_at) or now) >= stale:
             return Claim(job.id, False, f"job {job.id} is already running (task {job.task_id})")
         if job.status == JobStatus.QUEUED and not self.free_slots():
             with self.database.session() as session:
-                session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED).values(dispatched_at=None))
+                session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED).values(alive_at=None))
             return Claim(job.id, False, f"deferred: {self.settings.PI_MAX_CONCURRENT_VECTORIZATIONS} vectorizations running")
         with self.database.session() as session:
             won = session.execute(
@@ -218,7 +213,7 @@ class Jobs:
                 .values(
                     status=JobStatus.RUNNING,
                     task_id=task_id,
-                    dispatched_at=now,
+                    alive_at=now,
                     attempts=Job.attempts + 1,
                     started_at=func.coalesce(Job.started_at, now),
                     error=None,
@@ -235,25 +230,105 @@ class Jobs:
                 .where(Job.id == job_id, Job.task_id == task_id, Job.status == JobStatus.RUNNING)
                 .values(
                     progress_total=total,
-                    dispatched_at=now,
+                    alive_at=now,
                     # progress is going further than any attempt went: a resumed job re-skipping
                     # what is indexed shows the furthest point and does not count as progress
                     progress_done=case((Job.progress_done < done, done), else_=Job.progress_done),
-                    heartbeat_at=case((Job.progress_done < done, now), else_=func.coalesce(Job.heartbeat_at, now)),
+                    progress_at=case((Job.progress_done < done, now), else_=func.coalesce(Job.progress_at, now)),
                 )
             ).rowcount
         if not changed:
             raise JobLost(f"job {job_id} is no longer run by task {task_id}")
 
     def finish(self, job_id: int, task_id: str, status: str, error: str | None = None) -> None:
+        """End this task's run: ``success`` switches live sync on; ``failed`` is retried later (:meth:`retry_failed`)."""
         values: dict[str, Any] = {"status": status, "error": error}
-        if status == JobStatus.QUEUED:  # transient failure: the redispatch pass sends it again later
-            values.update(task_id=None, dispatched_at=utcnow())
-        else:
-            values.update(finished_at=utcnow(), live_sync_enabled=status == JobStatus.SUCCESS)
+        values.update(finished_at=utcnow(), live_sync_enabled=status == JobStatus.SUCCESS)
         with self.database.session() as session:
             session.execute(update(Job).where(Job.id == job_id, Job.task_id == task_id).values(**values))
         self.dispatch_queued()
+
+    def requeue(self, job_id: int, task_id: str, reason: str, at_once: bool = False) -> None:
+        """Give the job back to the queue; it resumes from the ledger.
+
+        ``at_once``: send it again now (a run that checkpointed before its time limit); otherwise the
+        re-dispatch pass sends it after ``PI_HEARTBEAT_TIMEOUT_SECONDS`` (a transient outage: backoff).
+        """
+        with self.database.session() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.task_id == task_id)
+                .values(status=JobStatus.QUEUED, task_id=None, error=reason, alive_at=None if at_once else utcnow())
+            )
+        self.dispatch_queued()
+
+    def cancel(self, workspace_id: str, reason: str) -> int:
+        """Cancel the workspace's active jobs (a downgrade): a running task stops at its next heartbeat; never retried."""
+        with self.database.session() as session:
+            return session.execute(
+                update(Job)
+                .where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE))
+                .values(status=JobStatus.CANCELLED, error=reason, finished_at=utcnow(), live_sync_enabled=False)
+            ).rowcount
+
+    def reap(self, timeout_minutes: int, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Fail active jobs that made no progress for *timeout* (the last resort); they are retried like any failure.
+
+        A job is judged by its last progress (else start, else creation), never by its age, so a long job that
+        still reports progress is never reaped; the update is conditional on the job still being silent.
+        """
+        now = now or utcnow()
+        last_progress = func.coalesce(Job.progress_at, Job.started_at, Job.created_at)
+        stuck = (Job.status.in_(JobStatus.ACTIVE), last_progress < now - timedelta(minutes=timeout_minutes))
+        reaped: list[dict[str, Any]] = []
+        with self.database.session() as session:
+            candidates = session.execute(
+                select(Job.id, Job.workspace_id, Job.status, last_progress).where(*stuck).order_by(Job.id)
+            ).all()
+            for job_id, workspace_id, status, since in candidates:
+                since = as_utc(since) or now
+                error = (
+                    f"reaped: {status} job made no progress since {since.isoformat()} "
+                    f"(more than PI_STUCK_JOB_TIMEOUT_MINUTES={timeout_minutes})"
+                )
+                changed = session.execute(
+                    update(Job).where(Job.id == job_id, *stuck).values(status=JobStatus.FAILED, error=error, finished_at=now)
+                ).rowcount
+                if changed:
+                    reaped.append({"job_id": job_id, "workspace_id": workspace_id, "status": status, "since": since.isoformat()})
+                    logger.bind(workspace=workspace_id, job=job_id).warning(
+                        "reaper: job {} of workspace {}: {}", job_id, workspace_id, error
+                    )
+        return reaped
+
+    def retry_failed(self) -> int:
+        """Queue a new job for every workspace whose latest job failed, once its backoff has passed.
+
+        The wait is ``PI_JOB_RETRY_DELAY`` doubled for each consecutive failure (at most 6 h); the failed job
+        keeps its reason. Cancelled jobs (downgrades) are never retried. A failed job therefore never leaves
+        a workspace without live sync *and* without a retry.
+        """
+        latest = select(func.max(Job.id)).group_by(Job.workspace_id)
+        with self.database.session() as session:
+            failed = session.execute(
+                select(Job.workspace_id, Job.finished_at).where(Job.id.in_(latest), Job.status == JobStatus.FAILED)
+            ).all()
+        now, retried = utcnow(), 0
+        for workspace_id, finished_at in failed:
+            with self.database.session() as session:
+                statuses = session.scalars(
+                    select(Job.status).where(Job.workspace_id == workspace_id).order_by(Job.id.desc()).limit(12)
+                ).all()
+            streak = next((n for n, status in enumerate(statuses) if status != JobStatus.FAILED), len(statuses))
+            delay = min(timedelta(seconds=self.settings.PI_JOB_RETRY_DELAY) * 2 ** max(streak - 1, 0), _MAX_RETRY_DELAY)
+            if (as_utc(finished_at) or now) + delay > now:
+                continue
+            job_id = self.request(workspace_id, dispatch=False)
+            retried += 1
+            logger.bind(workspace=workspace_id, job=job_id).warning(
+                "workspace {}: {} failed job(s) in a row: job {} queued to retry", workspace_id, streak, job_id
+            )
+        return retried
 
     def disable_live_sync(self, workspace_id: str) -> None:
         with self.database.session() as session:
@@ -290,45 +365,3 @@ class Jobs:
 
     def live_sync_enabled(self, workspace_id: str) -> bool:
         return bool(self.live_sync_workspaces(workspace_id))
-
-    # ------------------------------------------------------------------ live-sync leases (one sync per workspace)
-    def acquire_lease(self, workspace_id: str, holder: str) -> bool:
-        now = utcnow()
-        values = {"cursor": {"holder": holder}, "updated_at": now}
-        where = (SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id, SyncState.updated_at < self.stale_before)
-        with self.database.session() as session:
-            if session.execute(update(SyncState).where(*where).values(**values)).rowcount:
-                return True
-        try:
-            with self.database.session() as session:
-                session.execute(insert(SyncState).values(source=LEASE_SOURCE, scope=workspace_id, **values))
-        except IntegrityError:
-            return False
-        return True
-
-    def lease_held(self, workspace_id: str) -> bool:
-        with self.database.session() as session:
-            held = session.scalar(
-                select(func.count())
-                .select_from(SyncState)
-                .where(
-                    SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id, SyncState.updated_at >= self.stale_before
-                )
-            )
-        return bool(held)
-
-    def renew_lease(self, workspace_id: str) -> None:
-        with self.database.session() as session:
-            session.execute(
-                update(SyncState)
-                .where(SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id)
-                .values(updated_at=utcnow())
-            )
-
-    def release_lease(self, workspace_id: str) -> None:
-        with self.database.session() as session:
-            session.execute(
-                update(SyncState)
-                .where(SyncState.source == LEASE_SOURCE, SyncState.scope == workspace_id)
-                .values(updated_at=_RELEASED)
-            )

@@ -12,7 +12,7 @@ from pi_framework.db.models import WorkspaceVectorization
 
 #: when a job last showed a sign of life: its heartbeat, else its start, else its creation
 last_progress: ColumnElement[datetime] = func.coalesce(
-    WorkspaceVectorization.heartbeat_at, WorkspaceVectorization.started_at, WorkspaceVectorization.created_at
+    WorkspaceVectorization.progress_at, WorkspaceVectorization.started_at, WorkspaceVectorization.created_at
 )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import SyncState, WorkspaceVectorization
-from pi_framework.default_plugins import workspace_sync
+from pi_framework.sync.trigger import stuck_workspaces
 from pi_maintenance.jobs import counts_by_status, iso, last_progress
 
 DOCS_SOURCE = "docs"
@@ -58,7 +58,7 @@ def _docs(session: Session) -> list[dict[str, Any]]:
 def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
     """Job counts by status, the latest job of each workspace with its progress, workspaces with pending work
     (since when, and why), and the docs SHA of each repository."""
-    pending = [row for row in workspace_sync.stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
+    pending = [row for row in stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
     with database.session() as session:
         return {
             "jobs": counts_by_status(session) if workspace_id is None else None,

@@ -44,7 +44,7 @@ def add_job(pi_db) -> Callable[..., int]:
                 status=status,
                 created_at=ago(created),
                 started_at=ago(started),
-                heartbeat_at=ago(heartbeat),
+                progress_at=ago(heartbeat),
                 **columns,
             )
             session.add(job)

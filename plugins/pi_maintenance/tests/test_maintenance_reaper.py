@@ -38,7 +38,7 @@ def test_silent_jobs_fail_with_reason_and_progressing_jobs_are_kept(pi_env, pi_d
         assert "no progress since" in job.error and "PI_STUCK_JOB_TIMEOUT_MINUTES=60" in job.error
     assert jobs[silent_running].error.startswith("reaped: running job")
     assert jobs[never_started].error.startswith("reaped: queued job")
-    heartbeat = jobs[silent_running].heartbeat_at.isoformat()
+    heartbeat = jobs[silent_running].progress_at.isoformat()
     assert heartbeat in jobs[silent_running].error, "the message says since when the job was silent"
     assert jobs[progressing].status == JobStatus.RUNNING, "a ten-day-old job that still reports progress is never reaped"
     assert jobs[just_inside].status == JobStatus.RUNNING
@@ -58,7 +58,7 @@ def test_a_job_that_keeps_reporting_progress_outlives_many_timeouts(pi_db, add_j
         reaped = {entry["job_id"] for entry in reap_stuck_jobs(pi_db, timeout_minutes=60, now=moment)}
         assert reaped == ({silent_id} if step == 2 else set()), f"step {step}"
         with pi_db.session() as session:
-            session.get(WorkspaceVectorization, job_id).heartbeat_at = moment
+            session.get(WorkspaceVectorization, job_id).progress_at = moment
     assert _jobs(pi_db)[job_id].status == JobStatus.RUNNING
 
 

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, select
 
 from pi_framework import runtime
 from pi_framework.db import Database, get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, WorkspaceVectorization, utcnow
-from pi_framework.default_plugins import workspace_sync
-from pi_framework.default_plugins.workspace_jobs import Jobs
 from pi_framework.settings import Settings
+from pi_framework.sync.downgrade import forget_workspace
+from pi_framework.sync.jobs import Jobs
 
 #: ``SyncState.source`` of the marker a downgrade leaves behind (scope = workspace id)
 MARKER_SOURCE = "plans"
@@ -118,14 +118,8 @@ def downgrade(database: Database, workspace_id: str, plan: str | None) -> int:
     Cancelling first makes a running vectorization stop at its next heartbeat; the marker comes last, so a
     downgrade that failed half-way is retried by the next pass.
     """
-    reason = f"cancelled: workspace plan {plan or '(none)'} is not vectorized"
-    with database.session() as session:
-        session.execute(
-            update(Job)
-            .where(Job.workspace_id == workspace_id, Job.status.in_(JobStatus.ACTIVE))
-            .values(status=JobStatus.FAILED, error=reason, finished_at=utcnow())
-        )
-    removed = workspace_sync.forget_workspace(workspace_id)
+    Jobs(database, database.settings).cancel(workspace_id, f"cancelled: workspace plan {plan or '(none)'} is not vectorized")
+    removed = forget_workspace(workspace_id)
     with database.session() as session:
         session.merge(SyncState(source=MARKER_SOURCE, scope=workspace_id, cursor={"plan": plan}, updated_at=utcnow()))
     return removed

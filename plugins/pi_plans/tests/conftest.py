@@ -12,8 +12,8 @@ from pi_framework import runtime
 from pi_framework.celery_app import create_app
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, WorkspaceVectorization
-from pi_framework.default_plugins import workspace_sync
 from pi_framework.plane import reset_plane_engine, schema
+from pi_framework.sync.vectorize import vectorize
 
 
 class World:
@@ -62,7 +62,7 @@ class World:
             queued = session.scalars(
                 select(WorkspaceVectorization.workspace_id).where(WorkspaceVectorization.status == "queued")
             ).all()
-        return {workspace_id: workspace_sync.vectorize(workspace_id) for workspace_id in queued}
+        return {workspace_id: vectorize(workspace_id) for workspace_id in queued}
 
     def jobs(self, workspace_id: str) -> list[WorkspaceVectorization]:
         with get_database().session() as session:

@@ -14,8 +14,8 @@ from pi_framework.celery_app import create_app
 from pi_framework.cli import build_cli
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
-from pi_framework.default_plugins.workspace_jobs import JobLost, Jobs
 from pi_framework.plane import reset_plane_engine
+from pi_framework.sync.jobs import JobLost, Jobs
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 
@@ -58,7 +58,7 @@ def test_a_running_vectorization_stops_once_its_workspace_is_downgraded(world):
     assert sync_plans()["downgraded"] == 1
     with pytest.raises(JobLost):
         jobs.heartbeat(claim.job_id, "task-1", 1, 3)
-    assert world.jobs(workspace_id)[-1].status == JobStatus.FAILED
+    assert world.jobs(workspace_id)[-1].status == JobStatus.CANCELLED
 
 
 def test_task_beat_entry_and_switch(pi_env):

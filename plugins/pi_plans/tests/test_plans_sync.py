@@ -26,7 +26,7 @@ def test_onboarding_queues_one_job_per_vectorized_workspace_and_respects_the_cap
         [job] = world.jobs(workspace_id)
         assert job.status == JobStatus.QUEUED
     assert world.jobs(free) == [] and world.jobs(unlicensed) == []
-    dispatched = [job for ws in (pro, business, lower) for job in world.jobs(ws) if job.dispatched_at is not None]
+    dispatched = [job for ws in (pro, business, lower) for job in world.jobs(ws) if job.alive_at is not None]
     assert len(dispatched) == 2 == world.broker_messages(), "only PI_MAX_CONCURRENT_VECTORIZATIONS tasks are sent"
 
     assert changes(sync_plans()) == NOTHING, "a second pass changes nothing"
@@ -92,7 +92,7 @@ def test_downgrade_cancels_a_job_that_has_not_run(world):
     world.set_plan(workspace_id, "FREE")
     assert changes(sync_plans()) == {**NOTHING, "downgraded": 1}
     [job] = world.jobs(workspace_id)
-    assert job.status == JobStatus.FAILED and "plan FREE is not vectorized" in job.error
+    assert job.status == JobStatus.CANCELLED and "plan FREE is not vectorized" in job.error
     assert world.run_queued_jobs() == {}
     assert world.sink_chunks(workspace_id) == 0
 

@@ -1,0 +1,64 @@
+"""What the sync machinery remembers per workspace in ``sync_states``: cursors, reconcile stamps, markers.
+
+Rows are keyed ``(source, scope)``: a source's cursor is ``(source name, workspace)``; the machinery's own
+rows use names no source may take (:data:`RESERVED`), and the registry refuses a source named like one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from pi_framework.db import get_database
+from pi_framework.db.models import SyncState, utcnow
+
+#: ``{"at": iso}``: when every id of the workspace was last compared with the ledger
+RECONCILE = "reconcile"
+#: ``{"since": iso, "pending": n, "path": ...}``: the workspace has had pending work since then
+PENDING = "pending-work"
+#: ``{document id: {"attempts": n, "reason": ...}}``: documents a live sync could not index, retried next tick
+RETRIES = "document-retries"
+RESERVED = frozenset({RECONCILE, PENDING, RETRIES})
+
+
+def load(source: str, workspace_id: str) -> dict[str, Any] | None:
+    with get_database().session() as session:
+        state = session.get(SyncState, (source, workspace_id))
+        return dict(state.cursor) if state is not None else None
+
+
+def save(source: str, workspace_id: str, cursor: dict[str, Any]) -> None:
+    with get_database().session() as session:
+        session.merge(SyncState(source=source, scope=workspace_id, cursor=cursor, updated_at=utcnow()))
+
+
+def remove(source: str, workspace_id: str) -> None:
+    with get_database().session() as session:
+        session.execute(delete(SyncState).where(SyncState.source == source, SyncState.scope == workspace_id))
+
+
+def all_of(source: str) -> dict[str, dict[str, Any]]:
+    """``workspace -> value`` of every row named *source* (one query)."""
+    with get_database().session() as session:
+        return {state.scope: dict(state.cursor) for state in session.scalars(select(SyncState).where(SyncState.source == source))}
+
+
+def forget(workspace_id: str, sources: Iterable[str]) -> None:
+    """Drop the workspace's cursors of *sources* and every row of the machinery's own."""
+    names = [*sources, *RESERVED]
+    with get_database().session() as session:
+        session.execute(delete(SyncState).where(SyncState.scope == workspace_id, SyncState.source.in_(names)))
+
+
+def reconciled(workspace_id: str) -> None:
+    save(RECONCILE, workspace_id, {"at": utcnow().isoformat()})
+
+
+def reconcile_due(workspace_id: str, interval: int, stamps: dict[str, dict[str, Any]] | None = None) -> bool:
+    """Whether *interval* seconds passed since the workspace's last reconcile (*stamps*: :func:`all_of` preloaded)."""
+    stamp = stamps.get(workspace_id) if stamps is not None else load(RECONCILE, workspace_id)
+    last = datetime.fromisoformat(stamp["at"]) if stamp and stamp.get("at") else None
+    return last is None or utcnow() - last >= timedelta(seconds=interval)
