@@ -1,22 +1,28 @@
-"""The OpenSearch sink against osmem-server (an in-memory OpenSearch; no kNN), and against a real cluster for kNN."""
+"""The OpenSearch sink against a real OpenSearch node with the k-NN plugin (``opensearch_url``: PI_TEST_OPENSEARCH_URL,
+started by tests/support/services.sh), kNN included; request-level faults come from small local HTTP servers.
+
+Every test works under an index prefix of its own and deletes ``<prefix>-*`` afterwards, so tests (and concurrent
+sessions on the same node) never see each other's indices.
+"""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
+from loguru import logger
 from opensearchpy import OpenSearch
 
 from pi_framework import runtime
+from pi_framework import search as search_module
 from pi_framework.cli import build_cli
 from pi_framework.db import get_database
+from pi_framework.embedding import HashingEmbedder
 from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.search import search
@@ -53,29 +59,84 @@ def make_chunk(
     )
 
 
+def ids(hits) -> list[str]:
+    return [hit.chunk_id for hit in hits]
+
+
 @pytest.fixture
-def sink(osmem_url) -> Iterator[OpenSearchSink]:
-    sink = OpenSearchSink(osmem_url, "pi", backoff=0)
+def client(opensearch_url) -> Iterator[OpenSearch]:
+    client = OpenSearch(hosts=[opensearch_url])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(client) -> Iterator[str]:
+    """An index prefix of this test's own; its indices (``<prefix>-*``, ``<prefix>-staging-*`` too) deleted afterwards."""
+    name = f"pit{uuid.uuid4().hex[:10]}"
+    yield name
+    client.indices.delete(index=f"{name}-*", ignore_unavailable=True)
+
+
+@pytest.fixture
+def sink(opensearch_url, prefix) -> Iterator[OpenSearchSink]:
+    sink = OpenSearchSink(opensearch_url, prefix, backoff=0)
     sink.ensure_ready(DIM)
     yield sink
     sink.close()
 
 
-def ids(hits) -> list[str]:
-    return [hit.chunk_id for hit in hits]
+# --------------------------------------------------------------------------- the shared contract, kNN included
+class TestOpenSearchContract(SinkContract):
+    """The whole sink contract on the real node: text, kNN (lucene engine, filters inside the graph search), deletes."""
+
+    supports_vector_search = True
+
+    @pytest.fixture
+    def sink(self, opensearch_url, prefix) -> Iterator[OpenSearchSink]:
+        sink = OpenSearchSink(opensearch_url, prefix)
+        yield sink
+        sink.close()
 
 
-def test_write_creates_one_index_per_kind_with_knn_mapping(sink, osmem_url):
+# --------------------------------------------------------------------------- indices and mapping
+def test_write_creates_one_index_per_kind_with_knn_mapping(sink, client, prefix):
     result = sink.write([make_chunk("a"), make_chunk("p", kind="pages"), make_chunk("d", kind="docs", workspace=None)])
 
     assert sorted(result.written) == ["docs:d#0", "issues:a#0", "pages:p#0"] and result.failed == {}
-    client = OpenSearch(hosts=[osmem_url])
-    mappings = client.indices.get_mapping(index="pi-*")
-    assert sorted(mappings) == ["pi-docs", "pi-issues", "pi-pages"]
-    vector = mappings["pi-issues"]["mappings"]["properties"]["vector"]
-    assert vector["dimension"] == DIM and vector["method"] == {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}
-    stored = client.get(index="pi-docs", id="docs:d#0")["_source"]
-    assert "workspace_id" not in stored
+    mappings = client.indices.get_mapping(index=f"{prefix}-*")
+    assert sorted(mappings) == [f"{prefix}-docs", f"{prefix}-issues", f"{prefix}-pages"]
+    vector = mappings[f"{prefix}-issues"]["mappings"]["properties"]["vector"]
+    assert vector["type"] == "knn_vector" and vector["dimension"] == DIM
+    assert {key: vector["method"][key] for key in ("name", "engine", "space_type")} == {
+        "name": "hnsw",
+        "engine": "lucene",
+        "space_type": "cosinesimil",
+    }
+    settings = client.indices.get_settings(index=f"{prefix}-issues")[f"{prefix}-issues"]["settings"]["index"]
+    assert settings["knn"] == "true"
+    assert mappings[f"{prefix}-issues"]["mappings"]["dynamic"] == "strict"
+    stored = client.get(index=f"{prefix}-docs", id="docs:d#0")["_source"]
+    assert "workspace_id" not in stored and stored["vector"] == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_the_engine_setting_is_what_the_node_is_asked_for(pi_env, opensearch_url, prefix, client):
+    """OPENSEARCH_KNN_ENGINE=faiss reaches the create-index request: this test node, which has no native k-NN
+    libraries, refuses it by name (HTTP 400); a cluster with faiss creates the index with that engine."""
+    pi_env(OPENSEARCH_URL=opensearch_url, OPENSEARCH_INDEX_PREFIX=prefix, OPENSEARCH_KNN_ENGINE="faiss")
+    (sink,) = runtime.get_sinks()
+    sink.ensure_ready(DIM)
+
+    try:
+        result = sink.write([make_chunk("a")])
+    except SinkError as error:
+        assert f"creating index {prefix}-issues failed" in str(error) and "illegal_argument_exception" in str(error)
+        assert "lucene" in str(error)
+        assert not client.indices.exists(index=f"{prefix}-issues")
+    else:
+        assert result.failed == {}
+        mapping = client.indices.get_mapping(index=f"{prefix}-issues")[f"{prefix}-issues"]["mappings"]
+        assert mapping["properties"]["vector"]["method"]["engine"] == "faiss"
 
 
 def test_rewriting_a_chunk_overwrites_it(sink):
@@ -86,8 +147,8 @@ def test_rewriting_a_chunk_overwrites_it(sink):
     assert [hit.text for hit in sink.search_text(SearchQuery(workspace_id="w1", text="version"))] == ["second version"]
 
 
-def test_reads_refresh_what_this_process_wrote(sink, monkeypatch):
-    # osmem shows writes at once; a real cluster only after a refresh, which reads must ask for.
+def test_reads_refresh_what_this_process_wrote(sink, monkeypatch, prefix):
+    # The node shows writes only after a refresh (every 1 s by default), which reads must ask for, once.
     refreshed: list[str] = []
     real_refresh = sink.client.indices.refresh
     monkeypatch.setattr(
@@ -97,53 +158,78 @@ def test_reads_refresh_what_this_process_wrote(sink, monkeypatch):
 
     assert sink.count() == 2 and sink.count() == 2
 
-    assert refreshed == ["pi-issues,pi-pages"]
+    assert refreshed == [f"{prefix}-issues,{prefix}-pages"]
 
 
-def test_existing_index_with_another_dimension_is_a_clear_error(sink, osmem_url):
+def test_existing_index_with_another_dimension_is_a_clear_error(sink, opensearch_url, prefix):
     sink.write([make_chunk("a")])
-    other = OpenSearchSink(osmem_url, "pi")
+    other = OpenSearchSink(opensearch_url, prefix)
 
-    with pytest.raises(SinkError, match=r"'pi-issues' holds 4-dimensional vectors but the embedder makes 8"):
+    with pytest.raises(SinkError, match=rf"'{prefix}-issues' holds 4-dimensional vectors but the embedder makes 8"):
         other.ensure_ready(8)
+    other.close()
 
 
-def test_index_created_meanwhile_by_a_worker_with_another_dimension_is_refused(osmem_url):
-    late = OpenSearchSink(osmem_url, "pi")
+def test_index_created_meanwhile_by_a_worker_with_another_dimension_is_refused(opensearch_url, prefix):
+    late = OpenSearchSink(opensearch_url, prefix)
     late.ensure_ready(8)  # no index exists yet
-    early = OpenSearchSink(osmem_url, "pi")
+    early = OpenSearchSink(opensearch_url, prefix)
     early.ensure_ready(DIM)
     early.write([make_chunk("a")])
 
     with pytest.raises(SinkError, match="4-dimensional"):
         late.write([make_chunk("b", vector=[0.1] * 8)])
+    late.close()
+    early.close()
 
 
-def test_items_the_mapping_rejects_are_reported_per_item_and_the_rest_is_written(osmem_url):
-    # An index created by an older version mapped `key` as a number: OpenSearch rejects keys like "ENG-12".
-    body = queries.index_body(DIM, "issues")
-    body["mappings"]["properties"]["key"] = {"type": "integer"}
-    OpenSearch(hosts=[osmem_url]).indices.create(index="pi-issues", body=body)
-    sink = OpenSearchSink(osmem_url, "pi", backoff=0)
-    sink.ensure_ready(DIM)
+# --------------------------------------------------------------------------- bulk: per-item outcomes
+def test_items_the_node_rejects_are_reported_per_item_and_the_rest_is_written(sink, monkeypatch):
+    """The node's own mapping errors (a string in the integer field, a vector of the wrong dimension) fail only their
+    item; what the sink refuses before sending (NaN, objects JSON cannot encode, lone surrogates) fails only its own."""
+    monkeypatch.setattr(queries, "vector_problem", lambda vector, dimension: None)  # let the node judge the dimension
     chunks = [
-        make_chunk("good", key="12"),
-        make_chunk("bad", key="ENG-12"),
+        make_chunk("good"),
+        make_chunk("not-a-number"),
         make_chunk("short", vector=[1.0, 0.0]),
-        make_chunk("nan", vector=[float("nan"), 0.0, 0.0, 0.0]),
-        make_chunk("nan-meta", metadata={"estimate": float("inf")}),
         make_chunk("object-meta", metadata={"state": object()}),
         make_chunk("surrogate", "broken \udc80 text"),
-        make_chunk("also-good"),
+        make_chunk("nan-meta", metadata={"estimate": float("inf")}),
+        make_chunk("also-good", index=1),
     ]
+    chunks[1].index = "seven"  # type: ignore[assignment] - a string in the integer field chunk_index
 
     result = sink.write(chunks)
 
-    assert result.written == ["issues:good#0", "issues:also-good#0"]
-    assert set(result.failed) == {f"issues:{doc}#0" for doc in ("bad", "short", "nan", "nan-meta", "object-meta", "surrogate")}
+    assert result.written == ["issues:good#0", "issues:also-good#1"]
+    assert set(result.failed) == {f"issues:{doc}#0" for doc in ("not-a-number", "short", "object-meta", "surrogate", "nan-meta")}
+    assert "HTTP 400 mapper_parsing_exception" in result.failed["issues:not-a-number#0"]
+    assert "chunk_index" in result.failed["issues:not-a-number#0"]
+    assert "HTTP 400 mapper_parsing_exception" in result.failed["issues:short#0"]
+    assert "cannot be encoded as JSON" in result.failed["issues:object-meta#0"]
+    assert sink.existing([chunk.id for chunk in chunks]) == {"issues:good#0", "issues:also-good#1"}
+
+
+def test_wrong_vectors_are_refused_before_sending(sink):
+    result = sink.write([make_chunk("short", vector=[1.0, 0.0]), make_chunk("nan", vector=[float("nan"), 0, 0, 0])])
+
+    assert result.written == [] and "2 dimensions" in result.failed["issues:short#0"]
+    assert "NaN" in result.failed["issues:nan#0"]
+
+
+def test_an_index_of_an_older_version_rejects_what_its_mapping_cannot_hold(client, opensearch_url, prefix):
+    # An index created by an older version mapped `key` as a number: the node rejects keys like "ENG-12".
+    body = queries.index_body(DIM, "issues")
+    body["mappings"]["properties"]["key"] = {"type": "integer"}
+    client.indices.create(index=f"{prefix}-issues", body=body)
+    sink = OpenSearchSink(opensearch_url, prefix, backoff=0)
+    sink.ensure_ready(DIM)
+
+    result = sink.write([make_chunk("good", key="12"), make_chunk("bad", key="ENG-12")])
+
+    assert result.written == ["issues:good#0"]
     assert "mapper_parsing_exception" in result.failed["issues:bad#0"]
-    assert "2 dimensions" in result.failed["issues:short#0"]
-    assert sink.existing([chunk.id for chunk in chunks]) == {"issues:good#0", "issues:also-good#0"}
+    sink.close()
 
 
 class FlakySink(OpenSearchSink):
@@ -174,26 +260,29 @@ class FlakySink(OpenSearchSink):
         yield from super()._send(passed)
 
 
-def test_throttled_items_are_retried_with_backoff(osmem_url):
-    sink = FlakySink(osmem_url, "pi", backoff=0, throttled={"issues:b#0"})
+def test_throttled_items_are_retried_with_backoff(opensearch_url, prefix):
+    sink = FlakySink(opensearch_url, prefix, backoff=0, throttled={"issues:b#0"})
     sink.ensure_ready(DIM)
 
     result = sink.write([make_chunk("a"), make_chunk("b")])
 
     assert sorted(result.written) == ["issues:a#0", "issues:b#0"] and result.failed == {}
     assert sink.passes == [["issues:a#0", "issues:b#0"], ["issues:b#0"]]
+    assert sink.existing(["issues:a#0", "issues:b#0"]) == {"issues:a#0", "issues:b#0"}
 
 
-def test_items_still_throttled_after_the_last_retry_are_failed_not_written(osmem_url):
-    sink = FlakySink(osmem_url, "pi", backoff=0, retries=0, throttled={"issues:b#0"})
+def test_items_still_throttled_after_the_last_retry_are_failed_not_written(opensearch_url, prefix):
+    sink = FlakySink(opensearch_url, prefix, backoff=0, retries=0, throttled={"issues:b#0"})
     sink.ensure_ready(DIM)
 
     result = sink.write([make_chunk("a"), make_chunk("b")])
 
     assert result.written == ["issues:a#0"]
     assert "429 es_rejected_execution_exception" in result.failed["issues:b#0"]
+    assert sink.existing(["issues:a#0", "issues:b#0"]) == {"issues:a#0"}
 
 
+# --------------------------------------------------------------------------- request-level faults (local servers)
 @pytest.fixture
 def dead_url() -> str:
     with socket.socket() as probe:
@@ -230,21 +319,22 @@ def silent_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{server.getsockname()[1]}"
 
 
-@pytest.fixture
-def failing_url() -> Iterator[str]:
-    """A server that answers every request with HTTP 500."""
+def failing_server(status: int, error: str, reason: str) -> tuple[str, callable]:
+    """A local server answering every request with *status* and an OpenSearch-shaped error body; returns (url, stop)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = f'{{"error":{{"type":"{error}","reason":"{reason}"}},"status":{status}}}'.encode()
 
     class Handler(BaseHTTPRequestHandler):
         def _fail(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = b'{"error":{"type":"internal_error","reason":"disk on fire"},"status":500}'
-            self.send_response(500)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = do_PUT = do_HEAD = _fail
+        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _fail
 
         def log_message(self, *args) -> None:
             pass
@@ -252,9 +342,12 @@ def failing_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
 
 
 def test_timeout_is_a_sink_error(silent_url):
@@ -264,16 +357,25 @@ def test_timeout_is_a_sink_error(silent_url):
         sink.ensure_ready(DIM)
 
 
-def test_server_error_on_bulk_is_a_sink_error(failing_url, caplog):
-    sink = OpenSearchSink(failing_url.replace("//", "//admin:s3cret-pw@"), "pi")
-    sink._dimension = DIM  # noqa: SLF001 - the server would fail ensure_ready too
-    sink._ready.add("pi-issues")  # noqa: SLF001
+@pytest.mark.parametrize(
+    ("status", "error", "reason"),
+    [(500, "internal_error", "disk on fire"), (429, "es_rejected_execution_exception", "rejected execution of bulk")],
+)
+def test_a_failed_bulk_request_is_a_sink_error(status, error, reason, caplog):
+    url, stop = failing_server(status, error, reason)
+    try:
+        sink = OpenSearchSink(url.replace("//", "//admin:s3cret-pw@"), "pi")
+        sink._dimension = DIM  # noqa: SLF001 - the server would fail ensure_ready too
+        sink._ready.add("pi-issues")  # noqa: SLF001
 
-    with pytest.raises(SinkError, match=r"bulk request failed: TransportError 500: internal_error: disk on fire"):
-        sink.write([make_chunk("a")])
-    assert "s3cret-pw" not in caplog.text
+        with pytest.raises(SinkError, match=rf"bulk request failed: TransportError {status}: {error}: {reason}") as failure:
+            sink.write([make_chunk("a")])
+        assert "s3cret-pw" not in str(failure.value) and "s3cret-pw" not in caplog.text
+    finally:
+        stop()
 
 
+# --------------------------------------------------------------------------- sink-level search
 def test_search_is_filtered_by_workspace_privacy_and_kind(sink):
     sink.write(
         [
@@ -315,6 +417,38 @@ def test_text_search_ranks_the_best_match_first_and_respects_the_limit(sink):
     assert sink.search_text(SearchQuery(workspace_id="w1", text="   ")) == []
 
 
+def test_knn_returns_the_nearest_neighbours_that_pass_the_filters(sink):
+    sink.write(
+        [
+            make_chunk("near", vector=[1.0, 0.1, 0.0, 0.0]),
+            make_chunk("far", vector=[0.0, 0.0, 1.0, 0.0]),
+            make_chunk("middle", vector=[1.0, 1.0, 0.0, 0.0]),
+            make_chunk("other-ws", workspace="w2", vector=[1.0, 0.0, 0.0, 0.0]),
+            make_chunk("private", owner_id="u2", vector=[1.0, 0.0, 0.0, 0.0]),
+            make_chunk("doc", kind="docs", workspace=None, vector=[0.0, 1.0, 0.0, 0.0]),
+        ]
+    )
+    # The nearest vectors of all (other-ws, private) are filtered out inside the graph search, so k=2 still gives two.
+    two = sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0], user_id="u1", limit=2))
+    assert ids(two) == ["issues:near#0", "issues:middle#0"]
+    assert two[0].score > two[1].score
+
+    hits = sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0], user_id="u1", limit=10))
+
+    assert set(ids(hits)) == {"issues:near#0", "issues:middle#0", "issues:far#0", "docs:doc#0"}
+    assert ids(sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0], kinds=["docs"]))) == ["docs:doc#0"]
+    assert "issues:private#0" in ids(sink.search_vector(SearchQuery(workspace_id="w1", vector=[1, 0, 0, 0], user_id="u2")))
+    assert ids(sink.search_vector(SearchQuery(workspace_id="w9", vector=[1.0, 0.0, 0.0, 0.0]))) == ["docs:doc#0"]
+
+
+def test_a_vector_query_of_the_wrong_dimension_is_a_sink_error_naming_the_cause(sink):
+    sink.write([make_chunk("a")])
+
+    with pytest.raises(SinkError, match="vector search failed: .*invalid dimension: 3"):
+        sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0]))
+
+
+# --------------------------------------------------------------------------- deletes
 def test_delete_workspace_removes_only_that_workspace(sink):
     sink.write(
         [
@@ -340,6 +474,7 @@ def test_delete_workspace_removes_only_that_workspace(sink):
     assert (sink.count("w1"), sink.count("w2"), sink.count()) == (0, 1, 2)
     assert sink.existing(["issues:b1#0", "docs:d#0", "issues:a1#0"]) == {"issues:b1#0", "docs:d#0"}
     assert sink.delete_workspace("w9") == 0 and sink.delete_workspace("w2", kind="nothing") == 0
+    assert ids(sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))) == ["docs:d#0"]
 
 
 def test_delete_chunks_by_id_across_kinds(sink):
@@ -359,11 +494,12 @@ def test_delete_documents_removes_every_chunk_of_them(sink):
     assert sink.delete_documents(["issues:a", "pages:p", "issues:unknown"]) == 4
 
     assert sink.existing(["issues:a#0", "issues:a#1", "issues:a#7", "issues:b#0", "pages:p#0"]) == {"issues:b#0"}
+    assert ids(sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))) == ["issues:b#0"]
     assert sink.delete_documents([]) == 0
 
 
-def test_another_prefix_is_untouched(osmem_url, sink):
-    staging = OpenSearchSink(osmem_url, "pi-staging")
+def test_another_prefix_is_untouched(opensearch_url, prefix, sink):
+    staging = OpenSearchSink(opensearch_url, f"{prefix}-staging")
     staging.ensure_ready(DIM)
     staging.write([make_chunk("a")])
     sink.write([make_chunk("a")])
@@ -372,21 +508,24 @@ def test_another_prefix_is_untouched(osmem_url, sink):
     sink.delete_chunks(["issues:a#0"])
 
     assert staging.count("w1") == 1 and sink.count() == 0
+    staging.close()
 
 
 def test_empty_index_set_answers_without_error(sink):
     assert sink.count() == 0 and sink.existing(["x#0"]) == set() and sink.delete_workspace("w1") == 0
     assert sink.search_text(SearchQuery(workspace_id="w1", text="x")) == []
+    assert sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0])) == []
     sink.delete_chunks(["x#0"])
     assert sink.write([]).written == []
 
 
-def test_health_reports_indices_and_counts_with_redacted_url(osmem_url, sink):
+def test_health_reports_indices_and_counts(sink, prefix):
     sink.write([make_chunk("a"), make_chunk("b")])
+    assert sink.count() == 2  # a read: this process's writes are refreshed
 
     health = sink.health()
 
-    assert health["indices"] == {"pi-issues": 2} and health["status"] in {"green", "yellow"}
+    assert health["indices"] == {f"{prefix}-issues": 2} and health["status"] in {"green", "yellow"}
 
 
 def test_ten_thousand_chunks_are_paged_through_bulk_and_id_batches(sink):
@@ -401,15 +540,16 @@ def test_ten_thousand_chunks_are_paged_through_bulk_and_id_batches(sink):
     assert len(sink.existing([chunk.id for chunk in chunks])) == 10_000
     sink.delete_chunks([chunk.id for chunk in chunks[:2500]])
     assert sink.count("w1") == 7_500
-    print(f"10,000 chunks written in {elapsed:.2f}s")
+    print(f"10,000 chunks written in {elapsed:.2f}s ({10_000 / elapsed:.0f} chunks/s)")
 
 
-def test_plugin_is_the_default_sink_when_opensearch_url_is_set(pi_env, osmem_url):
-    pi_env(OPENSEARCH_URL=osmem_url, OPENSEARCH_INDEX_PREFIX="plugintest")
+# --------------------------------------------------------------------------- the plugin
+def test_plugin_is_the_default_sink_when_opensearch_url_is_set(pi_env, opensearch_url, prefix):
+    pi_env(OPENSEARCH_URL=opensearch_url, OPENSEARCH_INDEX_PREFIX=prefix)
 
     (sink,) = runtime.get_sinks()
 
-    assert isinstance(sink, OpenSearchSink) and sink.prefix == "plugintest"
+    assert isinstance(sink, OpenSearchSink) and sink.prefix == prefix and sink.knn_engine == "lucene"
 
 
 def test_plugin_without_url_says_what_is_missing(pi_env):
@@ -419,16 +559,105 @@ def test_plugin_without_url_says_what_is_missing(pi_env):
         runtime.get_sinks()
 
 
-def test_knn_query_is_rejected_by_osmem_as_a_sink_error(sink):
-    sink.write([make_chunk("a")])
-
-    with pytest.raises(SinkError, match="vector search failed"):
-        sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))
+# --------------------------------------------------------------------------- search(): kNN + BM25 + fusion
+WS_A, WS_B, WS_C = "ws-a", "ws-b", "ws-c"
 
 
-def test_pipeline_and_pi_search_end_to_end(pi_env, osmem_url):
-    """Real model, real indexer and ledger, this sink chosen by OPENSEARCH_URL, then ``pi search`` (BM25 on osmem)."""
-    pi_env(OPENSEARCH_URL=osmem_url.replace("//", "//admin:s3cret-pw@"), OPENSEARCH_INDEX_PREFIX="e2e")
+@pytest.fixture
+def hybrid(pi_env, opensearch_url, prefix) -> OpenSearchSink:
+    """Documents indexed through the default runtime (hashing embedder, 384 dimensions, this sink chosen by
+    OPENSEARCH_URL), none of them project-scoped (the project-membership matrix is tests/test_access_opensearch.py)."""
+    pi_env(OPENSEARCH_URL=opensearch_url, OPENSEARCH_INDEX_PREFIX=prefix, PI_EMBEDDER="hashing", PLANE_DATABASE_URL=None)
+    get_database().ensure_schema()
+    issue = {"source": "issues", "kind": "issues"}
+    documents = [
+        Document(
+            id="issues:a-login", workspace_id=WS_A, title="Login page crashes", body="The login page crashes on submit.", **issue
+        ),
+        Document(id="issues:a-csv", workspace_id=WS_A, title="Export to CSV", body="Add a CSV export of the list.", **issue),
+        Document(
+            id="issues:b-login", workspace_id=WS_B, title="Login page crashes", body="The login page crashes on submit.", **issue
+        ),
+        Document(id="docs:auth", source="docs", kind="docs", workspace_id=None, title="Authentication", body="Login with SAML."),
+        Document(
+            id="chats:u1-login",
+            source="chats",
+            kind="chats",
+            workspace_id=WS_A,
+            owner_id="u1",
+            title="Chat",
+            body="why does the login page crash",
+        ),
+    ]
+    stats = Indexer().index(documents)
+    assert stats.failed == {} and stats.documents_indexed == 5
+    (sink,) = runtime.get_sinks()
+    return sink
+
+
+def found(query: str, workspace_id: str, mode: str, **kwargs) -> list[str]:
+    return [hit.document_id for hit in search(query, workspace_id, mode=mode, limit=10, **kwargs)]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "text", "vector"])
+def test_search_is_filtered_by_workspace_and_privacy_in_every_mode(hybrid, mode):
+    failures_before = sum(search_module.vector_query_failures.values())
+    query = "login page crashes"
+
+    anonymous = found(query, WS_A, mode)
+    owner = found(query, WS_A, mode, user_id="u1")
+    stranger = found(query, WS_A, mode, user_id="u2")
+    other_workspace = found(query, WS_B, mode, user_id="u1")
+    empty_workspace = found(query, WS_C, mode, user_id="u1")
+
+    assert anonymous[0] == "issues:a-login" and owner[0] == "issues:a-login" and other_workspace[0] == "issues:b-login"
+    for hits in (anonymous, owner, stranger, other_workspace, empty_workspace):
+        assert len(hits) == len(set(hits)), "one hit per document"
+    assert not {"issues:b-login", "chats:u1-login"} & set(anonymous + stranger)
+    assert "chats:u1-login" in owner and "issues:b-login" not in owner
+    assert not {"issues:a-login", "issues:a-csv", "chats:u1-login"} & set(other_workspace)
+    assert set(empty_workspace) <= {"docs:auth"}
+    if mode != "text":  # kNN answers with the nearest allowed chunks, relevant or not: everything this user may see
+        assert set(anonymous) == {"issues:a-login", "issues:a-csv", "docs:auth"}
+        assert set(owner) == {"issues:a-login", "issues:a-csv", "docs:auth", "chats:u1-login"}
+        assert set(other_workspace) == {"issues:b-login", "docs:auth"} and empty_workspace == ["docs:auth"]
+    assert sum(search_module.vector_query_failures.values()) == failures_before, "kNN answered on the real node"
+
+
+def test_hybrid_fuses_knn_and_bm25(hybrid):
+    vector_only = found("csv export", WS_A, "vector")
+    text_only = found("csv export", WS_A, "text")
+
+    assert text_only == ["issues:a-csv"]
+    assert vector_only[0] == "issues:a-csv" and len(vector_only) == 3
+    hits = search("csv export", WS_A, mode="hybrid", limit=10)
+    assert [hit.document_id for hit in hits][0] == "issues:a-csv"
+    assert hits[0].score == pytest.approx(2 / 61), "first in both lists: 1/(60+1) twice"
+
+
+def test_a_failed_vector_query_is_an_error_not_a_silent_fallback(hybrid, monkeypatch):
+    """The search side's embedder no longer matches the index (8 dimensions against 384): the node answers HTTP 400.
+    Hybrid search answers from BM25, logs ERROR with the node's reason and counts it; vector-only search raises."""
+    monkeypatch.setattr(runtime, "get_embedder", lambda: HashingEmbedder(dimension=8))
+    errors: list[str] = []
+    handler = logger.add(errors.append, level="ERROR", format="{message}")
+    before = search_module.vector_query_failures["opensearch"]
+    try:
+        hits = found("csv export", WS_A, "hybrid")
+    finally:
+        logger.remove(handler)
+
+    assert hits == ["issues:a-csv"]
+    assert search_module.vector_query_failures["opensearch"] == before + 1
+    (error,) = errors
+    assert "sink opensearch rejected the vector query" in error and "invalid dimension: 8" in error
+    with pytest.raises(SinkError, match="invalid dimension: 8"):
+        search("csv export", WS_A, mode="vector")
+
+
+def test_pipeline_and_pi_search_end_to_end(pi_env, opensearch_url, prefix):
+    """Real model, real indexer and ledger, this sink chosen by OPENSEARCH_URL, then ``pi search`` (kNN + BM25)."""
+    pi_env(OPENSEARCH_URL=opensearch_url.replace("//", "//admin:s3cret-pw@"), OPENSEARCH_INDEX_PREFIX=prefix)
     get_database().ensure_schema()
     issue = {"source": "issues", "kind": "issues", "workspace_id": "ws-a"}
     documents = [
@@ -463,75 +692,13 @@ def test_pipeline_and_pi_search_end_to_end(pi_env, osmem_url):
     result = CliRunner().invoke(build_cli(), ["search", "login crash", "--workspace", "ws-a"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line[:3].strip().rstrip(".").isdigit()]
-    assert "ENG-1 · Login page crashes on Safari" in lines[0] and "[docs] Authentication" in lines[1] and len(lines) == 2
-    assert "s3cret-pw" not in result.output
+    assert "ENG-1 · Login page crashes on Safari" in lines[0] and "[docs] Authentication" in lines[1]
+    assert "OPS-1" not in result.output and "s3cret-pw" not in result.output
+    semantic = search("the browser fails when signing in", "ws-a", mode="vector", limit=1)
+    assert [hit.document_id for hit in semantic] == ["issues:1"], "kNN with the real model: meaning, not words"
 
     assert indexer.index(documents).chunks_embedded == 0
     indexer.delete_documents(["issues:1"])
     assert sink.count("ws-a") == 1
     assert [hit.document_id for hit in search("login crash", "ws-a", mode="text")] == ["docs:plane/docs:auth.md"]
-
-
-class TestOpenSearchContract(SinkContract):
-    """The shared sink contract on osmem-server, which cannot answer kNN queries (those run on a real cluster below)."""
-
-    supports_vector_search = False
-
-    @pytest.fixture
-    def sink(self, osmem_url) -> Iterator[OpenSearchSink]:
-        sink = OpenSearchSink(osmem_url, "pi")
-        yield sink
-        sink.close()
-
-
-# --------------------------------------------------------------------------- real cluster (kNN)
-@pytest.fixture
-def knn_url() -> str:
-    url = os.environ.get("PI_TEST_OPENSEARCH_KNN_URL")
-    if not url:
-        pytest.skip("PI_TEST_OPENSEARCH_KNN_URL is not set (kNN needs a real OpenSearch cluster; osmem-server has no kNN)")
-    return url
-
-
-def unique_sink(url: str) -> Iterator[OpenSearchSink]:
-    """A sink on a real cluster under a prefix of its own, whose indices are deleted afterwards."""
-    prefix = f"pitest{uuid.uuid4().hex[:8]}"
-    sink = OpenSearchSink(url, prefix)
-    yield sink
-    sink.client.indices.delete(index=f"{prefix}-*")
-    sink.close()
-
-
-class TestRealClusterContract(SinkContract):
-    """The whole contract, kNN included, on a real cluster (only when PI_TEST_OPENSEARCH_KNN_URL is set)."""
-
-    @pytest.fixture
-    def sink(self, knn_url) -> Iterator[OpenSearchSink]:
-        yield from unique_sink(knn_url)
-
-
-@pytest.fixture
-def knn_sink(knn_url) -> Iterator[OpenSearchSink]:
-    for sink in unique_sink(knn_url):
-        sink.ensure_ready(DIM)
-        yield sink
-
-
-def test_knn_on_a_real_cluster_returns_nearest_filtered_neighbours(knn_sink):
-    knn_sink.write(
-        [
-            make_chunk("near", vector=[1.0, 0.1, 0.0, 0.0]),
-            make_chunk("far", vector=[0.0, 0.0, 1.0, 0.0]),
-            make_chunk("middle", vector=[1.0, 1.0, 0.0, 0.0]),
-            make_chunk("other-ws", workspace="w2", vector=[1.0, 0.0, 0.0, 0.0]),
-            make_chunk("private", owner_id="u2", vector=[1.0, 0.0, 0.0, 0.0]),
-            make_chunk("doc", kind="docs", workspace=None, vector=[0.0, 1.0, 0.0, 0.0]),
-        ]
-    )
-
-    hits = knn_sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0], user_id="u1", limit=10))
-
-    assert ids(hits)[:2] == ["issues:near#0", "issues:middle#0"]
-    assert set(ids(hits)) == {"issues:near#0", "issues:middle#0", "issues:far#0", "docs:doc#0"}
-    docs_only = knn_sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0], kinds=["docs"]))
-    assert ids(docs_only) == ["docs:doc#0"]
+    assert "issues:1" not in {hit.document_id for hit in search("login crash", "ws-a", mode="hybrid")}

@@ -31,11 +31,16 @@ RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 def _describe(exc: OpenSearchException) -> str:
-    """Type, status and the server's own reason (``str(TransportError)`` drops the reason)."""
+    """Type, status and the server's own reason (``str(TransportError)`` drops the reason), with the root cause when
+    the reason alone says nothing (a search's "all shards failed" hides e.g. a query vector of the wrong dimension)."""
     info = getattr(exc, "info", None)
     error = info.get("error") if isinstance(info, dict) else None
     if isinstance(error, dict):
-        return f"{type(exc).__name__} {getattr(exc, 'status_code', '')}: {error.get('type')}: {error.get('reason')}"
+        text = f"{type(exc).__name__} {getattr(exc, 'status_code', '')}: {error.get('type')}: {error.get('reason')}"
+        causes = [cause.get("reason") for cause in error.get("root_cause") or [] if isinstance(cause, dict)]
+        if cause := next((cause for cause in causes if cause and cause != error.get("reason")), None):
+            text += f" ({cause})"
+        return text
     return f"{type(exc).__name__}: {exc}"
 
 
