@@ -123,3 +123,99 @@ def test_rows_left_by_kombus_transport_are_deleted_when_the_broker_opens(broker_
         assert message.payload == "pending"
         message.ack()
     assert broker_file.rows() == []
+
+
+# ---------------------------------------------------------------------- real workers
+
+VISIBILITY_TIMEOUT = 3
+
+
+@pytest.fixture
+def worker_env(with_test_plugins, tmp_path):
+    """Environment of a worker on the embedded broker: private data dir, queue and marker folder, a short timeout."""
+    with_test_plugins()
+    (tmp_path / "pi-data").mkdir(exist_ok=True)
+    return {
+        "PI_DATA_DIR": str(tmp_path / "pi-data"),
+        "PI_TEST_MARKERS": str(tmp_path / "markers"),
+        "CELERY_DEFAULT_QUEUE": f"pi_test_{uuid.uuid4().hex[:10]}",
+        "PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "PYTHONPATH": os.environ["PYTHONPATH"],
+    }
+
+
+def _send(env: dict[str, str], task: str, *args: str, times: int = 1) -> None:
+    """Publish like a service outside pi does: plain Celery on kombu's own ``sqla+sqlite`` transport."""
+    app = Celery(broker=f"sqla+sqlite:///{env['PI_DATA_DIR']}/broker.sqlite")
+    for _ in range(times):
+        app.send_task(task, args=args, queue=env["CELERY_DEFAULT_QUEUE"])
+    app.close()
+
+
+def _claims(env: dict[str, str]) -> list[tuple[int, str | None, float | None]]:
+    """(id, claim token, fetch time) of every message row."""
+    with sqlite3.connect(Path(env["PI_DATA_DIR"]) / "broker.sqlite") as connection:
+        return connection.execute("SELECT id, pi_claim, pi_fetched_at FROM kombu_message ORDER BY id").fetchall()
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _worker(env: dict[str, str], tmp_path: Path, concurrency: int = 1) -> WorkerProcess:
+    worker = WorkerProcess(env, tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", concurrency=concurrency)
+    worker.wait_ready()
+    return worker
+
+
+def _kill_group(worker: WorkerProcess) -> None:
+    os.killpg(worker.process.pid, signal.SIGKILL)
+    worker.process.wait(30)
+    worker.stop()
+
+
+def test_acknowledged_messages_are_deleted(worker_env, tmp_path):
+    _send(worker_env, "pi.celery_app.test_alpha_marker", "acked", times=20)  # kombu's transport creates the table
+    with sqlite3.connect(Path(worker_env["PI_DATA_DIR"]) / "broker.sqlite") as connection:
+        assert connection.execute("SELECT count(*) FROM kombu_message").fetchone()[0] == 20
+    worker = _worker(worker_env, tmp_path)
+    try:
+        wait_for(lambda: _lines(Path(worker_env["PI_TEST_MARKERS"]) / "acked") == 20, 60, message="20 tasks ran")
+        wait_for(lambda: _claims(worker_env) == [], 30, message="the broker table is empty again")
+    finally:
+        worker.stop()
+
+
+def test_tasks_of_a_killed_worker_group_run_after_a_restart(worker_env, tmp_path):
+    markers = Path(worker_env["PI_TEST_MARKERS"])
+    _send(worker_env, "pi.celery_app.test_alpha_die_once", "a")
+    _send(worker_env, "pi.celery_app.test_alpha_die_once", "b")
+    _send(worker_env, "pi.celery_app.test_alpha_marker", "queued", times=10)
+    worker = _worker(worker_env, tmp_path, concurrency=2)
+    try:
+        wait_for(lambda: (markers / "a.started").exists() and (markers / "b.started").exists(), 60, message="both tasks run")
+        held = {row: (token, fetched) for row, token, fetched in _claims(worker_env) if token}
+        assert len(held) == 2
+        # the live worker renews its claims: past the timeout both are still its own, delivered once
+        wait_for(
+            lambda: all(
+                token == held[row][0] and fetched > held[row][1] + VISIBILITY_TIMEOUT
+                for row, token, fetched in _claims(worker_env)
+                if row in held
+            ),
+            30,
+            interval=0.2,
+            message="claims renewed past the visibility timeout",
+        )
+        assert not (markers / "a.done").exists() and not (markers / "b.done").exists()
+    finally:
+        _kill_group(worker)
+
+    worker = _worker(worker_env, tmp_path, concurrency=2)
+    try:
+        wait_for(lambda: (markers / "a.done").exists() and (markers / "b.done").exists(), 60, message="both tasks delivered again")
+        wait_for(lambda: _lines(markers / "queued") == 10, 60, message="the queued tasks ran")
+        wait_for(lambda: _claims(worker_env) == [], 30, message="every message acknowledged and deleted")
+    finally:
+        worker.stop()
+    assert _lines(markers / "queued") == 10, "nothing ran twice"
