@@ -75,7 +75,11 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     if settings.broker_is_embedded:  # acked messages deleted, unacked ones delivered again after the timeout
         app.conf.broker_transport_options = {"visibility_timeout": settings.PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT}
-        logger.info("CELERY_BROKER_URL is unset: using the embedded SQLite broker at {}", settings.broker_url)
+        logger.info(
+            "CELERY_BROKER_URL is unset: using the embedded SQLite broker at {} (visibility timeout {} s)",
+            settings.broker_url,
+            settings.PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT,
+        )
     for spec in registry.tasks.values():
         app.task(name=spec.name, **{**TASK_DEFAULTS, **spec.options})(spec.func)
     return app

@@ -52,9 +52,8 @@ class Settings(BaseSettings):
         default=None,
         description="Broker; production pyamqp://guest@localhost:5672//; unset = embedded SQLite broker under PI_DATA_DIR.",
     )
-    PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT: float = Field(
-        default=3600.0,
-        gt=0,
+    PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT: PositiveInt = Field(
+        default=3600,
         description="Seconds a message fetched from the embedded broker may stay unacknowledged before it is delivered again "
         "(a killed worker's tasks return after at most this long).",
     )
