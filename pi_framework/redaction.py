@@ -84,7 +84,7 @@ _URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s'
 #: ``name=value`` in free text (libpq DSNs, settings errors, repr of options)
 _KEY_VALUE = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]*)=('[^']*'|\"[^\"]*\"|[^\s&,;'\"()\[\]{}]*)")
 #: ``"name": "value"`` / ``'name': 'value'`` (JSON, dict reprs)
-_QUOTED_PAIR = re.compile(r"""(["'])([A-Za-z_][\w.\-]*)\1(\s*:\s*)(["'])((?:\\.|(?!\4).)*)\4""")
+_QUOTED_PAIR = re.compile(r"""(["'])([A-Za-z_][\w.\-]*)\1(\s*:\s*)(["'])((?:\\.|(?!\4)[^\\])*)\4""")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{4,}")
 _AUTH_HEADER = re.compile(
     r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?(?!(?:(?:bearer|basic|token|digest|negotiate)\s+)?\*\*\*)(?:(?:bearer|basic|token|digest|negotiate)\s+)?)[^\s\"',}]+"

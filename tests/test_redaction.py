@@ -180,6 +180,27 @@ def test_free_text_is_redacted():
     assert "Bearer ***" in shown and 'host name "***@127.0.0.1"' in shown
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "'password': '" + "\\\\" * 5000 + "x",  # backslashes and no closing quote
+        "a=" * 50_000,
+        "x://" + "@" * 50_000,
+        "?" * 100_000 + "://",
+        "'a': '" * 30_000,
+        ("host name " + "a" * 5000 + " ") * 20,
+        "http://" + "u:p@" * 20_000,
+    ],
+)
+def test_pathological_text_is_redacted_in_linear_time(text):
+    import time
+
+    started = time.perf_counter()
+    redact_text(text)
+    redact_url(text)
+    assert time.perf_counter() - started < 2
+
+
 def test_json_lines_stay_json():
     line = json.dumps(
         {"text": "at postgresql://pi:s3cr/et#x@db/pi", "url": "pyamqp://g:pw@r//?password=qs-s3cret", "email": "a@b"}
