@@ -456,11 +456,11 @@ def _sent_argument_names(path: Path) -> list[tuple[int, str]]:
 
 def test_no_task_is_sent_with_a_url_or_secret_in_its_arguments():
     sources = [*(ROOT / "pi_framework").rglob("*.py"), *ROOT.glob("plugins/pi_*/pi_*/**/*.py")]
-    assert len(sources) > 20
+    sent = [(path, line, name) for path in sources for line, name in _sent_argument_names(path)]
+    assert "workspace_id" in {name for _path, _line, name in sent}  # the scan does see the framework's own sends
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: {name}"
-        for path in sources
-        for line, name in _sent_argument_names(path)
+        for path, line, name in sent
         if any(word in name.lower() for word in _FORBIDDEN)
     ]
     assert offenders == []
