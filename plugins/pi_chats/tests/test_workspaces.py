@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from opensearchpy import OpenSearch
-from pi_chats import ids
+from pi_chats import backlog, ids
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
 from sqlalchemy import select
@@ -127,3 +127,16 @@ def test_nul_in_title_and_text_is_indexed_on_postgres(chats, found):
     assert found.titles("budget") == {"c1": "Budget review"}
     [hit] = [hit for hit in found.hits("numbers") if ids.parse(hit.document_id).is_message]
     assert "\x00" not in hit.text and hit.title == "Budget review"
+
+
+def test_parked_messages_with_the_same_ids_in_two_workspaces_stay_apart(chats, found):
+    for workspace, user, text in (("ws-a", "alice", A_TEXT), ("ws-b", "bob", B_TEXT)):
+        backlog.park(chats.database, ChatMessage.model_validate(payload(workspace, user, text)), "SinkError: down")
+    assert backlog.count(chats.database) == 2, "one parked message per workspace, not one overwriting the other"
+    chats.delete_chat("ws-a", "c1")  # drops ws-a's parked message only
+    assert chats.retry_pending()["parked_indexed"] == 1
+    assert found.ids("payroll", user_id="bob", workspace_id="ws-b") == {
+        ids.document_id("ws-b", "c1"),
+        ids.document_id("ws-b", "c1", "m1"),
+    }
+    assert found.ids("alpine", user_id="alice") == set()
