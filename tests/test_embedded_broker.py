@@ -45,7 +45,9 @@ class BrokerFile:
     def rows(self) -> list[tuple[int, bool]]:
         """(id, visible) of every message row."""
         with sqlite3.connect(self.path) as connection:
-            return [(row, bool(visible)) for row, visible in connection.execute("SELECT id, visible FROM kombu_message ORDER BY id")]
+            return [
+                (row, bool(visible)) for row, visible in connection.execute("SELECT id, visible FROM kombu_message ORDER BY id")
+            ]
 
 
 @pytest.fixture
@@ -213,9 +215,26 @@ def test_tasks_of_a_killed_worker_group_run_after_a_restart(worker_env, tmp_path
 
     worker = _worker(worker_env, tmp_path, concurrency=2)
     try:
-        wait_for(lambda: (markers / "a.done").exists() and (markers / "b.done").exists(), 60, message="both tasks delivered again")
+        wait_for(
+            lambda: (markers / "a.done").exists() and (markers / "b.done").exists(), 60, message="both tasks delivered again"
+        )
         wait_for(lambda: _lines(markers / "queued") == 10, 60, message="the queued tasks ran")
         wait_for(lambda: _claims(worker_env) == [], 30, message="every message acknowledged and deleted")
     finally:
         worker.stop()
     assert _lines(markers / "queued") == 10, "nothing ran twice"
+
+
+def test_the_task_of_a_killed_pool_process_is_requeued_at_once(worker_env, tmp_path):
+    env = {**worker_env, "PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT": "3600"}  # no help from the timeout
+    markers = Path(env["PI_TEST_MARKERS"])
+    worker = _worker(env, tmp_path)
+    try:
+        _send(env, "pi.celery_app.test_alpha_die_once", "job")
+        pid = int(wait_for(lambda: (markers / "job.started").exists() and (markers / "job.started").read_text(), 60))
+        os.kill(pid, signal.SIGKILL)  # reject_on_worker_lost: the worker requeues the message, the same row
+        done = wait_for(lambda: (markers / "job.done").exists() and (markers / "job.done").read_text(), 60, message="redelivered")
+        assert int(done) != pid
+        wait_for(lambda: _claims(env) == [], 30, message="acknowledged and deleted")
+    finally:
+        worker.stop()
