@@ -28,6 +28,7 @@ import org.opensearch.common.xcontent.XContentHelper;
 import org.opensearch.common.xcontent.json.JsonXContent;
 import org.opensearch.core.action.ActionListener;
 import org.opensearch.env.Environment;
+import org.opensearch.index.reindex.ReindexPlugin;
 import org.opensearch.knn.plugin.KNNPlugin;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
@@ -149,7 +150,7 @@ public class Launcher {
         Environment environment = InternalSettingsPreparer.prepareEnvironment(
             settings, Collections.emptyMap(), home.resolve("config"), () -> "pi-test-node");
 
-        List<Class<? extends Plugin>> plugins = Arrays.asList(Netty4Plugin.class, KNNPlugin.class, LuceneOnlyKnn.class);
+        List<Class<? extends Plugin>> plugins = Arrays.asList(Netty4Plugin.class, ReindexPlugin.class, KNNPlugin.class, LuceneOnlyKnn.class);
         Node node = new TestNode(environment, plugins);
 
         // Without Bootstrap nothing halts the JVM on an Error in a pool thread: the thread dies, the request
