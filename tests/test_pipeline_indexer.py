@@ -17,8 +17,8 @@ from pi_framework.db import Database
 from pi_framework.db.models import IndexedChunk, IndexedDocument
 from pi_framework.embedding import HashingEmbedder
 from pi_framework.pipeline.documents import Chunk, Document
-from pi_framework.pipeline.indexer import Indexer
-from pi_framework.pipeline.ledger import same_instant
+from pi_framework.pipeline.indexer import Indexer, SinkOutage
+from pi_framework.pipeline.ledger import PENDING, same_instant
 from pi_framework.settings import Settings, load_settings
 from pi_framework.sinks.base import SearchQuery, SinkError, WriteResult
 from pi_framework.sinks.embedded import EmbeddedSink
@@ -126,9 +126,9 @@ def ledger(database: Database) -> dict[str, list[str]]:
 
 
 def assert_ledger_true(database: Database, *sinks: EmbeddedSink) -> None:
-    """Nothing is recorded as indexed that is not in every sink."""
+    """Nothing is recorded as indexed that is not in every sink (chunks written ahead, hash PENDING, are intentions)."""
     with database.session() as session:
-        chunk_ids = list(session.scalars(select(IndexedChunk.chunk_id)))
+        chunk_ids = list(session.scalars(select(IndexedChunk.chunk_id).where(IndexedChunk.content_hash != PENDING)))
         counts = dict(session.execute(select(IndexedDocument.document_id, IndexedDocument.chunk_count)).all())
     for sink in sinks:
         assert sink.existing(chunk_ids) == set(chunk_ids)
@@ -237,16 +237,20 @@ def test_items_a_sink_rejects_are_not_recorded_and_retried(tmp_path, embedder, d
 
 
 @pytest.mark.parametrize("error", [SinkError, TimeoutError])
-def test_a_sink_that_raises_fails_its_group_only(tmp_path, embedder, database, settings, error) -> None:
+def test_a_sink_that_raises_aborts_the_run_and_records_nothing_of_the_group(
+    tmp_path, embedder, database, settings, error
+) -> None:
+    """An outage (HTTP 500 after retries, a timeout) is not bad input: the run stops, the caller retries it whole."""
     flaky = FlakySink(tmp_path / "flaky.sqlite", raise_calls=1, error=error)
     indexer = Indexer(sinks=[flaky], embedder=embedder, database=database, settings=settings)
     documents = [doc(n, sentences(30)) for n in range(1, 7)]  # several groups of 8 chunks
-    stats = indexer.index(documents)
-    assert stats.failed and len(stats.failed) < 6
-    assert all(error.__name__ in reason for reason in stats.failed.values())
-    assert len(ledger(database)) == 6 - len(stats.failed)
+    with pytest.raises(SinkOutage, match=error.__name__):
+        indexer.index(documents)
+    assert not ledger(database), "the first group failed: nothing is recorded as indexed"
     assert_ledger_true(database, flaky)
-    assert indexer.index(documents).documents_indexed == len(stats.failed)
+    retry = indexer.index(documents)
+    assert retry.documents_indexed == 6 and not retry.failed
+    assert_ledger_true(database, flaky)
 
 
 def test_every_sink_must_confirm(tmp_path, embedder, database, settings, sink) -> None:

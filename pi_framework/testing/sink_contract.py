@@ -178,6 +178,45 @@ class SinkContract:
         )
         assert "printer on fire" in hit.text
 
+    # ------------------------------------------------------------------ through the pipeline
+    def test_no_chunk_outlives_a_crash_between_sink_write_and_ledger_commit(
+        self, ready_sink: Sink, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A document written with 3 chunks, the process dying before the ledger commit, then rewritten shorter
+        (and private): no chunk of the first version remains, whether or not the ledger ever recorded it."""
+        from pi_framework.db import Database
+        from pi_framework.embedding import HashingEmbedder
+        from pi_framework.pipeline.documents import Document
+        from pi_framework.pipeline.indexer import Indexer
+        from pi_framework.pipeline.ledger import Ledger
+        from pi_framework.settings import Settings
+
+        settings = Settings(PI_DATA_DIR=str(tmp_path), PI_CHUNK_TOKENS=16, PI_CHUNK_OVERLAP=0)
+        indexer = Indexer([ready_sink], HashingEmbedder(dimension=self.dimension), Database(settings), settings)
+        long_body = " ".join(f"paragraph {n} about the zebra migration plan." for n in range(12))
+        first = Document("pages:p1", "pages", "pages", WS_A, title="Plan", body=long_body)
+        written = [chunk.id for chunk in indexer.chunks_of(first)]
+        assert len(written) >= 3
+
+        class Killed(BaseException):
+            """The worker dies (SIGKILL): nothing after the sink write runs."""
+
+        def die(_self: Ledger, _update: object) -> None:
+            raise Killed
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Ledger, "apply", die)
+            with pytest.raises(Killed):
+                indexer.index([first])
+        assert ready_sink.existing(written) == set(written), "the sink had the first version when the worker died"
+
+        second = Document("pages:p1", "pages", "pages", WS_A, title="Plan", body="short now", owner_id="owner-1")
+        stats = indexer.index([second])
+        assert stats.documents_indexed == 1 and not stats.failed
+        kept = {chunk.id for chunk in indexer.chunks_of(second)}
+        assert ready_sink.existing(written) == kept & set(written), "no chunk of the first version is left"
+        assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="someone-else")) == []
+
     def test_ensure_ready_rejects_another_dimension(self, ready_sink: Sink) -> None:
         self.write_all(ready_sink, [self.chunk("issues:1#0")])
         with pytest.raises(SinkError):
