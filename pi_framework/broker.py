@@ -135,7 +135,8 @@ class Channel(kombu_sqla.Channel):
             engine = create_engine(self._url, **options)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(self._url, pool_pre_ping=True, **options)
+        options.setdefault("pool_pre_ping", True)
+        return create_engine(self._url, **options)
 
     def _open(self) -> tuple[Engine, sessionmaker]:
         key = (os.getpid(), self._url)
