@@ -9,13 +9,18 @@ found in their last quarter, so chunks rarely cut a sentence in half.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from pi_framework.embedding import Embedder
 
 #: a title longer than this share of the window is cut, so every chunk keeps room for body text
 _TITLE_SHARE = 4
-_MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+# "#" to "######", blanks, the rest of the line. Was ``^#{1,6}[ \t]+(.+?)[ \t#]*$``, whose lazy text and
+# trailing run retried each other (quadratic per line: "# a" + "#" * 10_000 + "b" took 0.7 s); the trailing
+# blanks and "#" are now stripped in Python (:func:`_heading_text`)
+_MD_HEADING = re.compile(r"^#{1,6}([ \t]++)([^\n]*+)", re.M)
+# a fenced code block; an opener without a closer scans to the end once per fence type at most
 _FENCED = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.M | re.S)
 
 
@@ -56,21 +61,35 @@ def _boundary_end(text: str, spans: list[tuple[int, int]], start: int, end: int)
     return end
 
 
+def _heading_text(blanks: str, rest: str) -> str | None:
+    """What ``^#{1,6}[ \t]+(.+?)[ \t#]*$`` captured: *rest* without trailing blanks and "#" (at least its first
+    character); for a line of only blanks, the last blank if there were two or more, else no heading."""
+    if rest:
+        return rest[: max(1, len(rest.rstrip(" \t#")))]
+    return blanks[-1] if len(blanks) > 1 else None
+
+
 def _headings(body: str) -> list[tuple[int, str]]:
-    """Markdown headings of *body* outside fenced code blocks, as ``(offset, text)``."""
+    """Markdown headings of *body* outside fenced code blocks, as ``(offset, text)``, in order of offset."""
     if "#" not in body:
         return []
-    fenced = [match.span() for match in _FENCED.finditer(body)]
-    return [
-        (match.start(), match.group(1))
-        for match in _MD_HEADING.finditer(body)
-        if not any(begin <= match.start() < end for begin, end in fenced)
-    ]
+    fenced = [match.span() for match in _FENCED.finditer(body)]  # sorted, not overlapping
+    fenced_starts = [begin for begin, _ in fenced]
+    headings = []
+    for match in _MD_HEADING.finditer(body):
+        block = bisect_right(fenced_starts, match.start()) - 1  # the last block starting at or before the heading
+        if block >= 0 and match.start() < fenced[block][1]:
+            continue
+        text = _heading_text(match.group(1), match.group(2))
+        if text is not None:
+            headings.append((match.start(), text))
+    return headings
 
 
 def _section_prefix(title: str, headings: list[tuple[int, str]], offset: int, embedder: Embedder, limit: int) -> tuple[str, int]:
     """For a window starting mid-section (Markdown): ``("<title>: <section>\n", extra tokens)``, else ``("", 0)``."""
-    section = next((text for position, text in reversed(headings) if position < offset), "")
+    before = bisect_left(headings, offset, key=lambda heading: heading[0])  # headings[:before] start before offset
+    section = headings[before - 1][1] if before else ""
     if not section:
         return "", 0
     section = _cut(section, embedder.token_spans(section), limit).strip()
