@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     PI_MAX_CHUNKS_PER_DOCUMENT: PositiveInt = Field(
         default=200, description="Chunks kept of a huge document; the rest is dropped with a warning."
     )
+    PI_MAX_DOCUMENT_CHARS: PositiveInt = Field(
+        default=1_000_000,
+        description="Characters of a document's body (and title) normalised; the rest is cut with a warning.",
+    )
     PI_SINKS: list[str] = Field(
         default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded."
     )

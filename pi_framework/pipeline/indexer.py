@@ -185,10 +185,31 @@ class Indexer:
             self._fail(stats, document_id, f"could not be prepared: {type(exc).__name__}: {exc}")
             return None
 
+    def _capped(self, document: Document) -> tuple[str, str]:
+        """Title and body cut at ``PI_MAX_DOCUMENT_CHARS`` characters each, before any normalisation runs.
+
+        Normalising and chunking are linear in the text, so this bounds the time a document can hold a worker
+        (a soft time limit cannot interrupt a regex); the cut is logged once, naming the document.
+        """
+        limit = self.settings.PI_MAX_DOCUMENT_CHARS
+        title, body = to_str(document.title), to_str(document.body)
+        if len(title) > limit or len(body) > limit:
+            logger.warning(
+                "index: document {} is longer than PI_MAX_DOCUMENT_CHARS={} (title {}, body {} characters): "
+                "only its first {} characters of each are indexed",
+                document.id,
+                limit,
+                len(title),
+                len(body),
+                limit,
+            )
+        return title[:limit], body[:limit]
+
     def chunks_of(self, document: Document) -> list[Chunk]:
         """The chunks, with content hashes and without vectors, that *document* is indexed as."""
-        title = normalise(document.title, "text").replace("\n", " ")
-        body = normalise(document.body, document.body_format)
+        title, body = self._capped(document)
+        title = normalise(title, "text").replace("\n", " ")
+        body = normalise(body, document.body_format)
         windows, truncated = split(title, body, self.embedder, self.chunking)
         if truncated:
             logger.warning(
