@@ -197,9 +197,7 @@ class Jobs:
             state = "unknown" if job is None else job.status if job.workspace_id == workspace_id else "of another workspace"
             return Claim(job_id, False, f"job {job_id} is {state}: nothing to do")
         stale, now = self.stale_before, utcnow()
-        takeover = or_(
-            Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.alive_at < stale, Job.alive_at.is_(None)
-        )
+        takeover = or_(Job.status == JobStatus.QUEUED, Job.task_id == task_id, Job.alive_at < stale, Job.alive_at.is_(None))
         if job.status == JobStatus.RUNNING and job.task_id != task_id and (as_utc(job.alive_at) or now) >= stale:
             return Claim(job.id, False, f"job {job.id} is already running (task {job.task_id})")
         if job.status == JobStatus.QUEUED and not self.free_slots():

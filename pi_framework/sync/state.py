@@ -62,3 +62,12 @@ def reconcile_due(workspace_id: str, interval: int, stamps: dict[str, dict[str, 
     stamp = stamps.get(workspace_id) if stamps is not None else load(RECONCILE, workspace_id)
     last = datetime.fromisoformat(stamp["at"]) if stamp and stamp.get("at") else None
     return last is None or utcnow() - last >= timedelta(seconds=interval)
+
+
+def flag(workspace_id: str, path: str = "live sync") -> dict[str, Any]:
+    """Mark *workspace_id* as possibly behind (unless it is already), so every tick measures it until it is not."""
+    marker = load(PENDING, workspace_id)
+    if marker is None:
+        marker = {"since": utcnow().isoformat(), "pending": None, "path": path}
+        save(PENDING, workspace_id, marker)
+    return marker

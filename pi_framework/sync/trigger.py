@@ -5,6 +5,11 @@ queued; above it (or a source without a cursor): a bulk re-feed — a vectorizat
 the ledger holds, deletes what is no longer visible, shows progress and moves the cursors when done — is
 queued at once. While that job is active the workspace is not live-synced, so the two never overlap.
 
+A tick costs O(changes), not O(workspaces): each source that can (``changed_workspaces``) scans its
+tables once across all workspaces from a global watermark, and only workspaces it names, workspaces
+already marked as having pending work (a failed or busy sync, a held cursor), and workspaces whose
+reconcile is due are measured. A source that cannot scan globally makes every workspace a candidate.
+
 At most one live sync per workspace is queued or running: a queued one leaves a marker (a lease that
 expires, in case the message is lost) that the task clears when it starts, and a running one holds the
 workspace's write lease. A workspace with nothing pending gets a live sync only when its id reconcile
@@ -20,11 +25,15 @@ from typing import Any
 from loguru import logger
 
 from pi_framework import runtime
+from pi_framework.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import pending_changes
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
 from pi_framework.sync.leases import queued_marker, workspace_lease
+
+#: ``SyncState.source`` prefix of a source's global watermark (scope ``*``)
+GLOBAL_SCAN = "global-scan"
 
 
 def trigger(max_missing: int | None = None) -> dict[str, int]:
@@ -38,8 +47,17 @@ def trigger(max_missing: int | None = None) -> dict[str, int]:
     stamps = state.all_of(state.RECONCILE)
     held = lease.held()
     workspace_sources = sources()
-    for workspace_id in registry.live_sync_workspaces():
+    live = registry.live_sync_workspaces()
+    changed = changed_workspaces(workspace_sources)
+    for workspace_id in sorted(set(changed or ()) & set(live)):
+        if workspace_id not in markers:  # remembered before anything else, so a crash of this tick loses no change
+            markers[workspace_id] = state.flag(workspace_id)
+    for workspace_id in live:
         log = logger.bind(workspace=workspace_id)
+        candidate = changed is None or workspace_id in markers
+        if not candidate and not state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL, stamps):
+            counts["idle"] += 1
+            continue
         if workspace_lease(workspace_id) in held:
             counts["busy"] += 1
             continue
@@ -70,6 +88,21 @@ def trigger(max_missing: int | None = None) -> dict[str, int]:
             counts["failed"] += 1
             log.error("trigger_live_sync: workspace {}: {}: {}", workspace_id, type(exc).__name__, exc)
     return counts
+
+
+def changed_workspaces(workspace_sources: list[Source]) -> set[str] | None:
+    """Workspaces any source saw change since its global watermark (stored per source); ``None``: check them all."""
+    changed: set[str] | None = set()
+    for source in workspace_sources:
+        scan = getattr(source, "changed_workspaces", None)
+        if scan is None:
+            changed = None
+            continue
+        key = f"{GLOBAL_SCAN}:{source.name}"
+        workspaces, following = scan(state.load(key, "*"))
+        state.save(key, "*", following)
+        changed = None if changed is None or workspaces is None else changed | workspaces
+    return changed
 
 
 def mark_pending(workspace_id: str, pending: int, marker: dict[str, Any] | None, path: str = "live sync") -> None:

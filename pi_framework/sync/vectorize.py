@@ -98,6 +98,8 @@ def vectorize(
     finally:
         lease.release(workspace_lease(workspace_id), holder)
     registry.finish(claim.job_id, task_id, result["status"], result.get("error"))
+    if result["status"] == JobStatus.SUCCESS:
+        state.flag(workspace_id, "after vectorization")  # changes made while the job ran: the next tick measures them
     log.info("vectorize {}: {}", workspace_id, result)
     return result
 

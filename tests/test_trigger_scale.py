@@ -1,0 +1,120 @@
+"""A live-sync tick costs O(changes), not O(workspaces) (PostgreSQL, Plane's schema).
+
+The per-workspace cursors stay the source of truth; the global scan only says which workspaces to measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from pi_framework.db.models import JobStatus
+from pi_framework.plane import schema
+from pi_framework.search import search
+from pi_framework.sync import jobs, leases, state
+from pi_framework.sync.leases import workspace_lease
+from pi_framework.sync.live import live_sync
+from pi_framework.sync.trigger import trigger
+from pi_framework.sync.vectorize import vectorize
+
+
+@pytest.fixture
+def hashing(plane_settings, pi_env):
+    return pi_env(PI_EMBEDDER="hashing")
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine (PI database, Plane) runs inside the block."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def vectorized_workspaces(plane_db, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        workspace = plane_db.workspace()
+        project = plane_db.project(workspace, identifier=f"P{n}")
+        plane_db.issue(project, f"Issue of workspace {n}")
+        assert vectorize(workspace["id"])["status"] == JobStatus.SUCCESS
+        ids.append(workspace["id"])
+    return ids
+
+
+def settle() -> None:
+    """Ticks until nothing is dispatched (consumes the markers a fresh vectorization leaves)."""
+    for _ in range(5):
+        counts = trigger()
+        if not counts["dispatched"] and not counts["refeed"]:
+            return
+    raise AssertionError("trigger did not settle")
+
+
+def test_a_quiet_tick_costs_the_same_statements_for_3_or_12_workspaces_and_queues_nothing(plane_db, hashing) -> None:
+    measured = {}
+    for count in (3, 12):
+        vectorized_workspaces(plane_db, count if not measured else count - 3)
+        settle()
+        with statements() as seen:
+            counts = trigger()
+        assert counts["dispatched"] == counts["refeed"] == 0 and counts["idle"] == count
+        measured[count] = len(seen)
+    assert measured[3] == measured[12], measured
+
+
+def test_only_the_changed_workspace_is_measured_and_synced(plane_db, hashing) -> None:
+    workspaces = vectorized_workspaces(plane_db, 4)
+    settle()
+    edited = workspaces[2]
+    with plane_db.engine.begin() as connection:
+        issue_id = connection.execute(
+            schema.issues.select().where(schema.issues.c.workspace_id == edited).with_only_columns(schema.issues.c.id)
+        ).scalar_one()
+    plane_db.update(schema.issues, issue_id, name="Renamed quokka")
+    counts = trigger()
+    assert counts["dispatched"] == 1 and counts["idle"] == 3
+    live_sync(edited)
+    assert search("quokka", edited, mode="text", all_projects=True)
+    settle()
+
+
+def test_a_change_seen_while_its_workspace_is_busy_is_measured_again_next_tick(plane_db, hashing) -> None:
+    (workspace_id,) = vectorized_workspaces(plane_db, 1)
+    settle()
+    with plane_db.engine.begin() as connection:
+        issue_id = connection.execute(
+            schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
+        ).scalar_one()
+    assert leases().acquire(workspace_lease(workspace_id), "live:long-running")
+    plane_db.update(schema.issues, issue_id, name="Edited during a long sync")
+    assert trigger()["busy"] == 1
+    leases().release(workspace_lease(workspace_id), "live:long-running")
+    assert trigger()["dispatched"] == 1, "the global scan saw it once; the marker keeps it a candidate"
+
+
+def test_changes_made_while_a_vectorization_runs_are_synced_after_it(plane_db, hashing) -> None:
+    (workspace_id,) = vectorized_workspaces(plane_db, 1)
+    settle()
+    job_id = jobs().request(workspace_id, dispatch=False)
+    with plane_db.engine.begin() as connection:
+        issue_id = connection.execute(
+            schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
+        ).scalar_one()
+    plane_db.update(schema.issues, issue_id, name="Edited before the job reads it")
+    assert trigger()["idle"] == 0, "the job owns the workspace"
+    assert vectorize(workspace_id, task_id="job", job_id=job_id)["status"] == JobStatus.SUCCESS
+    assert state.load(state.PENDING, workspace_id) is not None, "the finished job leaves the workspace to be measured"
+    settle()
+    assert state.load(state.PENDING, workspace_id) is None
