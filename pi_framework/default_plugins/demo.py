@@ -71,7 +71,11 @@ QUERIES = [
 
 
 def _seed(plane: PlaneFactory, issues_per_project: int) -> dict[str, dict[str, Any]]:
-    """Three workspaces (two on paid plans) with projects, issues, pages; returns rows by workspace name."""
+    """Three workspaces (two on paid plans) with projects, issues, pages; returns rows by workspace name.
+
+    Each workspace has an owner (admin) and a teammate (member), both members of every project: search shows a user
+    only the projects they belong to in Plane, and private pages only to their owner.
+    """
     created: dict[str, dict[str, Any]] = {}
     number = 0
     for name, plan, identifiers in (
@@ -82,11 +86,16 @@ def _seed(plane: PlaneFactory, issues_per_project: int) -> dict[str, dict[str, A
         owner = plane.user(display_name=f"{name.lower()}-admin")
         workspace = plane.workspace(owner, name=name)
         plane.workspace_license(workspace, plan)
-        rows: dict[str, Any] = {"workspace": workspace, "owner": owner, "issues": [], "pages": []}
+        teammate = plane.user(display_name=f"{name.lower()}-teammate")
+        plane.workspace_member(workspace, owner, role=20)
+        plane.workspace_member(workspace, teammate, role=15)
+        rows: dict[str, Any] = {"workspace": workspace, "owner": owner, "teammate": teammate, "issues": [], "pages": []}
         for identifier in identifiers:
             project = plane.project(workspace, identifier=identifier, name=f"{name} {identifier}")
             states = [plane.state(project, group) for group in ("backlog", "started", "completed")]
             rows.setdefault("projects", []).append(project)
+            plane.project_member(project, owner, role=20)
+            plane.project_member(project, teammate, role=15)
             for n in range(issues_per_project):
                 issue_name, html = sample_issue(number)
                 number += 1
@@ -174,18 +183,21 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
         click.echo(f"    ready in {seconds:.1f} s (log: {base / 'worker.log'})")
         _vectorize(workspaces, timeout)
         _live_sync(plane, workspaces, search, timeout)
-        click.secho("5. Hybrid search (kNN + BM25, reciprocal rank fusion), always filtered by workspace", bold=True)
+        click.secho(
+            "5. Hybrid search (kNN + BM25, reciprocal rank fusion), always filtered by workspace and the user's Plane access",
+            bold=True,
+        )
         acme = workspaces["Acme"]["workspace"]["id"]
+        owner, teammate = workspaces["Acme"]["owner"]["id"], workspaces["Acme"]["teammate"]["id"]
         for position, query in enumerate(QUERIES):
-            click.echo(f"  Acme: {query!r}")
-            hits, seconds = _timed(lambda query=query: search(query, acme, limit=3))
+            click.echo(f"  Acme, as a member of every project: {query!r}")
+            hits, seconds = _timed(lambda query=query: search(query, acme, user_id=teammate, limit=3))
             _show_hits(hits, seconds, " (loads the model in this process)" if position == 0 else "")
-        owner = workspaces["Acme"]["owner"]["id"]
         click.echo("  Acme, as the owner of a private page: 'promotion timeline'")
         hits, seconds = _timed(lambda: search("promotion timeline", acme, user_id=owner, limit=2))
         _show_hits(hits, seconds)
-        click.echo("  Acme, as anyone else: 'promotion timeline' (the private page never appears)")
-        hits, seconds = _timed(lambda: search("promotion timeline", acme, limit=2))
+        click.echo("  Acme, as a teammate: 'promotion timeline' (the private page never appears)")
+        hits, seconds = _timed(lambda: search("promotion timeline", acme, user_id=teammate, limit=2))
         _show_hits(hits, seconds)
         initech = workspaces["Initech"]["workspace"]["id"]
         click.echo(f"  Initech (FREE plan, not vectorized): {len(search('TPS report', initech))} hits")
@@ -270,13 +282,13 @@ def register_commands(cli: click.Group) -> None:
 def _live_sync(plane: PlaneFactory, workspaces: dict[str, dict[str, Any]], search: Callable[..., list], timeout: int) -> None:
     click.secho("4. Live sync: edit, create, archive, delete in Plane; beat's trigger-live-sync picks it up", bold=True)
     acme = workspaces["Acme"]
-    workspace_id = acme["workspace"]["id"]
+    workspace_id, owner = acme["workspace"]["id"], acme["owner"]["id"]
 
     def reflected(label: str, text: str, document_id: str, searchable: bool) -> None:
         started = time.perf_counter()
 
         def done() -> bool:
-            hits = search(text, workspace_id, mode="text", limit=20)
+            hits = search(text, workspace_id, user_id=owner, mode="text", limit=20)
             return (document_id in {hit.document_id for hit in hits}) == searchable
 
         wait_for(done, timeout, 0.1, f"live sync to {label}")

@@ -2,8 +2,8 @@
 
 * :func:`load_schema` creates Plane's tables: the reference DDL (``pi_framework/plane/plane_schema.sql``) on
   PostgreSQL, the equivalent SQLAlchemy Core tables elsewhere.
-* :class:`PlaneFactory` inserts users, workspaces, projects, states, issues, pages, project pages and
-  workspace licenses. Django sets no server defaults, so every NOT NULL column is filled with
+* :class:`PlaneFactory` inserts users, workspaces, workspace and project members, projects, states, issues, pages,
+  project pages and workspace licenses. Django sets no server defaults, so every NOT NULL column is filled with
   Django's model default unless the caller overrides it; every method returns the row as a dict.
 * :func:`create_sqlite_plane` is a Plane-shaped SQLite database (how ``pi demo`` runs without services);
   :func:`sample_issue` is plausible work-item text.
@@ -121,6 +121,31 @@ class PlaneFactory:
             "background_color": "#3f76ff",
         }
         return self.insert(schema.workspaces, {**row, **overrides})
+
+    def workspace_member(
+        self, workspace: dict[str, Any], user: dict[str, Any], role: int = 15, **overrides: Any
+    ) -> dict[str, Any]:
+        """A ``workspace_members`` row: *user* is an active member (Plane's roles: 20 admin, 15 member, 5 guest)."""
+        row = {
+            **self._audit(overrides),
+            "workspace_id": workspace["id"],
+            "member_id": user["id"],
+            "role": role,
+            "is_active": True,
+        }
+        return self.insert(schema.workspace_members, {**row, **overrides})
+
+    def project_member(self, project: dict[str, Any], user: dict[str, Any], role: int = 15, **overrides: Any) -> dict[str, Any]:
+        """A ``project_members`` row: *user* reads the project's content (role 5, a guest, only what they created)."""
+        row = {
+            **self._audit(overrides),
+            "workspace_id": project["workspace_id"],
+            "project_id": project["id"],
+            "member_id": user["id"],
+            "role": role,
+            "is_active": True,
+        }
+        return self.insert(schema.project_members, {**row, **overrides})
 
     def project(self, workspace: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         n = next(_counter)
