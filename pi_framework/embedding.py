@@ -1,5 +1,8 @@
 """Built-in embedders (plugin ``fastembed``): the real fastembed model and a deterministic hashing embedder for tests.
 
+Both implement :class:`~pi_framework.contributions.Embedder` (the protocol lives with the other contributions and
+is exported by :mod:`pi_framework.api`).
+
 An embedder turns texts into L2-normalised float32 vectors and exposes its tokenizer, so that the
 chunker cuts text in the same tokens the model counts. fastembed (and onnxruntime under it) is
 imported only inside :class:`FastEmbedder`, so a process that never embeds never pays for it.
@@ -19,7 +22,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from loguru import logger
@@ -32,25 +34,6 @@ _OFFLINE_DIR_NAME = "all-MiniLM-L6-v2-int8"
 _MAX_TOKENS = 256
 #: token budget of an embedding batch, per text of PI_EMBEDDING_BATCH_SIZE
 _TOKENS_PER_TEXT = 96
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What the pipeline and search need from an embedding model."""
-
-    #: identifies the vectors (part of every chunk's content hash: a new model re-embeds everything)
-    model_name: str
-    dimension: int
-    #: the model's window in tokens, special tokens included
-    max_tokens: int
-    #: tokens the model adds around every input ([CLS] and [SEP] for BERT models)
-    special_tokens: int
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors of *texts*: a ``(len(texts), dimension)`` float32 array, rows L2-normalised."""
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character ``(start, end)`` of every token of *text*, special tokens excluded."""
 
 
 def _normalise_rows(matrix: np.ndarray) -> np.ndarray:

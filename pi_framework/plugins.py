@@ -29,7 +29,7 @@ import pluggy
 from loguru import logger
 
 from pi_framework import hookspecs
-from pi_framework.contributions import HealthCheck, PeriodicJob, Source, TaskSpec
+from pi_framework.contributions import HealthCheck, PeriodicJob, Source, TaskSpec, source_name_problem
 from pi_framework.redaction import redact_text
 from pi_framework.settings import Settings, SettingsError
 
@@ -132,7 +132,7 @@ class Registry:
         that plugin and drops everything it contributed."""
         collectors: dict[str, Callable[[str], dict[str, Any]]] = {
             "register_sources": lambda plugin: {
-                "register": lambda source: self._add("source", source.name, source, self.sources, plugin),
+                "register": lambda source: self._add_source(source, plugin),
                 "settings": self.settings,
             },
             "register_sinks": lambda plugin: {
@@ -168,6 +168,14 @@ class Registry:
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the others
                     self.fail(plugin, f"{hook_name} raised {type(exc).__name__}: {exc}")
                     self._forget(plugin)
+
+    def _add_source(self, source: Source, plugin: str) -> None:
+        """A source whose name is refused (``:`` in it, or reserved for rows the core or a bundled plugin keeps) fails
+        its plugin: its rows would collide with another owner's in the PI database."""
+        problem = source_name_problem(source)
+        if problem is not None:
+            raise ValueError(problem)
+        self._add("source", source.name, source, self.sources, plugin)
 
     def _add(self, what: str, name: str, value: Any, into: dict[str, Any], plugin: str) -> None:
         self._claim(what, name, plugin)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
 
+from pi_framework.contributions import Embedder
 from pi_framework.plugins import Registry, load_plugins
 from pi_framework.settings import Settings, get_settings
 from pi_framework.sinks.base import Sink
 
 _registry: Registry | None = None
 _sinks: list[Sink] | None = None
-_embedder: Any = None
+_embedder: Embedder | None = None
 
 
 class ConfigurationError(RuntimeError):
@@ -45,7 +45,7 @@ def get_sinks() -> list[Sink]:
     return _sinks
 
 
-def get_embedder() -> Any:
+def get_embedder() -> Embedder:
     """The embedder named by ``PI_EMBEDDER``, built once per process."""
     global _embedder
     if _embedder is None:
@@ -77,9 +77,7 @@ def reset() -> None:
 
     global _registry, _sinks, _embedder
     for sink in _sinks or []:
-        close = getattr(sink, "close", None)
-        if close is not None:
-            close()
+        sink.close()
     _registry = _sinks = _embedder = None
     get_settings.cache_clear()
     reset_database()

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text, update
 
 from pi_framework import hookimpl
 from pi_framework.cli import build_cli
-from pi_framework.contributions import Changes
+from pi_framework.contributions import BaseSource, Changes
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
 from pi_framework.pipeline.documents import Document
@@ -268,8 +268,9 @@ def test_forget_workspace_removes_only_that_workspace(plane_db, hashing) -> None
         assert session.scalar(select(func.count()).select_from(IndexedChunk)) == 5
 
 
-class ToySource:
-    """A third-party workspace source (no Plane, no SQL): the framework's tasks drive it unchanged."""
+class ToySource(BaseSource):
+    """A third-party workspace source (no Plane, no SQL): the framework's tasks drive it unchanged (``BaseSource``
+    gives it ``visible_versions``: presence only)."""
 
     name, kind, scope = "notes", "notes", "workspace"
 

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from loguru import logger
 
 from pi_framework import runtime
+from pi_framework.contributions import Embedder
 from pi_framework.db import Database, get_database
-from pi_framework.embedding import Embedder
 from pi_framework.pipeline.chunking import ChunkingParams, split
 from pi_framework.pipeline.documents import Chunk, Document, chunk_id
 from pi_framework.pipeline.hashing import content_hash
@@ -337,20 +337,13 @@ class Indexer:
                 raise _outage(sink, "deleting old chunks", exc) from exc
 
     def _delete_from_sinks(self, document_ids: list[str]) -> None:
-        """Delete documents from every sink: by document id where the sink can, else by the chunk ids the ledger knows.
+        """Delete documents from every sink by document id (``Sink.delete_documents``).
 
         Deleting by document id also removes chunks an interrupted run wrote but never recorded.
         """
-        known_chunks: list[str] | None = None
         for sink in self.sinks:
-            by_document = getattr(sink, "delete_documents", None)
             try:
-                if by_document is not None:
-                    by_document(document_ids)
-                else:
-                    if known_chunks is None:
-                        known_chunks = self.ledger.chunk_ids(document_ids)
-                    sink.delete_chunks(known_chunks)
+                sink.delete_documents(document_ids)
             except Exception as exc:
                 raise _outage(sink, "delete", exc) from exc
 

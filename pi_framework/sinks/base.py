@@ -84,6 +84,10 @@ class Hit:
 
 @runtime_checkable
 class Sink(Protocol):
+    """An index. Every method is required (the core calls each one); the built-in sinks
+    (:class:`~pi_framework.sinks.embedded.EmbeddedSink`, ``OpenSearchSink``) are complete examples, and
+    :class:`~pi_framework.testing.sink_contract.SinkContract` proves a sink honours this contract."""
+
     name: str
 
     def ensure_ready(self, dimension: int) -> None:
@@ -94,6 +98,11 @@ class Sink(Protocol):
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
         """Remove chunks by id (missing ids are not an error)."""
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        """Remove every chunk of these documents, found by the chunks' ``document_id`` (not by ids the ledger knows):
+        chunks an interrupted run wrote but never recorded go too. Missing documents are not an error; return how
+        many chunks were removed. The pipeline deletes documents only this way."""
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         """Remove every chunk of a workspace (optionally of one kind); return how many were removed."""
@@ -112,3 +121,7 @@ class Sink(Protocol):
 
     def health(self) -> dict[str, Any]:
         """Reachability and counts; raise :class:`SinkError` if unreachable."""
+
+    def close(self) -> None:
+        """Release connections and files (the process is done with the sink, or forked); a sink holding nothing
+        writes ``pass``. Called once by :func:`pi_framework.runtime.reset`; the sink may be built again afterwards."""

@@ -17,11 +17,8 @@ _BATCH = 200
 
 
 def visible_versions(source: Source, workspace_id: str) -> Iterable[tuple[str, datetime | None]]:
-    """The source's ``visible_versions`` when it has one (staleness), else its ids (presence only)."""
-    versions = getattr(source, "visible_versions", None)
-    if versions is not None:
-        return ((document_id, as_utc(stamp)) for document_id, stamp in versions(workspace_id))
-    return ((document_id, None) for document_id in source.visible_ids(workspace_id))
+    """The source's ``visible_versions`` in UTC (a ``None`` version: presence only, see ``BaseSource``)."""
+    return ((document_id, as_utc(stamp)) for document_id, stamp in source.visible_versions(workspace_id))
 
 
 def compare(source: Source, workspace_id: str) -> tuple[set[str], set[str]]:

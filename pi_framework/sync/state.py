@@ -1,7 +1,18 @@
 """What the sync machinery remembers per workspace in ``sync_states``: cursors, reconcile stamps, markers.
 
 Rows are keyed ``(source, scope)``: a source's cursor is ``(source name, workspace)``; the machinery's own
-rows use names no source may take (:data:`RESERVED`), and the registry refuses a source named like one.
+rows use names no source may take (:data:`RESERVED`), and the registry refuses a source named like one
+(:func:`pi_framework.contributions.source_name_problem`).
+
+Rows that are not a source's cursor belong to one owner each, so no owner can collide with another:
+
+* a source: its own name (never contains ``:``, never one of the names below);
+* the sync machinery: :data:`RESERVED`, and names with ``:`` of its own (``global-scan:<source>``);
+* a plugin: ``plugin:<plugin name>`` (any scope it likes; a name with ``:`` is never a source's);
+* the bundled plugins' rows from before that rule (:data:`PLUGIN_KEYS`) keep their names, reserved like the
+  machinery's. They are not renamed: a worker of the previous version still running during a rolling upgrade
+  would write the old name again after the rename, and pi_plans would lose a downgrade marker (the workspace then
+  never re-onboarded). Refusing a source named like them protects them just as well.
 """
 
 from __future__ import annotations
@@ -22,6 +33,11 @@ PENDING = "pending-work"
 #: ``{document id: {"attempts": n, "reason": ...}}``: documents a live sync could not index, retried next tick
 RETRIES = "document-retries"
 RESERVED = frozenset({RECONCILE, PENDING, RETRIES})
+#: what the bundled plugins keep under names of their own: pi_plans' downgrade marker (``plans``, per workspace),
+#: pi_docs' commit SHAs and ledger rows (``docs``), pi_chats' ledger rows (``chats``) and re-key marker (``pi_chats``)
+PLUGIN_KEYS = frozenset({"plans", "docs", "chats", "pi_chats"})
+#: prefix of a plugin's own rows: ``plugin:<plugin name>``
+PLUGIN_PREFIX = "plugin:"
 
 
 def load(source: str, workspace_id: str) -> dict[str, Any] | None:
@@ -71,3 +87,26 @@ def flag(workspace_id: str, path: str = "live sync") -> dict[str, Any]:
         marker = {"since": utcnow().isoformat(), "pending": None, "path": path}
         save(PENDING, workspace_id, marker)
     return marker
+
+
+class PluginState:
+    """A plugin's own rows in ``sync_states``, under ``plugin:<plugin name>`` (never a source's cursor nor the core's).
+
+    ``PluginState("pi_cycles").save("some-scope", {"last": "..."})``; values are JSON objects.
+    """
+
+    def __init__(self, plugin: str) -> None:
+        self.name = f"{PLUGIN_PREFIX}{plugin}"
+
+    def load(self, scope: str) -> dict[str, Any] | None:
+        return load(self.name, scope)
+
+    def save(self, scope: str, value: dict[str, Any]) -> None:
+        save(self.name, scope, value)
+
+    def remove(self, scope: str) -> None:
+        remove(self.name, scope)
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """``scope -> value`` of every row of the plugin."""
+        return all_of(self.name)
