@@ -16,6 +16,11 @@ from pi_framework.contributions import Embedder
 
 #: a title longer than this share of the window is cut, so every chunk keeps room for body text
 _TITLE_SHARE = 4
+#: characters a title or section heading may keep per token of its share (a long word is a single token)
+_CHARS_PER_TOKEN = 16
+#: a long body is tokenised in blocks of about this many characters, until its windows are full
+_BLOCK_CHARS = 65_536
+_WHITESPACE = re.compile(r"\s")
 # "#" to "######", blanks, the rest of the line. Was ``^#{1,6}[ \t]+(.+?)[ \t#]*$``, whose lazy text and
 # trailing run retried each other (quadratic per line: "# a" + "#" * 10_000 + "b" took 0.7 s); the trailing
 # blanks and "#" are now stripped in Python (:func:`_heading_text`)
@@ -42,7 +47,28 @@ class Window:
 
 
 def _cut(text: str, spans: list[tuple[int, int]], limit: int) -> str:
-    return text if len(spans) <= limit else text[: spans[limit - 1][1]]
+    """*text* cut after *limit* tokens, and at ``limit * 16`` characters: a word longer than the model takes is
+    one unknown token however long it is, and a title or heading is repeated in every chunk."""
+    return (text if len(spans) <= limit else text[: spans[limit - 1][1]])[: limit * _CHARS_PER_TOKEN]
+
+
+def _token_spans(body: str, embedder: Embedder, needed: int) -> list[tuple[int, int]]:
+    """Token spans of *body*, or of as much of its beginning as gives more than *needed* tokens.
+
+    Tokenised in blocks that end before a whitespace character, which no token crosses, so the spans are
+    exactly those of the whole body; tokenising what no window can hold was most of the time of a huge
+    document (five times more of it for text of one token per character).
+    """
+    if len(body) <= _BLOCK_CHARS:
+        return embedder.token_spans(body)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < len(body) and len(spans) <= needed:
+        blank = _WHITESPACE.search(body, start + _BLOCK_CHARS)
+        end = blank.start() if blank else len(body)
+        spans.extend((begin + start, finish + start) for begin, finish in embedder.token_spans(body[start:end]))
+        start = end
+    return spans
 
 
 def _boundary_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
@@ -86,15 +112,27 @@ def _headings(body: str) -> list[tuple[int, str]]:
     return headings
 
 
-def _section_prefix(title: str, headings: list[tuple[int, str]], offset: int, embedder: Embedder, limit: int) -> tuple[str, int]:
-    """For a window starting mid-section (Markdown): ``("<title>: <section>\n", extra tokens)``, else ``("", 0)``."""
+def _section_prefix(
+    title: str,
+    headings: list[tuple[int, str]],
+    offset: int,
+    embedder: Embedder,
+    limit: int,
+    known: dict[int, tuple[str, int]],
+) -> tuple[str, int]:
+    """For a window starting mid-section (Markdown): ``("<title>: <section>\n", extra tokens)``, else ``("", 0)``.
+
+    *known* remembers the answer per heading, so each heading is tokenised once, not once per window.
+    """
     before = bisect_left(headings, offset, key=lambda heading: heading[0])  # headings[:before] start before offset
     section = headings[before - 1][1] if before else ""
     if not section:
         return "", 0
-    section = _cut(section, embedder.token_spans(section), limit).strip()
-    label = f"{title}: {section}" if title else section
-    return f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
+    if before not in known:
+        section = _cut(section, embedder.token_spans(section), limit).strip()
+        label = f"{title}: {section}" if title else section
+        known[before] = f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
+    return known[before]
 
 
 def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> tuple[list[Window], bool]:
@@ -113,14 +151,16 @@ def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> 
         return ([Window(0, title)] if title else []), False
     # tokenising a huge body costs time for nothing: cut it well beyond what max_chunks windows can hold
     body = body[: params.max_chunks * room * 16]
-    spans = embedder.token_spans(body)
+    # max_chunks windows end before token max_chunks * room (each starts at or before the previous one's end)
+    spans = _token_spans(body, embedder, params.max_chunks * room)
     if len(spans) <= room:
         return [Window(0, prefix + body)], False
     windows: list[Window] = []
     headings = _headings(body)
+    sections: dict[int, tuple[str, int]] = {}
     start = 0
     while start < len(spans) and len(windows) < params.max_chunks:
-        head, extra = _section_prefix(title, headings, spans[start][0], embedder, title_limit)
+        head, extra = _section_prefix(title, headings, spans[start][0], embedder, title_limit, sections)
         end = min(start + room - extra, len(spans))
         if end < len(spans):
             end = _boundary_end(body, spans, start, end)
