@@ -13,9 +13,7 @@ from collections.abc import Callable
 import click
 
 from pi_chats import models  # noqa: F401 - declares the plugin's tables before the schema is created
-from pi_framework import hookimpl
-from pi_framework.contributions import HealthCheck, PeriodicJob
-from pi_framework.settings import Settings
+from pi_framework.api import HealthCheck, PeriodicJob, Settings, hookimpl
 
 
 @hookimpl
@@ -42,7 +40,7 @@ def register_health_checks(register: Callable[[HealthCheck], None]) -> None:
 def _health() -> dict[str, int]:
     """Messages waiting in the backlog (a growing number means a sink keeps refusing them)."""
     from pi_chats import backlog
-    from pi_framework.db import get_database
+    from pi_framework.api import get_database
 
     return {"parked_messages": backlog.count(get_database())}
 

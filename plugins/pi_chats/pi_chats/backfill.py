@@ -22,8 +22,7 @@ from pydantic import ValidationError
 
 from pi_chats.indexing import ChatIndex, ChatStats
 from pi_chats.payloads import ChatMessage, describe
-from pi_framework.db import DatabaseUnavailable
-from pi_framework.sinks.base import SinkError
+from pi_framework.api import DatabaseUnavailable, SinkError
 
 
 @dataclass

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from pi_chats.models import ParkedChatMessage
 from pi_chats.payloads import ChatMessage, storable
-from pi_framework.db import Database
+from pi_framework.api import Database
 
 #: parked messages indexed again per pass (one indexing batch)
 BATCH = 256

@@ -16,11 +16,7 @@ from sqlalchemy import select
 
 from pi_chats import backlog, ids, rekey, store
 from pi_chats.payloads import ChatMessage
-from pi_framework.db import Database, get_database
-from pi_framework.db.models import IndexedDocument
-from pi_framework.pipeline.documents import Document
-from pi_framework.pipeline.indexer import Indexer
-from pi_framework.settings import Settings, get_settings
+from pi_framework.api import Database, Document, IndexedDocument, Indexer, Settings, get_database, get_settings
 
 SOURCE = "chats"
 KIND = "chats"

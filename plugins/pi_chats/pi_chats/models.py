@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pi_framework.db.models import Base, utcnow
+from pi_framework.api import ModelBase as Base
+from pi_framework.api import utcnow
 
 
 class ChatRecord(Base):

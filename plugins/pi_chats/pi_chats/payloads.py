@@ -16,7 +16,7 @@ from loguru import logger
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from pi_chats import ids
-from pi_framework.pipeline.normalise import to_str
+from pi_framework.api import to_str
 
 #: an id becomes part of a document id (:mod:`pi_chats.ids`) and of rows of the PI database: no whitespace, no
 #: control character (PostgreSQL text cannot hold NUL), bounded length

@@ -47,13 +47,22 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from pi_chats import ids, store
-from pi_framework.db import Database, get_database
-from pi_framework.db.models import IndexedDocument, SyncState, utcnow
-from pi_framework.pipeline.documents import Chunk, Document, chunk_id
-from pi_framework.pipeline.indexer import Indexer
-from pi_framework.pipeline.ledger import LedgerUpdate
-from pi_framework.settings import Settings, get_settings
-from pi_framework.sinks.base import Sink, SinkError
+from pi_framework.api import (
+    Chunk,
+    Database,
+    Document,
+    IndexedDocument,
+    Indexer,
+    LedgerUpdate,
+    Settings,
+    Sink,
+    SinkError,
+    SyncState,
+    chunk_id,
+    get_database,
+    get_settings,
+    utcnow,
+)
 
 SOURCE = KIND = "chats"
 MARKER_SOURCE, MARKER_SCOPE = "pi_chats", "document-ids"
@@ -134,9 +143,9 @@ def _run_logged() -> None:
 
 
 def _sinks() -> list[Sink]:
-    from pi_framework import runtime
+    from pi_framework.api import get_sinks
 
-    return runtime.get_sinks()
+    return get_sinks()
 
 
 # ---------------------------------------------------------------------- the marker and the lock
@@ -408,12 +417,12 @@ def _groups(doc_ids: list[str], counts: dict[str, int]) -> Iterator[list[str]]:
 # ---------------------------------------------------------------------- reading chunks back from a sink
 def reader_of(sink: Sink) -> Reader | None:
     """A function returning the chunks (with vectors) of documents, for the sinks that can be read back."""
-    from pi_framework.sinks.embedded import EmbeddedSink
+    from pi_framework.api import EmbeddedSink
 
     if isinstance(sink, EmbeddedSink):
         return lambda doc_ids: _read_embedded(sink, doc_ids)
     try:
-        from pi_framework.sinks.opensearch.sink import OpenSearchSink
+        from pi_framework.api import OpenSearchSink
     except ImportError:  # the opensearch extra is not installed
         return None
     if isinstance(sink, OpenSearchSink):
@@ -459,11 +468,11 @@ def _read_embedded(sink: Any, doc_ids: Sequence[str]) -> list[Chunk]:
 def _read_opensearch(sink: Any, doc_ids: Sequence[str]) -> list[Chunk]:
     from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
-    from pi_framework.sinks.opensearch import queries
+    from pi_framework.api import opensearch_index_name
 
     if not doc_ids:
         return []
-    index = queries.index_name(sink.prefix, KIND)
+    index = opensearch_index_name(sink.prefix, KIND)
     size = 10_000
     try:
         sink.client.indices.refresh(index=index)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from pi_chats.models import ChatRecord
 from pi_chats.payloads import ChatMessage, as_utc
-from pi_framework.db.models import utcnow
+from pi_framework.api import utcnow
 
 #: longest title derived from a first user message (a given title is kept as sent, up to 500 characters)
 DERIVED_TITLE_CHARS = 120

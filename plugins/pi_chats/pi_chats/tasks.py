@@ -12,10 +12,7 @@ from sqlalchemy.exc import OperationalError
 from pi_chats import backlog
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
-from pi_framework.contributions import TASK_PREFIX
-from pi_framework.db import DatabaseUnavailable
-from pi_framework.settings import get_settings
-from pi_framework.sinks.base import SinkError
+from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, get_settings
 
 INDEX_TASK = f"{TASK_PREFIX}index_chat_message"
 DELETE_TASK = f"{TASK_PREFIX}delete_chat"

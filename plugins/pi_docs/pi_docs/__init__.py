@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pi_framework import hookimpl
-from pi_framework.contributions import HealthCheck, PeriodicJob
+from pi_framework.api import HealthCheck, PeriodicJob, hookimpl
 
 if TYPE_CHECKING:
     import click
 
-    from pi_framework.settings import Settings
+    from pi_framework.api import Settings
 
 TASK_NAME = "pi.celery_app.sync_docs_periodic_task"
 JOB_NAME = "sync-docs-periodic"

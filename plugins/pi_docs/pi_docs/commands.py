@@ -11,7 +11,7 @@ import click
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_specs
 from pi_docs.sync import DocsSync
 from pi_docs.tasks import summarise
-from pi_framework import runtime
+from pi_framework.api import get_registry
 
 
 @click.command("feed-docs")
@@ -26,7 +26,7 @@ from pi_framework import runtime
 @click.option("--prune", is_flag=True, help="Also delete indexed docs of repositories or prefixes no longer in PI_DOCS_REPOS.")
 def feed_docs(repos: tuple[str, ...], full: bool, prune: bool) -> None:
     """Feed documentation from PI_DOCS_REPOS into the index (only what changed since the last run, unless --full)."""
-    settings = runtime.get_registry().settings
+    settings = get_registry().settings
     targets = list(repos) or settings.PI_DOCS_REPOS
     if not targets:
         raise click.UsageError("no repository: set PI_DOCS_REPOS or pass --repo")

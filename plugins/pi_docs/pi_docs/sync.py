@@ -27,11 +27,7 @@ from pi_docs.backends import Backend, GitHubBackend, Head, LocalGitBackend, html
 from pi_docs.github import GitHubClient, GitHubError, NotFound
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_spec
 from pi_docs.text import NotText, parse_document
-from pi_framework.db import Database, get_database
-from pi_framework.db.models import SyncState
-from pi_framework.pipeline.documents import Document
-from pi_framework.pipeline.indexer import Indexer
-from pi_framework.settings import Settings
+from pi_framework.api import Database, Document, Indexer, Settings, SyncState, get_database
 
 SOURCE = "docs"
 Progress = Callable[[RepoSpec, int, int], None]

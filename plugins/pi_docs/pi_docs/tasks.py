@@ -6,9 +6,7 @@ from typing import Any
 
 from pi_docs.repos import RepoSpecError, parse_repo_spec
 from pi_docs.sync import SOURCE, DocsSync, RepoResult
-from pi_framework import runtime
-from pi_framework.db import get_database
-from pi_framework.db.models import SyncState
+from pi_framework.api import SyncState, get_database, get_registry
 
 
 def summarise(results: list[RepoResult]) -> dict[str, Any]:
@@ -27,13 +25,13 @@ def summarise(results: list[RepoResult]) -> dict[str, Any]:
 
 def sync_docs_periodic_task(repo: str | None = None, full: bool = False) -> dict[str, Any]:
     """Sync every repository of ``PI_DOCS_REPOS`` (or just *repo*); a repository that fails is retried next run."""
-    settings = runtime.get_registry().settings
+    settings = get_registry().settings
     return summarise(DocsSync(settings).run([repo] if repo else None, full=full))
 
 
 def docs_health() -> dict[str, Any]:
     """Last synced commit of each configured repository (from the PI database; no API call)."""
-    settings = runtime.get_registry().settings
+    settings = get_registry().settings
     repos: dict[str, Any] = {}
     with get_database(settings).session() as session:
         for entry in settings.PI_DOCS_REPOS:

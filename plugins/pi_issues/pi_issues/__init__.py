@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pi_framework import hookimpl
-from pi_framework.settings import Settings
+from pi_framework.api import Settings, hookimpl
 from pi_issues.source import IssuesSource
 
 __all__ = ["IssuesSource"]

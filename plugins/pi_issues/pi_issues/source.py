@@ -14,9 +14,9 @@ from datetime import datetime
 from loguru import logger
 from sqlalchemy import Row, and_, or_, select
 
-from pi_framework.pipeline.documents import Document
-from pi_framework.plane.schema import issues, projects, states
-from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
+from pi_framework.api import Document, Marks, Observed, PlaneSource, chunked, plane_schema
+
+issues, projects, states = plane_schema.issues, plane_schema.projects, plane_schema.states
 
 PRIORITIES = frozenset({"urgent", "high", "medium", "low", "none"})
 

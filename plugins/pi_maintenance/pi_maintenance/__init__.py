@@ -6,9 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from pi_framework import hookimpl
-from pi_framework.contributions import TASK_PREFIX, HealthCheck, PeriodicJob
-from pi_framework.settings import Settings
+from pi_framework.api import TASK_PREFIX, HealthCheck, PeriodicJob, Settings, hookimpl
 from pi_maintenance import health, reaper, status
 
 REAPER_TASK = f"{TASK_PREFIX}reap_stuck_vectorization_jobs"

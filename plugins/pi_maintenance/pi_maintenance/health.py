@@ -8,10 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from pi_framework import runtime
-from pi_framework.db import get_database
-from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
-from pi_framework.health import run_health_checks
+from pi_framework.api import JobStatus, WorkspaceVectorization, get_database, get_registry, run_health_checks, utcnow
 from pi_maintenance.jobs import counts_by_status, iso, last_progress
 
 
@@ -20,7 +17,7 @@ def jobs() -> dict[str, Any]:
 
     Silent jobs are information, not a failure: the re-dispatch pass and the reaper deal with them.
     """
-    settings = runtime.get_registry().settings
+    settings = get_registry().settings
     silent_since = utcnow() - timedelta(seconds=settings.PI_HEARTBEAT_TIMEOUT_SECONDS)
     active = WorkspaceVectorization.status.in_(JobStatus.ACTIVE)
     with get_database().session() as session:
@@ -34,4 +31,4 @@ def jobs() -> dict[str, Any]:
 
 def health_check() -> dict[str, Any]:
     """Celery task ``pi.celery_app.health_check``: the same report as ``pi health``, as plain JSON types."""
-    return json.loads(json.dumps(run_health_checks(runtime.get_registry()), default=str))
+    return json.loads(json.dumps(run_health_checks(get_registry()), default=str))

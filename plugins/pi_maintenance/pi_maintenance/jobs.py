@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from pi_framework.db.models import WorkspaceVectorization
+from pi_framework.api import WorkspaceVectorization
 
 #: when a job last showed a sign of life: its heartbeat, else its start, else its creation
 last_progress: ColumnElement[datetime] = func.coalesce(

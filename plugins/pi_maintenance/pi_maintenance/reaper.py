@@ -12,9 +12,7 @@ from typing import Any
 
 from loguru import logger
 
-from pi_framework.db import Database, get_database
-from pi_framework.settings import get_settings
-from pi_framework.sync.jobs import Jobs
+from pi_framework.api import Database, Jobs, get_database, get_settings
 
 
 def reap_stuck_jobs(database: Database, timeout_minutes: int, now: datetime | None = None) -> list[dict[str, Any]]:

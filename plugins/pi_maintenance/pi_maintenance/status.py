@@ -9,9 +9,7 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pi_framework.db import Database, get_database
-from pi_framework.db.models import SyncState, WorkspaceVectorization
-from pi_framework.sync.trigger import stuck_workspaces
+from pi_framework.api import Database, SyncState, WorkspaceVectorization, get_database, stuck_workspaces
 from pi_maintenance.jobs import counts_by_status, iso, last_progress
 
 DOCS_SOURCE = "docs"

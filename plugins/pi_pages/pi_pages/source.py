@@ -14,9 +14,9 @@ from datetime import datetime
 
 from sqlalchemy import Row, and_, select
 
-from pi_framework.pipeline.documents import Document
-from pi_framework.plane.schema import pages, project_pages, projects
-from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
+from pi_framework.api import Document, Marks, Observed, PlaneSource, chunked, plane_schema
+
+pages, project_pages, projects = plane_schema.pages, plane_schema.project_pages, plane_schema.projects
 
 PRIVATE = 1
 

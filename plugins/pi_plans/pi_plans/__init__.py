@@ -11,9 +11,7 @@ from collections.abc import Callable, Iterator
 
 import click
 
-from pi_framework import hookimpl
-from pi_framework.contributions import TASK_PREFIX, PeriodicJob
-from pi_framework.settings import Settings
+from pi_framework.api import TASK_PREFIX, PeriodicJob, Settings, hookimpl
 from pi_plans import plane, sync
 
 SYNC_TASK = f"{TASK_PREFIX}workspace_plan_sync"

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 from sqlalchemy import select
 
-from pi_framework.plane import plane_engine
-from pi_framework.plane.schema import workspace_licenses, workspaces
-from pi_framework.settings import Settings
+from pi_framework.api import Settings, plane_engine, plane_schema
+
+workspace_licenses, workspaces = plane_schema.workspace_licenses, plane_schema.workspaces
 
 #: soft-deleted licences and soft-deleted workspaces have no plan
 PLANS_QUERY = (

@@ -29,12 +29,19 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import case, delete, func, select
 
-from pi_framework import runtime
-from pi_framework.db import Database, get_database
-from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, WorkspaceVectorization, utcnow
-from pi_framework.settings import Settings
-from pi_framework.sync.downgrade import forget_workspace
-from pi_framework.sync.jobs import Jobs
+from pi_framework.api import (
+    Database,
+    IndexedDocument,
+    Jobs,
+    JobStatus,
+    Settings,
+    SyncState,
+    WorkspaceVectorization,
+    forget_workspace,
+    get_database,
+    get_registry,
+    utcnow,
+)
 
 #: ``SyncState.source`` of the marker a downgrade leaves behind (scope = workspace id)
 MARKER_SOURCE = "plans"
@@ -65,7 +72,7 @@ class Actions:
 
 def read_plans(settings: Settings) -> dict[str, str] | None:
     """``workspace -> upper-cased plan`` from the first plugin that answers ``workspace_plans``; ``None`` if none does."""
-    answer: Iterable[tuple[str, str]] | None = runtime.get_registry().pm.hook.workspace_plans(settings=settings)
+    answer: Iterable[tuple[str, str]] | None = get_registry().pm.hook.workspace_plans(settings=settings)
     if answer is None:
         return None
     return {str(workspace_id): (plan or "").strip().upper() for workspace_id, plan in answer}
@@ -164,7 +171,7 @@ def apply_actions(jobs: Jobs, actions: Actions) -> dict[str, int]:
 
 def preview(settings: Settings | None = None, database: Database | None = None) -> tuple[dict[str, str], Actions] | None:
     """The plans and what a pass would do with them, changing nothing; ``None`` when no plugin answers."""
-    settings = settings or runtime.get_registry().settings
+    settings = settings or get_registry().settings
     plans = read_plans(settings)
     if plans is None:
         return None
@@ -173,7 +180,7 @@ def preview(settings: Settings | None = None, database: Database | None = None) 
 
 def sync_plans(settings: Settings | None = None, database: Database | None = None) -> dict[str, Any]:
     """One pass; returns the counts it logged."""
-    settings = settings or runtime.get_registry().settings
+    settings = settings or get_registry().settings
     database = database or get_database()
     planned = preview(settings, database)
     if planned is None:
