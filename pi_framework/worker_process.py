@@ -19,14 +19,28 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 60.0, interval: float = 0.1, message: str = "condition") -> T:
-    """Poll *condition* until it returns something truthy; fail with *message* after *timeout* seconds."""
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    message: str = "condition",
+    *,
+    fatal: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (),
+) -> T:
+    """Poll *condition* until it returns something truthy; fail with *message* after *timeout* seconds.
+
+    An exception *condition* raises is retried until the deadline (a service still starting), unless it means the
+    wait can never succeed: an instance of *fatal* (an exception type or a tuple of them), or one for which *fatal*
+    (a predicate) returns true, is re-raised at once (a failed job, a worker that exited).
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while time.monotonic() < deadline:
         try:
             value = condition()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline unless fatal
+            if _is_fatal(exc, fatal):
+                raise
             last_error = exc
         else:
             if value:
@@ -35,6 +49,18 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, interval: float 
     raise TimeoutError(
         f"timed out after {timeout}s waiting for {message}" + (f" (last error: {last_error})" if last_error else "")
     )
+
+
+def _is_fatal(
+    exc: BaseException, fatal: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+) -> bool:
+    if isinstance(fatal, type | tuple):
+        return isinstance(exc, fatal)
+    return bool(fatal(exc))
+
+
+class WorkerExited(RuntimeError):
+    """The worker process ended while something waited on it: waiting longer cannot help."""
 
 
 class WorkerProcess:
@@ -75,10 +101,10 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 90.0) -> None:
         def ready() -> bool:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+                raise WorkerExited(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             return " ready." in self.log()
 
-        wait_for(ready, timeout, message=f"worker ready (log: {self.log_path})")
+        wait_for(ready, timeout, message=f"worker ready (log: {self.log_path})", fatal=WorkerExited)
 
     def child_pids(self) -> list[int]:
         """PIDs of the pool's child processes (where tasks run)."""

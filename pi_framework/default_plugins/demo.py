@@ -258,7 +258,7 @@ def _vectorize(workspaces: dict[str, dict[str, Any]], timeout: int) -> None:
             raise click.ClickException(f"vectorization failed for {failed}: {[states[name].error for name in failed]}")
         return all(job is not None and job.status == JobStatus.SUCCESS for job in states.values())
 
-    wait_for(finished, timeout, 0.5, "vectorization")
+    wait_for(finished, timeout, 0.5, "vectorization", fatal=click.ClickException)  # a failed job never succeeds
     total = sum(jobs.latest(workspace_id).progress_total or 0 for workspace_id in paid.values())
     seconds = time.perf_counter() - start
     click.echo(f"    {total} documents vectorized in {seconds:.1f} s ({total / seconds:.1f} docs/s, model load included)")
