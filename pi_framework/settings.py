@@ -173,6 +173,30 @@ class Settings(BaseSettings):
         description="Seconds a user's project access read from Plane is reused by search (0 = read it on every query).",
     )
 
+    # --- metrics and events
+    PI_METRICS_PORT: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Prometheus endpoint /metrics that pi worker serves (and pi metrics' default); set = worker "
+        "processes record metrics (needs the metrics extra). Unset = off.",
+    )
+    PI_METRICS_DIR: Path | None = Field(
+        default=None,
+        description="Folder where a machine's worker processes keep their metrics (prometheus_client multiprocess mode); "
+        "default PI_DATA_DIR/metrics. Set (or PI_METRICS_PORT) = worker processes record metrics.",
+    )
+    PI_METRICS_MAX_WORKSPACES: int = Field(
+        default=200,
+        ge=0,
+        description="Per-workspace series (freshness, pending changes, job progress) while at most this many workspaces are "
+        "live-synced; above it only the aggregates.",
+    )
+    PI_TASK_EVENTS: bool = Field(
+        default=False,
+        description="Workers send Celery task events (as celery worker -E) for celery events and Flower; chat text never in them.",
+    )
+
     @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", "PI_DOCS_REPOS", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> list[str]:
