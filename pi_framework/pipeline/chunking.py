@@ -52,6 +52,12 @@ def _cut(text: str, spans: list[tuple[int, int]], limit: int) -> str:
     return (text if len(spans) <= limit else text[: spans[limit - 1][1]])[: limit * _CHARS_PER_TOKEN]
 
 
+def _head_spans(text: str, embedder: Embedder, limit: int) -> list[tuple[int, int]]:
+    """Token spans of the beginning of a title or heading that :func:`_cut` can keep (twice that, so the word
+    cut at the end cannot change them): a 1 MB title is not tokenised whole."""
+    return embedder.token_spans(text[: 2 * limit * _CHARS_PER_TOKEN])
+
+
 def _token_spans(body: str, embedder: Embedder, needed: int) -> list[tuple[int, int]]:
     """Token spans of *body*, or of as much of its beginning as gives more than *needed* tokens.
 
@@ -129,7 +135,7 @@ def _section_prefix(
     if not section:
         return "", 0
     if before not in known:
-        section = _cut(section, embedder.token_spans(section), limit).strip()
+        section = _cut(section, _head_spans(section, embedder, limit), limit).strip()
         label = f"{title}: {section}" if title else section
         known[before] = f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
     return known[before]
@@ -142,7 +148,7 @@ def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> 
     """
     window = min(params.tokens, embedder.max_tokens) - embedder.special_tokens
     title_limit = max(1, window // _TITLE_SHARE)
-    title_spans = embedder.token_spans(title) if title else []
+    title_spans = _head_spans(title, embedder, title_limit) if title else []
     title = _cut(title, title_spans, title_limit).strip()
     prefix = f"{title}\n" if title else ""
     room = window - min(len(title_spans), title_limit)
