@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from loguru import logger
-from sqlalchemy import ColumnElement, Engine, Row, Select, and_, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Engine, Row, Select, Table, and_, func, or_, select, type_coerce
 
 from pi_framework.contributions import Changes
 from pi_framework.pipeline.documents import Document
@@ -48,13 +48,17 @@ class PlaneSource:
     """Base of a workspace-scoped source read from Plane's database.
 
     Subclasses name the tables they watch (``tracked``) and implement the three queries. The cursor
-    is one :class:`Watermark` per tracked table.
+    is one :class:`Watermark` per tracked table. A tracked name is one of Plane's tables the core declares
+    (:mod:`pi_framework.plane.schema`) or one of the subclass's own ``tables``: a plugin reading Plane tables the
+    core does not know declares them itself (``Table`` objects on a ``MetaData`` of its own).
     """
 
     scope: Literal["workspace"] = "workspace"
     name: ClassVar[str]
     kind: ClassVar[str]
     tracked: ClassVar[tuple[str, ...]]
+    #: Plane tables this source declares itself (looked up before the core's by :meth:`table`)
+    tables: ClassVar[tuple[Table, ...]] = ()
     page_size: ClassVar[int] = 200
     id_page_size: ClassVar[int] = 5000
 
@@ -65,6 +69,16 @@ class PlaneSource:
     @property
     def engine(self) -> Engine:
         return plane_engine(self.settings)
+
+    def table(self, name: str) -> Table:
+        """The tracked table *name*: one of the source's own ``tables``, else one of Plane's the core declares."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        try:
+            return metadata.tables[name]
+        except KeyError:
+            raise KeyError(f"{self.name}: table {name!r} is neither one of the source's tables nor of Plane's core") from None
 
     def document_id(self, row_id: str) -> str:
         return f"{self.name}:{row_id}"
@@ -142,7 +156,7 @@ class PlaneSource:
         """
         cursor = {}
         for name in self.tracked:
-            table = metadata.tables[name]
+            table = self.table(name)
             observed: dict[str, datetime] = {}
             stmt = select(table.c.id, table.c.updated_at).where(table.c.workspace_id == workspace_id)
             for _ in self.scan_changed(stmt, table, Watermark(start), observed):
@@ -162,7 +176,7 @@ class PlaneSource:
         changed: set[str] = set()
         following = {}
         for name in self.tracked:
-            table = metadata.tables[name]
+            table = self.table(name)
             # the first scan only records the rows inside the overlap window (so they are not news next time)
             mark, observed = Watermark.load(state.get(name)) if state else Watermark(start), {}
             stmt = select(table.c.id, table.c.updated_at, table.c.workspace_id)
