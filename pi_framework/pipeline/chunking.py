@@ -63,15 +63,16 @@ def _token_spans(body: str, embedder: Embedder, needed: int) -> list[tuple[int, 
 
     Tokenised in blocks that end before a whitespace character, which no token crosses, so the spans are
     exactly those of the whole body; tokenising what no window can hold was most of the time of a huge
-    document (five times more of it for text of one token per character).
+    document (five times more of it for text of one token per character). Text without whitespace for twice
+    a block's length is cut anyway, so the tokens where the blocks meet may differ from the whole body's.
     """
     if len(body) <= _BLOCK_CHARS:
         return embedder.token_spans(body)
     spans: list[tuple[int, int]] = []
     start = 0
     while start < len(body) and len(spans) <= needed:
-        blank = _WHITESPACE.search(body, start + _BLOCK_CHARS)
-        end = blank.start() if blank else len(body)
+        blank = _WHITESPACE.search(body, start + _BLOCK_CHARS, start + 2 * _BLOCK_CHARS)
+        end = blank.start() if blank else min(len(body), start + 2 * _BLOCK_CHARS)
         spans.extend((begin + start, finish + start) for begin, finish in embedder.token_spans(body[start:end]))
         start = end
     return spans
