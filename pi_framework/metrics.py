@@ -1,0 +1,700 @@
+"""Prometheus metrics: every definition, the small functions the code calls, the exporter and ``pi metrics``.
+
+**Off unless asked.** A process records only after :func:`setup`, which worker processes run (hook
+``worker_start``) when ``PI_METRICS_PORT`` or ``PI_METRICS_DIR`` is set and ``prometheus_client`` is installed
+(extra ``metrics``). Until then every recording function returns at its first line, so a worker that never
+exports pays one global lookup per call (a few per group of documents), and nothing imports
+``prometheus_client``.
+
+**Prefork.** Celery's pool runs tasks in child processes, so values live in prometheus_client's
+*multiprocess mode*: each process writes its own memory-mapped files under ``PI_METRICS_DIR`` (default
+``PI_DATA_DIR/metrics``), and the exporter sums them at scrape time. A process that stops cleanly removes its
+live gauges (``multiprocess.mark_process_dead``, hook ``worker_stop``); ``pi worker``'s exporter also sweeps
+those of processes that died without stopping (``kill -9``). Counters of dead processes stay (they keep counting
+for the machine), so a restart never makes a counter go back.
+
+**Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, tasks, breaker,
+GitHub, chats). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
+database by the exporter at scrape time (:class:`StateCollector`, a handful of queries), never on a hot path.
+
+**Bounded labels.** No label holds a document id. ``workspace`` labels appear only while at most
+``PI_METRICS_MAX_WORKSPACES`` workspaces are live-synced (aggregates always); ``repo`` labels are the configured
+repositories; ``task`` labels the registered tasks; ``sink`` the configured sinks.
+
+The exporter is served by ``pi worker`` (``PI_METRICS_PORT``) or, next to a plain ``celery worker``, by
+``pi metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loguru import logger
+
+from pi_framework import hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+    from pi_framework.settings import Settings
+
+T = TypeVar("T")
+
+#: the buckets of every duration measured in seconds of waiting for data to be searchable
+FRESHNESS_BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 10800, 43200, 86400)
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+#: what a document failure is, from the reason the indexer gives (``IndexStats.failed``)
+FAILURE_REASONS = ("embedding", "sink_refused", "invalid", "prepare")
+DEFAULT_EXPORTER_PORT = 9808
+
+
+class _Metrics:
+    """The metric objects of this process (created by :func:`setup`, after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Any:
+            return Counter(name, doc, list(labels), registry=None)
+
+        def histogram(name: str, doc: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> Any:
+            return Histogram(name, doc, list(labels), buckets=tuple(buckets), registry=None)
+
+        def gauge(name: str, doc: str, mode: str, labels: Iterable[str] = ()) -> Any:
+            return Gauge(name, doc, list(labels), multiprocess_mode=mode, registry=None)
+
+        # pipeline
+        documents = counter("pi_documents_total", "Documents through the pipeline, by outcome.", ["outcome"])
+        self.documents = {o: documents.labels(o) for o in ("indexed", "unchanged", "deleted", "empty", "failed")}
+        chunks = counter("pi_chunks_total", "Chunks embedded and written, or deleted from the sinks.", ["action"])
+        self.chunks = {a: chunks.labels(a) for a in ("embedded", "deleted")}
+        failures = counter("pi_document_failures_total", "Documents the pipeline could not index, by reason.", ["reason"])
+        self.failures = {r: failures.labels(r) for r in FAILURE_REASONS}
+        self.embedded_texts = counter("pi_embedded_texts_total", "Texts embedded.")
+        self.embedding_seconds = histogram(
+            "pi_embedding_seconds", "Seconds per embedding call.", (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+        )
+        self.batch_size = histogram(
+            "pi_embedding_batch_size", "Texts per embedding call.", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+        )
+        # sinks
+        self.sink_seconds = histogram(
+            "pi_sink_seconds",
+            "Seconds per sink call (write, delete_*, search_*).",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            ["sink", "operation"],
+        )
+        self.sink_errors = counter("pi_sink_errors_total", "Sink calls that raised (an outage).", ["sink", "operation"])
+        self.sink_refused = counter("pi_sink_refused_total", "Items a sink refused in a write.", ["sink"])
+        # database
+        self.breaker_state = gauge(
+            "pi_db_breaker_state", "PI database circuit breaker: 0 closed, 1 half-open, 2 open.", "livemax"
+        )
+        self.breaker_transitions = counter("pi_db_breaker_transitions_total", "Breaker transitions, by new state.", ["state"])
+        self.pool_checked_out = gauge("pi_db_pool_checked_out", "PI database connections checked out of the pools.", "livesum")
+        # jobs and sync
+        self.redispatched = counter(
+            "pi_jobs_redispatched_total", "Jobs re-queued, re-sent, retried or dispatched by the re-dispatch pass.", ["action"]
+        )
+        self.reaped = counter("pi_jobs_reaped_total", "Jobs the stuck-job reaper failed.")
+        self.catchup = histogram(
+            "pi_catchup_seconds", "Seconds a workspace had pending work until it was caught up.", FRESHNESS_BUCKETS
+        )
+        # tasks
+        self.tasks = counter("pi_tasks_total", "Tasks run, by name and final state.", ["task", "state"])
+        self.task_seconds = histogram(
+            "pi_task_seconds",
+            "Seconds per task run.",
+            (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600, 7200),
+            ["task"],
+        )
+        self.task_last_success = gauge(
+            "pi_task_last_success_timestamp_seconds", "When each task last succeeded (Unix time).", "max", ["task"]
+        )
+        # docs
+        self.docs_syncs = counter("pi_docs_syncs_total", "Docs syncs per repository, by result.", ["repo", "status"])
+        self.docs_success = gauge(
+            "pi_docs_last_success_timestamp_seconds", "When each repository last synced without failure.", "max", ["repo"]
+        )
+        self.docs_failure = gauge(
+            "pi_docs_last_failure_timestamp_seconds", "When each repository's sync last failed.", "max", ["repo"]
+        )
+        self.github_requests = counter("pi_github_requests_total", "GitHub requests answered, by HTTP status.", ["code"])
+        self.github_remaining = gauge(
+            "pi_github_rate_limit_remaining", "Requests left in GitHub's rate-limit window (last answer).", "mostrecent"
+        )
+        # chats
+        self.chat_messages = counter(
+            "pi_chat_messages_total", "Chat messages received by index_chat_message, by outcome.", ["outcome"]
+        )
+
+
+_metrics: _Metrics | None = None
+_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
+# ---------------------------------------------------------------------- switching on
+def wanted(settings: Settings) -> bool:
+    """Whether worker processes record metrics (``PI_METRICS_PORT`` or ``PI_METRICS_DIR`` set)."""
+    return settings.PI_METRICS_PORT is not None or settings.PI_METRICS_DIR is not None
+
+
+def available() -> bool:
+    """Whether ``prometheus_client`` (the ``metrics`` extra) is installed."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def directory(settings: Settings) -> Path:
+    """The multiprocess folder shared by a machine's worker processes and its exporter."""
+    return (settings.PI_METRICS_DIR or settings.data_dir / "metrics").resolve()
+
+
+def prepare(settings: Settings) -> Path:
+    """Create the folder and point prometheus_client's multiprocess mode at it, in this process and its children."""
+    path = directory(settings)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    from prometheus_client import values
+
+    # prometheus_client picks its value class when first imported: pick again, now that the variable is set
+    values.ValueClass = values.get_value_class()
+    return path
+
+
+def enabled() -> bool:
+    return _metrics is not None
+
+
+def setup(settings: Settings | None = None, *, force: bool = False) -> bool:
+    """Start recording in this process if the settings ask for it; ``True`` when recording.
+
+    Idempotent; a forked child keeps its parent's metric objects (prometheus_client notices the new pid and
+    writes files of its own). ``force`` records whatever the settings say (tests, benchmarks).
+    """
+    global _metrics
+    from pi_framework.settings import get_settings
+
+    settings = settings or get_settings()
+    if not (force or wanted(settings)):
+        return False
+    if not available():
+        _warn_once("missing", "PI_METRICS_PORT/PI_METRICS_DIR is set but prometheus_client is not installed: "
+                    "pip install 'pi-framework[metrics]'; no metrics are recorded")  # fmt: skip
+        return False
+    with _lock:
+        if _metrics is not None and not force:
+            return True
+        prepare(settings)
+        _metrics = _Metrics()
+        _metrics.breaker_state.set(0)
+        _connect_task_signals()
+    return True
+
+
+def stop() -> None:
+    """Stop recording in this process (tests); the files stay."""
+    global _metrics
+    with _lock:
+        _metrics = None
+
+
+def process_stopped(settings: Settings) -> None:
+    """This process stops: remove its live gauges (pool connections, breaker state) from the folder."""
+    if _metrics is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid(), str(directory(settings)))
+
+
+def sweep_dead(path: Path) -> list[int]:
+    """Remove the live gauges of processes that are gone (killed without stopping); returns their pids.
+
+    Only meaningful where this process sees the workers' pids (same host and PID namespace).
+    """
+    from prometheus_client import multiprocess
+
+    dead = []
+    for file in path.glob("gauge_live*_*.db"):
+        try:
+            pid = int(file.stem.rsplit("_", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid) and pid not in dead:
+            dead.append(pid)
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(path))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------------- pipeline and sinks
+_COUNTED = (
+    ("documents_indexed", "indexed"),
+    ("documents_unchanged", "unchanged"),
+    ("documents_deleted", "deleted"),
+    ("documents_empty", "empty"),
+)
+
+
+def failure_reason(reason: str) -> str:
+    """The bounded class of a reason the indexer gives for not indexing a document."""
+    if reason.startswith("embedding failed"):
+        return "embedding"
+    if " not written: " in reason or "did not confirm" in reason:
+        return "sink_refused"
+    if reason.startswith("could not be prepared"):
+        return "prepare"
+    return "invalid"
+
+
+def indexed(stats: Any) -> None:
+    """Count what an ``IndexStats`` gained since its last call (the indexer calls this after each group and at the end)."""
+    m = _metrics
+    if m is None:
+        return
+    try:
+        seen = vars(stats).setdefault("_metrics_seen", {})
+        for field, outcome in _COUNTED:
+            value = getattr(stats, field)
+            if value > seen.get(field, 0):
+                m.documents[outcome].inc(value - seen.get(field, 0))
+                seen[field] = value
+        for field, action in (("chunks_embedded", "embedded"), ("chunks_deleted", "deleted")):
+            value = getattr(stats, field)
+            if value > seen.get(field, 0):
+                m.chunks[action].inc(value - seen.get(field, 0))
+                seen[field] = value
+        reasons = list(stats.failed.values())
+        for reason in reasons[seen.get("failed", 0) :]:
+            m.failures[failure_reason(reason)].inc()
+            m.documents["failed"].inc()
+        seen["failed"] = max(len(reasons), seen.get("failed", 0))
+    except Exception as exc:  # noqa: BLE001 - metrics never break indexing
+        _warn_once("indexed", "metrics: could not count index stats: {}: {}", type(exc).__name__, exc)
+
+
+def embedded(embed: Callable[[list[str]], T], texts: list[str]) -> T:
+    """``embed(texts)``, timed and counted."""
+    m = _metrics
+    if m is None:
+        return embed(texts)
+    started = time.perf_counter()
+    result = embed(texts)
+    m.embedding_seconds.observe(time.perf_counter() - started)
+    m.embedded_texts.inc(len(texts))
+    m.batch_size.observe(len(texts))
+    return result
+
+
+def sink_call(sink: str, operation: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` on a sink, timed; an exception counts as an error (and is raised); refused items are counted."""
+    m = _metrics
+    if m is None:
+        return call(*args)
+    started = time.perf_counter()
+    try:
+        result = call(*args)
+    except Exception:
+        m.sink_errors.labels(sink, operation).inc()
+        raise
+    finally:
+        m.sink_seconds.labels(sink, operation).observe(time.perf_counter() - started)
+    refused = getattr(result, "failed", None)
+    if refused:
+        m.sink_refused.labels(sink).inc(len(refused))
+    return result
+
+
+# ---------------------------------------------------------------------- database
+def breaker_state(state: str) -> None:
+    """The breaker of this process moved to *state* (``closed``, ``half_open``, ``open``)."""
+    m = _metrics
+    if m is None:
+        return
+    m.breaker_state.set(BREAKER_STATES.get(state, 2))
+    m.breaker_transitions.labels(state).inc()
+
+
+def watch_pool(engine: Any) -> None:
+    """Count the connections *engine*'s pool has checked out (PI database)."""
+    m = _metrics
+    if m is None:
+        return
+    from sqlalchemy import event
+
+    gauge = m.pool_checked_out
+    event.listen(engine, "checkout", lambda *_: gauge.inc())
+    event.listen(engine, "checkin", lambda *_: gauge.dec())
+
+
+# ---------------------------------------------------------------------- jobs and sync
+def jobs_redispatched(counts: dict[str, int]) -> None:
+    m = _metrics
+    if m is None:
+        return
+    for action, value in counts.items():
+        if value:
+            m.redispatched.labels(action).inc(value)
+
+
+def jobs_reaped(count: int) -> None:
+    m = _metrics
+    if m is not None and count:
+        m.reaped.inc(count)
+
+
+def caught_up(since: str | None) -> None:
+    """A workspace's pending work (pending since the ISO time *since*) is all searchable now."""
+    m = _metrics
+    if m is None or not since:
+        return
+    try:
+        m.catchup.observe(max(0.0, time.time() - _timestamp(since)))
+    except ValueError:
+        pass
+
+
+def _timestamp(iso: str) -> float:
+    moment = datetime.fromisoformat(iso)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# ---------------------------------------------------------------------- docs and GitHub
+def docs_synced(repo: str, status: str) -> None:
+    """One repository's sync ended with *status* (``synced``, ``unchanged`` or ``failed``)."""
+    m = _metrics
+    if m is None:
+        return
+    m.docs_syncs.labels(repo, status).inc()
+    (m.docs_failure if status == "failed" else m.docs_success).labels(repo).set(time.time())
+
+
+def github_response(status: int, remaining: str | None) -> None:
+    """GitHub answered *status*; *remaining* is its ``x-ratelimit-remaining`` header."""
+    m = _metrics
+    if m is None:
+        return
+    code = str(status) if status in (200, 304, 403, 404, 429) else f"{status // 100}xx"
+    m.github_requests.labels(code).inc()
+    if remaining is not None:
+        try:
+            m.github_remaining.set(float(remaining))
+        except ValueError:
+            pass
+
+
+# ---------------------------------------------------------------------- chats
+def chat_messages(outcome: str, count: int = 1) -> None:
+    """*count* chat messages ended as *outcome* (``indexed``, ``rejected``, ``dropped``, ``parked``, ``unparked``)."""
+    m = _metrics
+    if m is not None and count:
+        m.chat_messages.labels(outcome).inc(count)
+
+
+# ---------------------------------------------------------------------- tasks (Celery signals, connected by setup)
+_task_started: dict[str, float] = {}
+
+
+def _connect_task_signals() -> None:
+    from celery import signals
+
+    signals.task_prerun.connect(_task_prerun, weak=False, dispatch_uid="pi_framework.metrics.prerun")
+    signals.task_postrun.connect(_task_postrun, weak=False, dispatch_uid="pi_framework.metrics.postrun")
+
+
+def _task_prerun(task_id: str | None = None, **_: Any) -> None:
+    if task_id is not None and _metrics is not None:
+        _task_started[task_id] = time.perf_counter()
+
+
+def _task_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    m = _metrics
+    started = _task_started.pop(task_id, None) if task_id is not None else None
+    if m is None or task is None:
+        return
+    name = getattr(task, "name", None) or "unknown"
+    m.tasks.labels(name, state or "UNKNOWN").inc()
+    if started is not None:
+        m.task_seconds.labels(name).observe(time.perf_counter() - started)
+    if state == "SUCCESS":
+        m.task_last_success.labels(name).set(time.time())
+
+
+# ---------------------------------------------------------------------- scrape time: what the PI database says
+def read_state(settings: Settings, database: Any = None) -> dict[str, Any]:
+    """Jobs by status, active jobs' progress, live-synced workspaces and pending work (four small queries)."""
+    from sqlalchemy import func, select
+
+    from pi_framework.db import get_database
+    from pi_framework.db.models import JobStatus, SyncState, utcnow
+    from pi_framework.db.models import WorkspaceVectorization as Job
+    from pi_framework.sync import state
+    from pi_framework.sync.jobs import Jobs, as_utc
+
+    database = database or get_database(settings)
+    now = utcnow()
+    with database.session() as session:
+        by_status = {status: count for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status))}
+        active = session.execute(
+            select(
+                Job.workspace_id,
+                Job.status,
+                Job.progress_done,
+                Job.progress_total,
+                func.coalesce(Job.progress_at, Job.started_at, Job.created_at),
+            ).where(Job.status.in_(JobStatus.ACTIVE))
+        ).all()
+        markers = {
+            row.scope: dict(row.cursor) for row in session.scalars(select(SyncState).where(SyncState.source == state.PENDING))
+        }
+    live = Jobs(database, settings).live_sync_workspaces()
+    pending: dict[str, dict[str, float]] = {}
+    for workspace_id, marker in markers.items():
+        try:
+            since = datetime.fromisoformat(marker["since"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        age = (now - (as_utc(since) or now)).total_seconds()
+        pending[workspace_id] = {"seconds": max(0.0, age), "changes": float(marker.get("pending") or 0)}
+    return {
+        "jobs": by_status,
+        "active": [
+            {
+                "workspace_id": workspace_id,
+                "status": status,
+                "done": done or 0,
+                "total": total,
+                "silent_seconds": max(0.0, (now - (as_utc(last) or now)).total_seconds()),
+            }
+            for workspace_id, status, done, total, last in active
+        ],
+        "live": live,
+        "pending": pending,
+    }
+
+
+class StateCollector:
+    """A prometheus_client collector that reads :func:`read_state` at every scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def describe(self) -> list[Any]:
+        return []  # names vary with the data; nothing is read when the collector is registered
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+
+        try:
+            figures = read_state(self.settings)
+        except Exception as exc:  # noqa: BLE001 - a scrape while the database is down says so
+            _warn_once(
+                f"scrape:{type(exc).__name__}", "metrics: the PI database could not be read: {}: {}", type(exc).__name__, exc
+            )
+            yield GaugeMetricFamily("pi_metrics_database_up", "1 if the exporter could read the PI database.", value=0)
+            return
+        yield GaugeMetricFamily("pi_metrics_database_up", "1 if the exporter could read the PI database.", value=1)
+        from pi_framework.db.models import JobStatus
+
+        jobs = GaugeMetricFamily("pi_jobs", "Vectorization jobs, by status.", labels=["status"])
+        for status in sorted({*JobStatus.ACTIVE, JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED, *figures["jobs"]}):
+            jobs.add_metric([status], figures["jobs"].get(status, 0))
+        yield jobs
+        active = figures["active"]
+        yield GaugeMetricFamily(
+            "pi_jobs_documents_done", "Documents done, summed over queued and running jobs.", value=sum(a["done"] for a in active)
+        )
+        yield GaugeMetricFamily(
+            "pi_jobs_documents_total",
+            "Documents to do, summed over queued and running jobs (as far as known).",
+            value=sum(a["total"] or 0 for a in active),
+        )
+        yield GaugeMetricFamily(
+            "pi_jobs_stalled_seconds",
+            "Seconds since the least recent progress of a queued or running job (0: none).",
+            value=max((a["silent_seconds"] for a in active), default=0.0),
+        )
+        live, pending = figures["live"], figures["pending"]
+        workspaces = sorted(set(live) | set(pending))
+        per_workspace = len(workspaces) <= self.settings.PI_METRICS_MAX_WORKSPACES
+        yield GaugeMetricFamily(
+            "pi_metrics_per_workspace",
+            "1 while per-workspace series are exported (at most PI_METRICS_MAX_WORKSPACES workspaces).",
+            value=int(per_workspace),
+        )
+        yield GaugeMetricFamily("pi_live_sync_workspaces", "Workspaces kept in sync (latest job succeeded).", value=len(live))
+        yield GaugeMetricFamily("pi_pending_workspaces", "Workspaces with changes not yet searchable.", value=len(pending))
+        yield GaugeMetricFamily(
+            "pi_pending_changes",
+            "Changes not yet searchable, summed (each workspace counted up to PI_LIVE_SYNC_MAX_MISSING + 1).",
+            value=sum(p["changes"] for p in pending.values()),
+        )
+        ages = [pending[w]["seconds"] if w in pending else 0.0 for w in workspaces]
+        yield GaugeMetricFamily(
+            "pi_freshness_max_seconds", "Age of the oldest change not yet searchable, any workspace (0: all caught up).",
+            value=max(ages, default=0.0),
+        )  # fmt: skip
+        buckets, total = [], 0.0
+        for bound in FRESHNESS_BUCKETS:
+            buckets.append((str(float(bound)), sum(age <= bound for age in ages)))
+        buckets.append(("+Inf", len(ages)))
+        total = sum(ages)
+        yield GaugeHistogramMetricFamily(
+            "pi_freshness_seconds",
+            "Workspaces by age of their oldest change not yet searchable (0 when caught up), now.",
+            buckets=buckets,
+            gsum_value=total,
+        )
+        if not per_workspace:
+            return
+        freshness = GaugeMetricFamily(
+            "pi_workspace_freshness_seconds", "Age of the workspace's oldest change not yet searchable (0: caught up).",
+            labels=["workspace"],
+        )  # fmt: skip
+        changes = GaugeMetricFamily(
+            "pi_workspace_pending_changes", "Changes of the workspace not yet searchable.", labels=["workspace"]
+        )
+        for workspace_id, age in zip(workspaces, ages, strict=True):
+            freshness.add_metric([workspace_id], age)
+            changes.add_metric([workspace_id], pending.get(workspace_id, {}).get("changes", 0.0))
+        yield freshness
+        yield changes
+        progress = GaugeMetricFamily(
+            "pi_job_progress_ratio", "Done/total of each running vectorization job.", labels=["workspace"]
+        )
+        for job in active:
+            if job["status"] == JobStatus.RUNNING and job["total"]:
+                progress.add_metric([job["workspace_id"]], min(1.0, job["done"] / job["total"]))
+        yield progress
+
+
+class _Sweeper:
+    """Sweeps dead processes' live gauges before the multiprocess files are read (registered first)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            sweep_dead(self.path)
+        except OSError as exc:
+            _warn_once("sweep", "metrics: sweeping dead processes failed: {}", exc)
+        return iter(())
+
+
+def exporter_registry(settings: Settings, *, sweep: bool = False, database_state: bool = True) -> Any:
+    """The registry an exporter serves: every process's recorded metrics plus :class:`StateCollector`."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    path = prepare(settings)
+    registry = CollectorRegistry()
+    if sweep:
+        registry.register(_Sweeper(path))
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    if database_state:
+        registry.register(StateCollector(settings))
+    return registry
+
+
+def serve(settings: Settings, port: int, host: str = "0.0.0.0", *, sweep: bool = False) -> tuple[Any, Any]:
+    """Serve ``/metrics`` on *host*:*port* from a daemon thread; returns ``(server, thread)``."""
+    from prometheus_client import start_http_server
+
+    registry = exporter_registry(settings, sweep=sweep)
+    if sweep:
+        sweep_dead(directory(settings))  # processes of an earlier run
+    server, thread = start_http_server(port, host, registry=registry)
+    logger.info("metrics: serving http://{}:{}/metrics from {}", host, port, directory(settings))
+    return server, thread
+
+
+def serve_worker(settings: Settings) -> None:
+    """``pi worker``: serve the endpoint when ``PI_METRICS_PORT`` is set, and record in this (main) process too."""
+    if settings.PI_METRICS_PORT is None:
+        return
+    if not available():
+        raise SystemExit(
+            "pi-framework: PI_METRICS_PORT is set but prometheus_client is not installed: pip install 'pi-framework[metrics]'"
+        )
+    setup(settings)
+    serve(settings, settings.PI_METRICS_PORT, sweep=True)
+
+
+# ---------------------------------------------------------------------- hooks (registered with the built-in plugin workspace_sync)
+@hookimpl(specname="worker_start")
+def metrics_worker_start(settings: Settings) -> None:
+    setup(settings)
+
+
+@hookimpl(specname="worker_stop")
+def metrics_worker_stop(settings: Settings) -> None:
+    process_stopped(settings)
+
+
+@hookimpl(specname="register_commands")
+def metrics_commands(cli: click.Group) -> None:
+    import click
+
+    @cli.command("metrics")
+    @click.option(
+        "--port", type=int, default=None, help=f"Port of /metrics (default PI_METRICS_PORT, else {DEFAULT_EXPORTER_PORT})."
+    )
+    @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+    @click.option(
+        "--sweep-dead",
+        is_flag=True,
+        help="Drop live gauges of worker processes that are gone (only where this command sees the workers' pids).",
+    )
+    @click.option("--once", is_flag=True, help="Print one scrape and exit.")
+    def metrics_command(port: int | None, host: str, sweep_dead: bool, once: bool) -> None:
+        """Prometheus exporter for workers run with plain `celery worker` (same PI_METRICS_DIR / PI_DATA_DIR)."""
+        from pi_framework.settings import get_settings
+
+        if not available():
+            raise click.ClickException("prometheus_client is not installed: pip install 'pi-framework[metrics]'")
+        settings = get_settings()
+        if once:
+            from prometheus_client import generate_latest
+
+            click.echo(generate_latest(exporter_registry(settings, sweep=sweep_dead)).decode(), nl=False)
+            return
+        port = port or settings.PI_METRICS_PORT or DEFAULT_EXPORTER_PORT
+        server, thread = serve(settings, port, host, sweep=sweep_dead)
+        click.echo(f"serving http://{host}:{port}/metrics (metrics of {directory(settings)}); Ctrl-C stops")
+        try:
+            while thread.is_alive():
+                thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
