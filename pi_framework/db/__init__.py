@@ -14,6 +14,7 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy import Column, Connection, Engine, String, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from pi_framework.db.breaker import CircuitBreaker, DatabaseUnavailable, is_connection_error
@@ -61,6 +62,22 @@ _SCHEMA_LOCK_KEY = 0x70692D736368656D
 
 def upgrade_schema(engine: Engine) -> None:
     """Create missing tables, add columns that a newer version of a model declares, widen string columns.
+
+    On SQLite, processes starting together (a prefork pool) may race on ``CREATE TABLE`` / ``ADD COLUMN``:
+    the loser sees "already exists" / "duplicate column" and simply runs the upgrade again.
+    """
+    for attempt in range(3):
+        try:
+            _upgrade_schema(engine)
+            return
+        except OperationalError as exc:
+            lost_race = "already exists" in str(exc) or "duplicate column" in str(exc)
+            if engine.dialect.name == "postgresql" or not lost_race or attempt == 2:
+                raise
+
+
+def _upgrade_schema(engine: Engine) -> None:
+    """One additive upgrade (see :func:`upgrade_schema`).
 
     Additive upgrades only (new tables, new nullable columns, longer ``VARCHAR``): enough for a schema that
     only grows, and it needs no migration files or manual SQL. On PostgreSQL the whole upgrade runs in one
@@ -140,6 +157,8 @@ class Database:
             if is_connection_error(exc):
                 self.breaker.record_failure(exc)
                 raise DatabaseUnavailable(f"PI database {redact_url(self.url)} unreachable: {self.breaker.last_error}") from exc
+            if isinstance(exc, DBAPIError):  # the server answered (a constraint, a lock timeout...): it is reachable
+                self.breaker.record_success()
             raise
         else:
             self.breaker.record_success()
