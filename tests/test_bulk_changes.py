@@ -7,6 +7,9 @@ shows: archived items gone, new items in, pages made private hidden from everyon
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 from sqlalchemy import select
 
@@ -19,7 +22,9 @@ from pi_framework.sync.compare import missing_or_stale_count, pending_changes
 from pi_framework.sync.jobs import Jobs
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import stuck_workspaces, trigger
-from pi_framework.sync.vectorize import vectorize
+from pi_framework.sync.vectorize import request_vectorization, vectorize
+from pi_framework.testing.integrity import index_report
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 LIMIT = 50
 
@@ -199,3 +204,51 @@ def test_a_failed_refeed_is_visible_as_stuck_with_its_reason(big_project, pi_env
     assert stuck["workspace_id"] == ws and "failed" in stuck["why"] and "sink refused" in stuck["why"]
     pi_env(PI_PENDING_ALERT_SECONDS=1, PI_EMBEDDER="hashing", PI_LIVE_SYNC_MAX_MISSING=LIMIT)
     assert stuck_workspaces(3600) == []
+
+
+# ---------------------------------------------------------------------- through a real worker (the issue's reproduction)
+@pytest.mark.slow
+def test_archiving_a_60_item_project_converges_through_a_real_worker(plane_db, postgres_url, rabbitmq_url, pi_env, tmp_path):
+    """RabbitMQ, PostgreSQL, interval 2 s, default PI_LIVE_SYNC_MAX_MISSING=50: the freeze the issue found, and convergence."""
+    env = {
+        "PI_DATA_DIR": str(tmp_path / "pi-data"),
+        "PI_DATABASE_URL": postgres_url,
+        "PLANE_DATABASE_URL": plane_db.url,
+        "CELERY_BROKER_URL": rabbitmq_url,
+        "CELERY_DEFAULT_QUEUE": f"pi_test_{uuid.uuid4().hex}",
+        "PI_EMBEDDER": "hashing",
+        "PI_SINKS": "embedded",
+        "CELERY_VECTOR_SYNC_INTERVAL": "2",
+        "PI_REDISPATCH_INTERVAL": "2",
+        "HF_HUB_OFFLINE": "1",
+    }
+    pi_env(**env)
+    owner = plane_db.user()
+    workspace = plane_db.workspace(owner)
+    big, other = plane_db.project(workspace, identifier="BIG"), plane_db.project(workspace, identifier="OPS")
+    for n in range(45):
+        plane_db.issue(big, f"Big item {n}", state=None)
+    for n in range(15):
+        plane_db.page(workspace, owner=owner, name=f"Big page {n}", projects=(big,))
+    team = [plane_db.page(workspace, owner=owner, name=f"Team page {n}") for n in range(3)]
+    workspace_id = workspace["id"]
+    worker = WorkerProcess(env, tmp_path / "worker.log", beat=True, concurrency=2)
+    try:
+        worker.wait_ready()
+        request_vectorization(workspace_id)
+        wait_for(lambda: jobs().live_sync_enabled(workspace_id), 120, 0.2, "the workspace vectorized")
+
+        plane_db.archive(schema.projects, big["id"])
+        new = [plane_db.issue(other, f"Created after the archive {n}") for n in range(2)]
+        plane_db.update(schema.pages, team[0]["id"], access=1)
+        started = time.monotonic()
+        wait_for(lambda: not any(index_report(workspace_id).values()), 60, 0.2, "the index to equal the visible set")
+        converged = time.monotonic() - started
+        assert {f"issues:{row['id']}" for row in new} <= ledger_ids(workspace_id)
+        colleague = plane_db.user()["id"]
+        hits = search("Team page 0", workspace_id, mode="text", user_id=colleague, all_projects=True, limit=50)
+        assert f"pages:{team[0]['id']}" not in {hit.document_id for hit in hits}, "made private: only its owner finds it"
+        assert converged < 30, f"converged in {converged:.1f} s"
+        assert not stuck_workspaces(0) or wait_for(lambda: not stuck_workspaces(0), 20, 0.5, "no workspace left behind")
+    finally:
+        worker.stop()

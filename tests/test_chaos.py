@@ -23,11 +23,10 @@ from sqlalchemy import select
 
 from pi_framework import runtime
 from pi_framework.db import get_database
-from pi_framework.db.models import IndexedChunk, IndexedDocument
+from pi_framework.db.models import IndexedDocument
 from pi_framework.plane import reset_plane_engine, schema
 from pi_framework.search import search
-from pi_framework.sync import sources
-from pi_framework.sync.compare import missing_or_stale_count
+from pi_framework.testing.integrity import index_report
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -181,24 +180,6 @@ class Walk:
                 .where(schema.workspace_licenses.c.workspace_id == self.workspace["id"])
                 .values(plan=plan)
             )
-
-
-def index_report(workspace_id: str) -> dict[str, int]:
-    """What differs between Plane's visible set and the index (ledger and sink); all zeros when converged."""
-    visible = {document_id for source in sources() for document_id in source.visible_ids(workspace_id)}
-    with get_database().session() as session:
-        recorded = set(session.scalars(select(IndexedDocument.document_id).where(IndexedDocument.workspace_id == workspace_id)))
-        chunks = set(session.scalars(select(IndexedChunk.chunk_id).where(IndexedChunk.workspace_id == workspace_id)))
-    (sink,) = runtime.get_sinks()
-    in_sink = sink.count(workspace_id)
-    confirmed = sink.existing(sorted(chunks)) if chunks else set()
-    return {
-        "missing": len(visible - recorded),
-        "leftover": len(recorded - visible),
-        "stale": missing_or_stale_count(workspace_id, sources()) - len(visible - recorded) - len(recorded - visible),
-        "unconfirmed_chunks": len(chunks - confirmed),
-        "extra_sink_chunks": in_sink - len(confirmed),
-    }
 
 
 def private_leaks(walk: Walk) -> int:
