@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule=_beat_schedule(registry),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        worker_send_task_events=settings.PI_TASK_EVENTS,  # celery events / Flower (chat text redacted: pi_framework.events)
+        task_send_sent_event=settings.PI_TASK_EVENTS,
     )
     if settings.broker_is_embedded:  # acked messages deleted, unacked ones delivered again after the timeout
         app.conf.broker_transport_options = {"visibility_timeout": settings.PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT}

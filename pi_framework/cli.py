@@ -37,6 +37,9 @@ def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
     ]
     if beat:
         argv.append("-B")
+    from pi_framework.metrics import serve_worker
+
+    serve_worker(get_settings())  # PI_METRICS_PORT set: /metrics of this machine's worker processes
     celery_app.worker_main(argv)
 
 

@@ -27,6 +27,7 @@ The exporter is served by ``pi worker`` (``PI_METRICS_PORT``) or, next to a plai
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -647,6 +648,7 @@ def serve_worker(settings: Settings) -> None:
             "pi-framework: PI_METRICS_PORT is set but prometheus_client is not installed: pip install 'pi-framework[metrics]'"
         )
     setup(settings)
+    atexit.register(process_stopped, settings)
     serve(settings, settings.PI_METRICS_PORT, sweep=True)
 
 
