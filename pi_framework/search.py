@@ -33,7 +33,7 @@ from dataclasses import replace
 
 from loguru import logger
 
-from pi_framework import runtime
+from pi_framework import metrics, runtime
 from pi_framework.plane.access import resolve_access
 from pi_framework.sinks.base import Hit, SearchQuery, Sink, SinkError
 
@@ -65,7 +65,7 @@ def _with_score(hit: Hit, score: float) -> Hit:
 def _vector_hits(sink: Sink, query: SearchQuery) -> list[Hit]:
     """The sink's kNN hits; in hybrid mode a failed vector query leaves the text hits to answer, loudly."""
     try:
-        return sink.search_vector(query)
+        return metrics.sink_call(sink.name, "search_vector", sink.search_vector, query)
     except SinkError as exc:
         vector_query_failures[sink.name] += 1
         logger.error(
@@ -124,9 +124,13 @@ def search(
     rankings: list[list[Hit]] = []
     for sink in sinks:
         if mode != "vector":
-            rankings.append(sink.search_text(request))
+            rankings.append(metrics.sink_call(sink.name, "search_text", sink.search_text, request))
         if mode != "text":
-            rankings.append(sink.search_vector(request) if mode == "vector" else _vector_hits(sink, request))
+            rankings.append(
+                metrics.sink_call(sink.name, "search_vector", sink.search_vector, request)
+                if mode == "vector"
+                else _vector_hits(sink, request)
+            )
     best_per_document: dict[str, Hit] = {}
     for hit in reciprocal_rank_fusion(rankings):
         if not request.allows(hit):  # defence in depth: a sink's filter bug must not leak

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from loguru import logger
 
-from pi_framework import runtime
+from pi_framework import metrics, runtime
 from pi_framework.contributions import Embedder
 from pi_framework.db import Database, get_database
 from pi_framework.pipeline.chunking import ChunkingParams, split
@@ -138,6 +138,7 @@ class Indexer:
                 group, group_ids, pending_chunks = [], set(), 0
         if group:
             self._flush(group, stats, progress)
+        metrics.indexed(stats)
         return stats
 
     def delete_documents(self, document_ids: Iterable[str]) -> int:
@@ -153,7 +154,7 @@ class Indexer:
         if not workspace_id:
             raise ValueError("delete_workspace needs a workspace id (global content has none and is never removed this way)")
         for sink in self.sinks:
-            sink.delete_workspace(workspace_id)
+            metrics.sink_call(sink.name, "delete_workspace", sink.delete_workspace, workspace_id)
         return self.ledger.remove_workspace(workspace_id)
 
     def indexed_ids(self, workspace_id: str | None, source: str) -> Iterator[str]:
@@ -258,6 +259,7 @@ class Indexer:
             if plan.to_write or plan.orphans or plan.failure:
                 self._record(plan, update, stats)
         self.ledger.apply(update)
+        metrics.indexed(stats)
         if progress is not None:
             progress(stats)
 
@@ -298,7 +300,7 @@ class Indexer:
             stats.chunks_embedded += sum(len(plan.to_write) for plan in plans)
 
     def _embed_into(self, chunks: list[Chunk]) -> None:
-        vectors = self.embedder.embed([chunk.text for chunk in chunks])
+        vectors = metrics.embedded(self.embedder.embed, [chunk.text for chunk in chunks])
         for chunk, vector in zip(chunks, vectors, strict=True):
             chunk.vector = vector.tolist()
 
@@ -310,7 +312,7 @@ class Indexer:
         problems: dict[str, str] = {}
         for sink in self.sinks:
             try:
-                result = sink.write(chunks)
+                result = metrics.sink_call(sink.name, "write", sink.write, chunks)
             except Exception as exc:
                 raise _outage(sink, "write", exc) from exc
             written = set(result.written)
@@ -332,7 +334,7 @@ class Indexer:
             return
         for sink in self.sinks:
             try:
-                sink.delete_chunks(orphans)
+                metrics.sink_call(sink.name, "delete_chunks", sink.delete_chunks, orphans)
             except Exception as exc:
                 raise _outage(sink, "deleting old chunks", exc) from exc
 
@@ -343,7 +345,7 @@ class Indexer:
         """
         for sink in self.sinks:
             try:
-                sink.delete_documents(document_ids)
+                metrics.sink_call(sink.name, "delete_documents", sink.delete_documents, document_ids)
             except Exception as exc:
                 raise _outage(sink, "delete", exc) from exc
 
