@@ -98,6 +98,8 @@ def corpus(size: int) -> dict[str, str]:
         "open tag <a b": _repeat("<a b", size),
         "open tag <a b=": _repeat("<a b=", size),
         "open attr <a b='": _repeat("<a b='", size),
+        "quoted > in open tags": "<a " + _repeat("b='><a ' ", size - 6) + "c='",
+        "unclosed quote then >": _repeat('<a b="><a b=c>', size),
         "end tag </a": _repeat("</a", size),
         "tag <a/": _repeat("<a/", size),
         "comment <!--": _repeat("<!--", size),
@@ -126,6 +128,8 @@ def corpus(size: int) -> dict[str, str]:
         "blank lines \\n \\n": _repeat("\n \n", size),
         "spaces and tabs": _repeat(" \t", size),
         "control chars": _repeat("\x00\x07\u200b\ufeff", size),
+        "combining marks": "a" + _repeat("\u0301\u0316", size - 1),
+        "tibetan vowel signs": _repeat("\u0f73", size),
         "one word": "a" * size,
         "mixed": _mixed(size),
     }
