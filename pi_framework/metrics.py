@@ -371,14 +371,18 @@ def jobs_reaped(count: int) -> None:
         m.reaped.inc(count)
 
 
-def caught_up(since: str | None) -> None:
-    """A workspace's pending work (pending since the ISO time *since*) is all searchable now."""
+def caught_up(marker: dict[str, Any]) -> None:
+    """A workspace's pending-work marker went: what it counted is searchable now.
+
+    Only a marker that measured pending changes counts (a workspace flagged by the change scan and found with
+    nothing pending was never behind).
+    """
     m = _metrics
-    if m is None or not since:
+    if m is None or not marker.get("pending") or not marker.get("since"):
         return
     try:
-        m.catchup.observe(max(0.0, time.time() - _timestamp(since)))
-    except ValueError:
+        m.catchup.observe(max(0.0, time.time() - _timestamp(marker["since"])))
+    except (TypeError, ValueError):
         pass
 
 

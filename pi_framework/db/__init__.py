@@ -17,6 +17,7 @@ from sqlalchemy import Column, Connection, Engine, String, create_engine, event,
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from pi_framework import metrics
 from pi_framework.db.breaker import CircuitBreaker, DatabaseUnavailable, is_connection_error
 from pi_framework.db.models import Base
 from pi_framework.settings import Settings, get_settings, redact_url
@@ -133,6 +134,7 @@ class Database:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = make_engine(self.url, self.settings.PI_DB_POOL_SIZE, self.settings.PI_DB_MAX_OVERFLOW)
+            metrics.watch_pool(self._engine)
         return self._engine
 
     def ensure_schema(self) -> None:

@@ -21,6 +21,8 @@ from typing import TypeVar
 from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
+from pi_framework import metrics
+
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -143,6 +145,8 @@ class CircuitBreaker:
                 raise DatabaseUnavailable(f"database circuit breaker is open after {self.failures} failures: {self.last_error}")
             me, now = threading.get_ident(), self._clock()
             if self._probe is None or self._probe[0] == me or now - self._probe[1] >= self.probe_timeout:
+                if self._probe is None:
+                    metrics.breaker_state(HALF_OPEN)
                 self._probe = (me, now)  # this call probes (a nested call of the probe's thread belongs to it)
                 return
             raise DatabaseUnavailable(
@@ -170,12 +174,14 @@ class CircuitBreaker:
             if self.failures >= self.threshold and self.state != OPEN:
                 self.opened_at = self._clock()
                 self._probe = None
+                metrics.breaker_state(OPEN)
                 logger.error("database circuit breaker opened after {} failures: {}", self.failures, self.last_error)
 
     def record_success(self) -> None:
         with self._lock:
             if self.opened_at is not None:
                 logger.info("database circuit breaker closed")
+                metrics.breaker_state(CLOSED)
             self.failures = 0
             self.opened_at = None
             self._probe = None

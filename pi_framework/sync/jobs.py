@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import and_, case, delete, func, or_, select, update
 
+from pi_framework import metrics
 from pi_framework.db import Database
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
 from pi_framework.settings import Settings
@@ -181,8 +182,9 @@ class Jobs:
                 update(Job).where(Job.status == JobStatus.QUEUED, Job.alive_at < stale).values(alive_at=None)
             ).rowcount
         retried = self.retry_failed()
-        dispatched = self.dispatch_queued()
-        return {"requeued": requeued, "resent": resent, "retried": retried, "dispatched": dispatched}
+        counts = {"requeued": requeued, "resent": resent, "retried": retried, "dispatched": self.dispatch_queued()}
+        metrics.jobs_redispatched(counts)
+        return counts
 
     # ------------------------------------------------------------------ a task's side
     def claim(self, workspace_id: str, task_id: str, job_id: int | None = None) -> Claim:
@@ -297,6 +299,7 @@ class Jobs:
                     logger.bind(workspace=workspace_id, job=job_id).warning(
                         "reaper: job {} of workspace {}: {}", job_id, workspace_id, error
                     )
+        metrics.jobs_reaped(len(reaped))
         return reaped
 
     def retry_failed(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 
-from pi_framework import runtime
+from pi_framework import metrics, runtime
 from pi_framework.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
 from pi_framework.sync import jobs, leases, sources, state
@@ -110,6 +110,7 @@ def mark_pending(workspace_id: str, pending: int, marker: dict[str, Any] | None,
     if not pending:
         if marker is not None:
             state.remove(state.PENDING, workspace_id)
+            metrics.caught_up(marker)
         return
     since = marker["since"] if marker else utcnow().isoformat()
     value = {"since": since, "pending": pending, "path": path}
