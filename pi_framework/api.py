@@ -53,9 +53,11 @@ from pi_framework.settings import Settings, SettingsError, get_settings
 from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery, Sink, SinkError, WriteResult
 
 if TYPE_CHECKING:
+    from pi_framework import metrics
     from pi_framework.db import Database, DatabaseUnavailable, get_database
     from pi_framework.db.models import Base as ModelBase
     from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, WorkspaceVectorization, utcnow
+    from pi_framework.events import redacting as redact_task_arguments
     from pi_framework.health import run_health_checks
     from pi_framework.pipeline.indexer import Indexer, IndexStats, SinkOutage
     from pi_framework.pipeline.ledger import LedgerUpdate
@@ -102,6 +104,9 @@ _LAZY = {
     "forget_workspace": "pi_framework.sync.downgrade:forget_workspace",
     "stuck_workspaces": "pi_framework.sync.trigger:stuck_workspaces",
     "run_health_checks": "pi_framework.health:run_health_checks",
+    # operators' eyes: metrics (no-ops unless the process records) and task options keeping text out of task events
+    "metrics": "pi_framework.metrics",
+    "redact_task_arguments": "pi_framework.events:redacting",
     # the built-in sinks (OpenSearchSink needs the ``opensearch`` extra: ImportError without it)
     "EmbeddedSink": "pi_framework.sinks.embedded:EmbeddedSink",
     "OpenSearchSink": "pi_framework.sinks.opensearch.sink:OpenSearchSink",
@@ -165,6 +170,8 @@ __all__ = [
     "forget_workspace",
     "stuck_workspaces",
     "run_health_checks",
+    "metrics",
+    "redact_task_arguments",
     "EmbeddedSink",
     "OpenSearchSink",
     "opensearch_index_name",
