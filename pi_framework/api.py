@@ -23,7 +23,8 @@ enforces it); their tests may also use :mod:`pi_framework.testing`.
 * **The core's services** (imported on first use, so a plugin's ``import`` costs nothing): the process-wide
   registry, sinks and embedder (``get_registry``, ``get_sinks``, ``get_embedder``); the PI database
   (``get_database``, ``Database``, its tables, ``PluginState`` for a plugin's own rows); the ``Indexer``; jobs
-  (``jobs()``, ``Jobs``, ``JobStatus``) and ``forget_workspace``; health checks and stuck workspaces.
+  (``jobs()``, ``Jobs``, ``JobStatus``) and ``forget_workspace``; health checks and stuck workspaces; the framework's
+  verbs run in this process (``vectorize``, ``live_sync``, ``search``), for a plugin's commands and tests.
 * **Plane** (read only): ``PlaneSource``, the base of a workspace source read from Plane's database, whose
   ``tracked`` tables may be the plugin's own ``Table`` objects; ``plane_engine``; ``plane_schema``, the module
   of Plane's tables (``plane_schema.issues``, …) and column types (``UUID``, ``UTCDateTime``, ``PlainDate``,
@@ -66,14 +67,17 @@ if TYPE_CHECKING:
     from pi_framework.plane.db import plane_engine
     from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
     from pi_framework.runtime import get_embedder, get_registry, get_sinks
+    from pi_framework.search import search
     from pi_framework.sinks.embedded import EmbeddedSink
     from pi_framework.sinks.opensearch.queries import index_name as opensearch_index_name
     from pi_framework.sinks.opensearch.sink import OpenSearchSink
     from pi_framework.sync import jobs
     from pi_framework.sync.downgrade import forget_workspace
     from pi_framework.sync.jobs import Jobs
+    from pi_framework.sync.live import live_sync
     from pi_framework.sync.state import PluginState
     from pi_framework.sync.trigger import stuck_workspaces
+    from pi_framework.sync.vectorize import vectorize
 
 #: name -> ``module`` (the module itself) or ``module:attribute``, imported on first use
 _LAZY = {
@@ -98,6 +102,10 @@ _LAZY = {
     "SinkOutage": "pi_framework.pipeline.indexer:SinkOutage",
     "LedgerUpdate": "pi_framework.pipeline.ledger:LedgerUpdate",
     "to_str": "pi_framework.pipeline.normalise:to_str",
+    # the framework's verbs, run in this process (plugins' commands and tests)
+    "search": "pi_framework.search:search",
+    "vectorize": "pi_framework.sync.vectorize:vectorize",
+    "live_sync": "pi_framework.sync.live:live_sync",
     # vectorization jobs and workspaces
     "jobs": "pi_framework.sync:jobs",
     "Jobs": "pi_framework.sync.jobs:Jobs",
@@ -165,6 +173,9 @@ __all__ = [
     "SinkOutage",
     "LedgerUpdate",
     "to_str",
+    "search",
+    "vectorize",
+    "live_sync",
     "jobs",
     "Jobs",
     "forget_workspace",

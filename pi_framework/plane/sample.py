@@ -14,13 +14,16 @@ lives in :mod:`pi_framework.testing.plane`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy import Engine, MetaData, Table, delete, func, select, update
 
 from pi_framework.db import make_engine
 from pi_framework.plane import schema
@@ -40,13 +43,28 @@ def strip_tags(html: str) -> str | None:
     return _TAGS.sub("", html).strip()
 
 
-def load_schema(engine: Engine) -> None:
-    """Create Plane's tables: the real DDL on PostgreSQL, the equivalent Core tables elsewhere."""
-    if engine.dialect.name == "postgresql":
+def load_schema(engine: Engine, extra: Iterable[Path | str | MetaData | Table] = ()) -> None:
+    """Create Plane's tables: the real DDL on PostgreSQL, the equivalent Core tables elsewhere.
+
+    *extra* adds Plane tables the core does not declare (a plugin's): reference DDL (a ``.sql`` path, or its text)
+    runs on PostgreSQL only; Core tables (a ``Table``, or a whole ``MetaData``) are created on any database.
+    """
+    postgresql = engine.dialect.name == "postgresql"
+    if postgresql:
         with engine.begin() as connection:
             connection.exec_driver_sql(schema.SCHEMA_SQL.read_text())
     else:
         schema.metadata.create_all(engine)
+    for tables in extra:
+        if isinstance(tables, Table):
+            tables.create(engine, checkfirst=True)
+        elif isinstance(tables, MetaData):
+            tables.create_all(engine)
+        elif not postgresql:
+            raise ValueError(f"reference DDL runs on PostgreSQL only; give {engine.dialect.name} the tables' MetaData")
+        else:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(tables.read_text() if isinstance(tables, Path) else tables)
 
 
 class PlaneFactory:
@@ -322,10 +340,23 @@ class PlaneFactory:
 
 
 def create_sqlite_plane(path: str) -> PlaneFactory:
-    """A Plane-shaped SQLite database at *path* (for the demo and quick experiments)."""
+    """A Plane-shaped SQLite database at *path* (for the demo and quick experiments), with the tables of every
+    installed Plane source (:func:`installed_source_tables`)."""
     engine = make_engine(f"sqlite:///{path}")
-    load_schema(engine)
+    load_schema(engine, installed_source_tables())
     return PlaneFactory(engine)
+
+
+@functools.cache
+def installed_source_tables() -> tuple[Table, ...]:
+    """The Plane tables the installed plugins' sources declare themselves (``PlaneSource.tables``), so that a sample or
+    test database serves every installed source, not only those reading the tables the core declares."""
+    from pi_framework.plane.source import PlaneSource
+    from pi_framework.plugins import load_plugins
+    from pi_framework.settings import get_settings
+
+    sources = load_plugins(get_settings()).sources.values()
+    return tuple(dict.fromkeys(table for source in sources if isinstance(source, PlaneSource) for table in source.tables))
 
 
 # ---------------------------------------------------------------------- realistic sample content

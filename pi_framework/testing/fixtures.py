@@ -123,4 +123,4 @@ def opensearch_url() -> str:
     return require_service("PI_TEST_OPENSEARCH_URL")
 
 
-from pi_framework.testing.plane import plane_db, plane_settings  # noqa: E402,F401 - exposed through the pytest11 plugin
+from pi_framework.testing.plane import plane_db, plane_extra_schema, plane_settings  # noqa: E402,F401 - exposed through the pytest11 plugin

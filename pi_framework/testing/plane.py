@@ -4,6 +4,8 @@
   (``pi_framework/plane/plane_schema.sql``), as a :class:`PlaneFactory`. ``plane_db.url`` is what
   ``PLANE_DATABASE_URL`` should be set to.
 * ``plane_settings``: framework settings with ``PLANE_DATABASE_URL`` pointing at ``plane_db``.
+* ``plane_extra_schema``: Plane tables a plugin declares itself, loaded by ``plane_db`` (override it: reference DDL
+  or ``MetaData``).
 
 The factories themselves (:class:`PlaneFactory`, :func:`create_sqlite_plane`, :func:`sample_issue`, …) are
 product code in :mod:`pi_framework.plane.sample` (``pi demo`` uses them) and are re-exported here.
@@ -12,15 +14,18 @@ product code in :mod:`pi_framework.plane.sample` (``pi demo`` uses them) and are
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import MetaData, Table
 
 from pi_framework.db import make_engine
 from pi_framework.plane import reset_plane_engine
 from pi_framework.plane.sample import (
     PlaneFactory,
     create_sqlite_plane,
+    installed_source_tables,
     load_schema,
     sample_issue,
     strip_tags,
@@ -33,6 +38,7 @@ __all__ = [
     "create_sqlite_plane",
     "load_schema",
     "plane_db",
+    "plane_extra_schema",
     "plane_settings",
     "sample_issue",
     "strip_tags",
@@ -41,10 +47,19 @@ __all__ = [
 
 
 @pytest.fixture
-def plane_db(postgres_url: str) -> Iterator[PlaneFactory]:
-    """A fresh PostgreSQL database with Plane's real schema, as a :class:`PlaneFactory` (``.url``, ``.engine``)."""
+def plane_extra_schema() -> list[Path | str | MetaData | Table]:
+    """Plane tables the core does not declare, created by ``plane_db`` after Plane's own. The default is the tables every
+    installed Plane source declares (``PlaneSource.tables``), created from their Core definitions; a plugin's tests may
+    override it with the plugin's reference DDL (a ``.sql`` path or its text)."""
+    return list(installed_source_tables())
+
+
+@pytest.fixture
+def plane_db(postgres_url: str, plane_extra_schema: list[Path | str | MetaData | Table]) -> Iterator[PlaneFactory]:
+    """A fresh PostgreSQL database with Plane's real schema (and ``plane_extra_schema``), as a :class:`PlaneFactory`
+    (``.url``, ``.engine``)."""
     engine = make_engine(postgres_url, pool_size=2)
-    load_schema(engine)
+    load_schema(engine, plane_extra_schema)
     factory = PlaneFactory(engine, postgres_url)
     yield factory
     reset_plane_engine()
