@@ -9,7 +9,7 @@ Every step is linear in its input, whatever the input (issue 11: a Markdown link
 ``"[a](" * n`` and blocked a worker for hours, and a regex cannot be interrupted). So: no regex here can
 backtrack super-linearly (bounded or possessive quantifiers, no nested unbounded groups), searches for a
 closing delimiter are done with ``str.find`` or remembered (:class:`_NextMatch`) so no position is scanned
-again and again, HTML is tokenised by :func:`_tokenize_html` (html.parser's rules, which are quadratic on
+again and again, HTML is tokenised by :class:`_HtmlTokenizer` (html.parser's rules, which are quadratic on
 unclosed tags, in linear time), and runs of combining marks are broken up before NFC (whose canonical
 reordering is an insertion sort). ``tests/test_hostile_input.py`` holds the corpus; the indexer also caps a
 document at ``PI_MAX_DOCUMENT_CHARS`` before it gets here.
@@ -109,14 +109,15 @@ def clean_text(text: str) -> str:
 
 
 class _TextExtractor:
-    """Collects text from :func:`_tokenize_html`'s events (html.parser's handler names); iterative (no
-    recursion), so deeply nested HTML costs nothing special."""
+    """Collects text from :class:`_HtmlTokenizer`'s events (html.parser's handler names); iterative (no
+    recursion) and constant work per event, so deeply nested HTML costs nothing special."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self._pending_break = 0  # newlines owed before the next text: 1 (line) or 2 (paragraph)
         self._skip_depth = 0
-        self._links: list[tuple[str | None, int]] = []
+        self._links: list[tuple[str | None, int]] = []  # open <a>: href, self._visible when it opened
+        self._visible = 0  # parts with more than whitespace so far
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED_TAGS:
@@ -134,7 +135,7 @@ class _TextExtractor:
         elif tag == "img" and attributes.get("alt"):
             self._text(f" {attributes['alt']} ")
         elif tag == "a":
-            self._links.append((attributes.get("href"), len(self.parts)))
+            self._links.append((attributes.get("href"), self._visible))
         elif "mention" in tag or "mention" in (attributes.get("data-type") or "") or "mention" in (attributes.get("class") or ""):
             label = next((attributes[name] for name in _MENTION_LABELS if attributes.get(name)), None)
             label = label or attributes.get("entity_identifier") or attributes.get("data-id")
@@ -153,8 +154,9 @@ class _TextExtractor:
         if self._skip_depth:
             return
         if tag == "a" and self._links:
-            href, start = self._links.pop()
-            if href and not "".join(self.parts[start:]).strip() and not href.startswith(("javascript:", "#")):
+            href, visible = self._links.pop()
+            # (counted, not joined: joining the text of every open link was quadratic for nested links)
+            if href and self._visible == visible and not href.startswith(("javascript:", "#")):
                 self._text(href)  # a link without text: its address is the readable part
         self._boundary(tag)
 
@@ -169,10 +171,12 @@ class _TextExtractor:
             self._pending_break = max(self._pending_break, 1)
 
     def _text(self, text: str) -> None:
-        if self._pending_break and text.strip():
+        visible = not text.isspace() and bool(text)
+        if self._pending_break and visible:
             self.parts.append("\n" * self._pending_break)
             self._pending_break = 0
         self.parts.append(text)
+        self._visible += visible
 
 
 # html.parser's patterns (CPython 3.11), which its tokenisation below follows
