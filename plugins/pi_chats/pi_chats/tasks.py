@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from pi_chats import backlog
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
-from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, get_settings
+from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, get_settings, metrics, redact_task_arguments
 
 INDEX_TASK = f"{TASK_PREFIX}index_chat_message"
 DELETE_TASK = f"{TASK_PREFIX}delete_chat"
@@ -29,7 +29,12 @@ class IndexingFailed(RuntimeError):
 #: a malformed payload is not one of them: it is logged and dropped, never retried
 TRANSIENT = (DatabaseUnavailable, OperationalError, SinkError, ConnectionError, TimeoutError, IndexingFailed)
 #: the tasks count their retries themselves (``PI_CHATS_MAX_RETRIES``), so Celery's own limit is off
-TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": None}
+#: and task events (celery events, Flower) show the ids, never a message's text or a chat's title
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "max_retries": None,
+    **redact_task_arguments(ChatMessage.model_fields, "text", "title"),
+}
 
 
 def _retry(task: Task, exc: Exception) -> bool:
@@ -45,6 +50,7 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """``index_chat_message(workspace_id, chat_id, message_id, user_id, role, text, created_at, title=None)``."""
     message = parse_task_payload(ChatMessage, INDEX_TASK, args, kwargs)
     if message is None:
+        metrics.chat_messages("rejected")
         return {"rejected": 1}
     index = ChatIndex()
     try:
@@ -57,7 +63,9 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         )
         if not _retry(task, exc):
             _park(index, message, exc)
+            metrics.chat_messages("parked")
             return {"parked": 1}
+    metrics.chat_messages("rejected" if stats.rejected else "dropped" if stats.dropped_deleted else "indexed")
     return stats.as_dict()
 
 
@@ -90,4 +98,6 @@ def delete_chat(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def retry_chats() -> dict[str, int]:
     """Periodic: index parked messages again and finish deletions the sinks refused earlier."""
-    return ChatIndex().retry_pending()
+    counts = ChatIndex().retry_pending()
+    metrics.chat_messages("unparked", counts.get("parked_indexed", 0))
+    return counts
