@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument
+from pi_framework.events import redacted_reprs
 from pi_framework.settings import get_settings
 from pi_framework.worker_process import wait_for
 
@@ -36,7 +37,9 @@ def main(path: str) -> None:
     with open(path) as handle:
         sent = 0
         for line in handle:
-            app.send_task("pi.celery_app.index_chat_message", kwargs=json.loads(line), queue=settings.CELERY_DEFAULT_QUEUE)
+            payload = json.loads(line)  # as a chat service should: the text stays out of task-sent events
+            reprs = redacted_reprs(kwargs=payload, hide=("text", "title"))
+            app.send_task("pi.celery_app.index_chat_message", kwargs=payload, queue=settings.CELERY_DEFAULT_QUEUE, **reprs)
             sent += 1
     published = time.monotonic() - started
     wait_for(lambda: indexed_messages() - before >= sent, timeout=3600, interval=0.5, message="every message indexed")
