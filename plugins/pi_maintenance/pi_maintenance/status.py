@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -94,10 +96,28 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.option("--workspace", "workspace_id", help="Only this workspace.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def status(workspace_id: str | None, as_json: bool) -> None:
+    @click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+    @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between redraws.")
+    def status(workspace_id: str | None, as_json: bool, watch: bool, interval: float) -> None:
         """Jobs by workspace and status with progress, last live sync, last docs SHA per repository."""
-        report = collect_status(get_database(), workspace_id)
-        if as_json:
-            click.echo(json.dumps(report, indent=2))
-        else:
-            _print(report)
+        try:
+            while True:
+                try:
+                    report = collect_status(get_database(), workspace_id)
+                except Exception as exc:  # noqa: BLE001 - watching goes on through an outage; a single look fails
+                    if not watch:
+                        raise
+                    report = {"error": f"{type(exc).__name__}: {exc}"}
+                if watch:
+                    click.clear()
+                    click.echo(f"pi status, {datetime.now():%H:%M:%S}, every {interval:g}s (Ctrl-C stops)")
+                if as_json or "error" in report:
+                    click.echo(json.dumps(report, indent=2))
+                else:
+                    _print(report)
+                if not watch:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            if not watch:
+                raise
