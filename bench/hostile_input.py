@@ -108,6 +108,8 @@ def corpus(size: int) -> dict[str, str]:
         "pi <?": _repeat("<?", size),
         "cdata <![CDATA[": _repeat("<![CDATA[", size),
         "charref &#": _repeat("&#", size),
+        "charref &#111…": "&#" + "1" * (size - 2),
+        "charref &#x000…41": "&#x" + "0" * (size - 5) + "41",
         "entity &a": _repeat("&a", size),
         "script unclosed": "<script>" + _repeat("<a", size - 8),
         "heading # a#…#b": "# a" + "#" * (size - 4) + "b",

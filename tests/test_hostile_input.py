@@ -255,6 +255,7 @@ def test_hostile_input_still_reads_as_before() -> None:
     assert html_to_text("<p>keep</p>" + "<a" * 5) == "keep\n\n" + "<a" * 5  # html.parser: unclosed tags are text
     assert html_to_text("<p>one</p><!-- never closed <p>two</p>") == "one\n\n<!-- never closed <p>two"
     assert html_to_text("<p>ok</p><![foo bar]>") == "ok"  # html.parser raised AssertionError (not indexable)
+    assert html_to_text("<p>a &#" + "0" * 5_000 + "65; b &#" + "9" * 5_000 + "</p>") == "a A b"  # was ValueError
     assert markdown_to_text("[a](" * 3 + "[b](c) d") == "a d"
     assert markdown_to_text("[a](" * 3 + " d") == "[a]([a]([a]( d"
     assert markdown_to_text("![x](" * 3 + "y)") == "x"

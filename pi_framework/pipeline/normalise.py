@@ -214,6 +214,29 @@ _CDATA_ELEMENTS = ("script", "style")
 _TAG_CONTINUES = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ=/")
 
 
+# a numeric character reference as html.unescape reads it: all its digits, then an optional ";"
+_NUMERIC_CHARREF = re.compile(r"&#(?:([xX])(0*+)([0-9a-fA-F]*+)|(0*+)([0-9]*+));?")
+
+
+def _shorter_charref(match: re.Match[str]) -> str:
+    hexadecimal = match.group(1) or ""
+    zeros, digits = match.group(2, 3) if hexadecimal else match.group(4, 5)
+    if len(zeros) + len(digits) <= 16:
+        return match.group()
+    if len(digits) > (6 if hexadecimal else 7):  # above U+10FFFF, which html.unescape makes U+FFFD
+        return "\ufffd"
+    return f"&#{hexadecimal}{digits or '0'};"
+
+
+def _unescape(text: str) -> str:
+    """``html.unescape``, without its failure on a long number: ``int()`` refuses more than 4,300 digits
+    (ValueError: the document could not be indexed) because converting them is quadratic. A reference with
+    more than 16 digits is first written with its leading zeros removed, or as U+FFFD when it is too large."""
+    if "&#" in text:
+        text = _NUMERIC_CHARREF.sub(_shorter_charref, text)
+    return unescape(text)
+
+
 class _NextMatch:
     """The first match of *pattern* in *text* at or after a position, remembered.
 
@@ -272,13 +295,13 @@ class _HtmlTokenizer:
             if end < 0:
                 end = length
             if position < end:
-                handler.handle_data(unescape(html[position:end]))
+                handler.handle_data(_unescape(html[position:end]))
             position = end
             if position == length:
                 break
             if self.greater_than.at_or_after(position) is None:
                 # no ">" left: nothing from here on can be complete markup, html.parser makes it all text
-                handler.handle_data(unescape(html[position:]))
+                handler.handle_data(_unescape(html[position:]))
                 return
             if _STARTTAG_OPEN.match(html, position):
                 end = self._start_tag(position)
@@ -296,7 +319,7 @@ class _HtmlTokenizer:
                 end = position + 1
             if end < 0:  # incomplete: html.parser's fallback, text up to and with the next ">"
                 end = self._after_greater_than(position + 1)
-                handler.handle_data(unescape(html[position:end]))
+                handler.handle_data(_unescape(html[position:end]))
             position = end
 
     def _after_greater_than(self, position: int) -> int:
@@ -325,7 +348,7 @@ class _HtmlTokenizer:
                     end = scan
                 else:
                     self._rescan_budget -= scan - end
-            self.handler.handle_data(unescape(html[start:end]))
+            self.handler.handle_data(_unescape(html[start:end]))
             return end
         match = _TAG_FIND.match(html, start + 1)
         tag = match.group(1).lower()  # type: ignore[union-attr]
@@ -341,7 +364,7 @@ class _HtmlTokenizer:
             elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
                 value = value[1:-1]
             if value:
-                value = unescape(value)
+                value = _unescape(value)
             attrs.append((name.lower(), value))
             position = attribute.end()
         closing = html[position:end].strip()
