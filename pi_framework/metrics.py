@@ -505,6 +505,15 @@ def read_state(settings: Settings, database: Any = None) -> dict[str, Any]:
     }
 
 
+#: settings exported as ``pi_settings_seconds{setting}`` so alert rules follow the deployment's configuration
+_SETTINGS_SECONDS = (
+    "CELERY_VECTOR_SYNC_INTERVAL",
+    "CELERY_DOCS_SYNC_INTERVAL",
+    "PI_HEARTBEAT_TIMEOUT_SECONDS",
+    "PI_PENDING_ALERT_SECONDS",
+)
+
+
 class StateCollector:
     """A prometheus_client collector that reads :func:`read_state` at every scrape."""
 
@@ -543,9 +552,22 @@ class StateCollector:
         )
         yield GaugeMetricFamily(
             "pi_jobs_stalled_seconds",
-            "Seconds since the least recent progress of a queued or running job (0: none).",
-            value=max((a["silent_seconds"] for a in active), default=0.0),
+            "Seconds since the least recent progress of a running job (0: none running).",
+            value=max((a["silent_seconds"] for a in active if a["status"] == JobStatus.RUNNING), default=0.0),
         )
+        yield GaugeMetricFamily(
+            "pi_jobs_oldest_queued_seconds",
+            "Seconds the oldest queued job has waited (0: none queued).",
+            value=max((a["silent_seconds"] for a in active if a["status"] == JobStatus.QUEUED), default=0.0),
+        )
+        settings = GaugeMetricFamily(
+            "pi_settings_seconds",
+            "Intervals and limits the alert rules compare with (this exporter's settings).",
+            labels=["setting"],
+        )
+        for name in _SETTINGS_SECONDS:
+            settings.add_metric([name], float(getattr(self.settings, name)))
+        yield settings
         live, pending = figures["live"], figures["pending"]
         workspaces = sorted(set(live) | set(pending))
         per_workspace = len(workspaces) <= self.settings.PI_METRICS_MAX_WORKSPACES
