@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
@@ -56,12 +57,6 @@ def refeed(source: Source, workspace_id: str, document_ids: set[str], indexer: I
     return indexer.index(document for document in source.iter_documents(workspace_id) if document.id in wanted)
 
 
-def _time_limit_errors() -> tuple[type[BaseException], ...]:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    return (SoftTimeLimitExceeded,)
-
-
 def vectorize(
     workspace_id: str, task_id: str | None = None, on_progress: Progress | None = None, job_id: int | None = None
 ) -> dict[str, Any]:
@@ -83,7 +78,7 @@ def vectorize(
     except (JobLost, LeaseLost) as exc:
         log.warning("vectorize {}: {}", workspace_id, exc)
         return {"status": "lost", "job_id": claim.job_id, "reason": str(exc)}
-    except _time_limit_errors():
+    except SoftTimeLimitExceeded:
         registry.requeue(claim.job_id, task_id, "checkpoint at the soft time limit: continues in a new task", at_once=True)
         log.warning("vectorize {}: soft time limit reached: checkpointed, continues in a new task", workspace_id)
         return {"status": "checkpointed", "job_id": claim.job_id}
