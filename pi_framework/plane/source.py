@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from loguru import logger
 from sqlalchemy import ColumnElement, Engine, Row, Select, Table, and_, func, or_, select, type_coerce
 
+from pi_framework.batching import chunked  # noqa: F401 - part of what Plane sources use (exported by the API)
 from pi_framework.contributions import Changes
 from pi_framework.pipeline.documents import Document
 from pi_framework.plane.db import plane_engine
@@ -31,17 +32,6 @@ def _after(columns: Sequence[ColumnElement], values: Sequence[Any]) -> ColumnEle
     if len(columns) == 1:
         return head
     return or_(head, and_(columns[0] == values[0], _after(columns[1:], values[1:])))
-
-
-def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class PlaneSource:

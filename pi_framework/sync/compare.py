@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
+from pi_framework.batching import chunked
 from pi_framework.contributions import Source
 from pi_framework.db import get_database
 from pi_framework.pipeline.documents import Document
@@ -70,20 +71,9 @@ def pending_changes(workspace_id: str, sources: list[Source], limit: int) -> int
         cursor = state.load(source.name, workspace_id)
         if cursor is None:
             return limit + 1
-        for batch in batched(source.changes(workspace_id, cursor).documents, _BATCH):
+        for batch in chunked(source.changes(workspace_id, cursor).documents, _BATCH):
             entries = ledger.lookup([document.id for document in batch])
             count += sum(is_pending(document, entries.get(document.id)) for document in batch)
             if count > limit:
                 return count
     return count
-
-
-def batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
