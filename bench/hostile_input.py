@@ -178,7 +178,11 @@ def _worker(data_dir: str) -> None:
     for line in sys.stdin:
         name, size, body_format = json.loads(line)
         body = prose(size) if name == "prose" else corpus(size)[name]
-        print(json.dumps(timed(indexer, name, body, body_format, repeat=3 if size <= 100_000 else 1)), flush=True)
+        try:
+            answer: float | str = timed(indexer, name, body, body_format, repeat=3 if size <= 100_000 else 1)
+        except Exception as exc:  # noqa: BLE001 - reported, like a timeout (the code before issue 11 raised some)
+            answer = f"{type(exc).__name__}: {str(exc)[:60]}"
+        print(json.dumps(answer), flush=True)
 
 
 class _Runner:
@@ -187,7 +191,8 @@ class _Runner:
     def __init__(self, data_dir: str, timeout: float) -> None:
         self.data_dir, self.timeout, self.process = data_dir, timeout, None
 
-    def run(self, name: str, size: int, body_format: str) -> float | None:
+    def run(self, name: str, size: int, body_format: str) -> float | str | None:
+        """CPU seconds, an error message, or ``None`` after a timeout."""
         import selectors
 
         if self.process is None:
@@ -204,7 +209,11 @@ class _Runner:
         if not selector.select(self.timeout + (120 if name == "prose" else 0)):
             self.close()
             return None
-        return json.loads(self.process.stdout.readline())
+        answer = self.process.stdout.readline()
+        if not answer:  # the worker died
+            self.close()
+            return "worker died"
+        return json.loads(answer)
 
     def close(self) -> None:
         if self.process is not None:
@@ -235,8 +244,9 @@ def main() -> None:
                     print(f"\n{size:>9,} chars {body_format:<8}  prose {baseline * 1000:9.1f} ms")
                     for name in names:
                         seconds = runner.run(name, size, body_format)
-                        if seconds is None:
-                            print(f"  {name:<28} timeout (> {args.timeout:.0f} s)", flush=True)
+                        if seconds is None or isinstance(seconds, str):
+                            failure = seconds or f"timeout (> {args.timeout:.0f} s)"
+                            print(f"  {name:<28} {failure}", flush=True)
                             worst = max(worst, (float("inf"), f"{name} {size} {body_format}"))
                             continue
                         ratio = seconds / baseline
