@@ -371,6 +371,9 @@ def test_a_failed_bulk_request_is_a_sink_error(status, error, reason, caplog):
         with pytest.raises(SinkError, match=rf"bulk request failed: TransportError {status}: {error}: {reason}") as failure:
             sink.write([make_chunk("a")])
         assert "s3cret-pw" not in str(failure.value) and "s3cret-pw" not in caplog.text
+        sink.bulk_chunk_size = 1  # several requests in flight: the same error
+        with pytest.raises(SinkError, match=rf"bulk request failed: TransportError {status}: {error}: {reason}"):
+            sink.write([make_chunk("a"), make_chunk("b"), make_chunk("c")])
     finally:
         stop()
 
@@ -508,7 +511,69 @@ def test_another_prefix_is_untouched(opensearch_url, prefix, sink):
     sink.delete_chunks(["issues:a#0"])
 
     assert staging.count("w1") == 1 and sink.count() == 0
+    assert sink.search_text(SearchQuery(workspace_id="w1", text="some text")) == []
+    assert sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0])) == []
+    assert sink.existing(["issues:a#0"]) == set() and staging.existing(["issues:a#0"]) == {"issues:a#0"}
     staging.close()
+
+
+def requests_of(sink: OpenSearchSink, monkeypatch, delay: float = 0.0) -> tuple[list[str], list[int]]:
+    """Record every HTTP request *sink* makes (``METHOD path``) and the most requests in flight at once."""
+    made: list[str] = []
+    in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+    real = sink.client.transport.perform_request
+
+    def perform(method, url, *args, **kwargs):
+        with lock:
+            made.append(f"{method} {url}")
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        try:
+            time.sleep(delay)
+            return real(method, url, *args, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(sink.client.transport, "perform_request", perform)
+    return made, in_flight
+
+
+def test_a_search_is_one_request_to_this_prefixs_indices(sink, monkeypatch, prefix):
+    """No ``GET _alias`` before a query: the node resolves ``<prefix>-*`` minus other prefixes' indices itself."""
+    sink.write([make_chunk("a", "login crash"), make_chunk("p", "login page", kind="pages")])
+    assert sink.count() == 2  # the refresh of this process's writes is behind us
+    made, _ = requests_of(sink, monkeypatch)
+
+    assert ids(sink.search_text(SearchQuery(workspace_id="w1", text="login", kinds=["pages"]))) == ["pages:p#0"]
+    assert len(sink.search_vector(SearchQuery(workspace_id="w1", vector=[1.0, 0.0, 0.0, 0.0]))) == 2
+    assert sink.existing(["issues:a#0", "pages:p#0", "docs:x#0"]) == {"issues:a#0", "pages:p#0"}
+    assert sink.count("w1") == 2
+
+    assert made == [
+        f"POST /{prefix}-pages/_search",
+        f"POST /{prefix}-*,-{prefix}-*-*/_search",
+        f"POST /{prefix}-*,-{prefix}-*-*/_search",
+        f"POST /{prefix}-*,-{prefix}-*-*/_count",
+    ]
+    assert sink.search_text(SearchQuery(workspace_id="w1", text="login", kinds=["docs", "???"])) == []
+
+
+def test_a_large_write_keeps_several_bulk_requests_in_flight(opensearch_url, prefix, monkeypatch):
+    sink = OpenSearchSink(opensearch_url, prefix, bulk_chunk_size=20, bulk_concurrency=2)
+    sink.ensure_ready(DIM)
+    made, in_flight = requests_of(sink, monkeypatch, delay=0.05)
+    chunks = [make_chunk(f"d{i}", f"text {i}", vector=[1.0, float(i % 5), 0.0, 0.0]) for i in range(100)]
+    chunks[37].index = "seven"  # type: ignore[assignment] - rejected by the node: only its own item fails
+
+    result = sink.write(chunks)
+
+    assert made.count("POST /_bulk") == 5 and in_flight[1] == 2
+    assert sorted(result.written) == sorted(chunk.id for chunk in chunks if chunk.id != "issues:d37#0")
+    assert "mapper_parsing_exception" in result.failed["issues:d37#0"]
+    assert len(sink.existing([chunk.id for chunk in chunks])) == 99
+    sink.close()
 
 
 def test_empty_index_set_answers_without_error(sink):

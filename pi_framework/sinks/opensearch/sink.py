@@ -3,6 +3,11 @@
 Reads (count, existing, search, delete by query) refresh the indices this process wrote to since its last
 read, so a process always sees its own writes; other processes see them after OpenSearch's refresh
 interval (1 s by default). Writes themselves never force a refresh: that would make many tiny segments.
+
+Reads name their indices with an index expression (``<prefix>-*,-<prefix>-*-*``: this prefix's indices, not
+another prefix's like ``pi-staging-issues``), so a search is one request, not a ``GET _alias`` first. A large write
+is sent as ``bulk_concurrency`` bulk requests in flight at once: one request keeps one of the node's write threads
+busy building the k-NN graph (most of the cost of a write) while the others wait.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from loguru import logger
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException, SerializationError
-from opensearchpy.helpers import streaming_bulk
+from opensearchpy.helpers import parallel_bulk, streaming_bulk
 from opensearchpy.serializer import JSONSerializer
 
 from pi_framework.pipeline.documents import Chunk
@@ -65,6 +70,7 @@ class OpenSearchSink:
         retries: int = 3,
         backoff: float = 0.5,
         bulk_chunk_size: int = 500,
+        bulk_concurrency: int = 2,
         knn_engine: str = "lucene",
     ) -> None:
         if knn_engine not in queries.KNN_ENGINES:
@@ -78,6 +84,7 @@ class OpenSearchSink:
         self.retries = retries
         self.backoff = backoff
         self.bulk_chunk_size = bulk_chunk_size
+        self.bulk_concurrency = max(1, bulk_concurrency)
         self.client = OpenSearch(hosts=[url], timeout=timeout, max_retries=2, retry_on_timeout=True)
         self._serializer = JSONSerializer()
         self._dimension: int | None = None
@@ -98,6 +105,25 @@ class OpenSearchSink:
             raise SinkError(f"OpenSearch at {self.safe_url}: {what} failed: {detail}") from None
 
     # ------------------------------------------------------------------ indices
+    def _all_indices(self) -> str:
+        """An index expression for every index of this prefix, resolved by the node (no request of its own): the names
+        ``<prefix>-<something>`` minus those with another ``-`` after the prefix (another prefix's, like
+        ``pi-staging-issues``; a kind suffix never has one)."""
+        return f"{self.prefix}-*,-{self.prefix}-*-*"
+
+    def _indices_of(self, kinds: Sequence[str] | None) -> str | None:
+        """The index expression of *kinds* (every kind when empty or ``None``); ``None`` when no kind makes an index name.
+        Indices that do not exist are skipped by the node (``ignore_unavailable``)."""
+        if not kinds:
+            return self._all_indices()
+        names = set()
+        for kind in kinds:
+            try:
+                names.add(queries.index_name(self.prefix, kind))
+            except ValueError:  # a kind that gives no index name has no chunks
+                continue
+        return ",".join(sorted(names)) or None
+
     def _own_indices(self) -> list[str]:
         with self._errors("listing indices"):
             names = self.client.indices.get_alias(index=f"{self.prefix}-*")
@@ -202,8 +228,23 @@ class OpenSearchSink:
         return result
 
     def _send(self, actions: list[dict[str, Any]]) -> Iterable[tuple[bool, dict[str, Any]]]:
-        """One pass of the bulk helper; a request-level failure (unreachable, timeout, 5xx) raises :class:`SinkError`."""
+        """One pass of the bulk helper; a request-level failure (unreachable, timeout, 5xx) raises :class:`SinkError`.
+
+        More actions than one request holds go out ``bulk_concurrency`` requests at a time (each action's id is unique
+        in a pass, so their order does not matter); the outcome of every item is read as before.
+        """
         with self._errors("bulk request"):
+            if self.bulk_concurrency > 1 and len(actions) > self.bulk_chunk_size:
+                yield from parallel_bulk(
+                    self.client,
+                    actions,
+                    thread_count=self.bulk_concurrency,
+                    queue_size=self.bulk_concurrency,
+                    chunk_size=self.bulk_chunk_size,
+                    raise_on_error=False,
+                    raise_on_exception=True,
+                )
+                return
             yield from streaming_bulk(
                 self.client,
                 actions,
@@ -260,7 +301,7 @@ class OpenSearchSink:
         ids = list(dict.fromkeys(document_ids))
         if not ids:
             return 0
-        indices = self._own_indices()
+        indices = self._all_indices()
         batches = (ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH))
         return sum(self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches)
 
@@ -269,22 +310,21 @@ class OpenSearchSink:
             self._scope_indices(kind), queries.scope_query(workspace_id, kind), f"deleting workspace {workspace_id}"
         )
 
-    def _delete_by_query(self, indices: list[str], query: dict[str, Any], what: str) -> int:
+    def _delete_by_query(self, indices: str | None, query: dict[str, Any], what: str) -> int:
         if not indices:
             return 0
         self._refresh()
         with self._errors(what):
             response = self.client.delete_by_query(
-                index=",".join(indices), body={"query": query}, refresh=True, conflicts="proceed", ignore_unavailable=True
+                index=indices, body={"query": query}, refresh=True, conflicts="proceed", ignore_unavailable=True
             )
         if response.get("failures"):
             raise SinkError(f"opensearch: {what} left failures: {response['failures'][:3]}")
         return int(response.get("deleted", 0))
 
     # ------------------------------------------------------------------ reads
-    def _scope_indices(self, kind: str | None) -> list[str]:
-        own = self._own_indices()
-        return [name for name in own if name == queries.index_name(self.prefix, kind)] if kind is not None else own
+    def _scope_indices(self, kind: str | None) -> str | None:
+        return self._indices_of(None if kind is None else [kind])
 
     def count(self, workspace_id: str | None = None, kind: str | None = None) -> int:
         indices = self._scope_indices(kind)
@@ -293,14 +333,14 @@ class OpenSearchSink:
         self._refresh()
         with self._errors("count"):
             response = self.client.count(
-                index=",".join(indices), body={"query": queries.scope_query(workspace_id, kind)}, ignore_unavailable=True
+                index=indices, body={"query": queries.scope_query(workspace_id, kind)}, ignore_unavailable=True
             )
         return int(response["count"])
 
     def existing(self, chunk_ids: Sequence[str]) -> set[str]:
-        indices = self._own_indices()
+        indices = self._all_indices()
         ids = list(dict.fromkeys(chunk_ids))
-        if not ids or not indices:
+        if not ids:
             return set()
         self._refresh()
         found: set[str] = set()
@@ -310,17 +350,13 @@ class OpenSearchSink:
             found.update(raw["_id"] for raw in self._search(indices, body, "existence check"))
         return found
 
-    def _search(self, indices: list[str], body: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    def _search(self, indices: str, body: dict[str, Any], what: str) -> list[dict[str, Any]]:
         with self._errors(what):
-            response = self.client.search(index=",".join(indices), body=body, ignore_unavailable=True)
+            response = self.client.search(index=indices, body=body, ignore_unavailable=True)
         return response["hits"]["hits"]
 
-    def _query_indices(self, query: SearchQuery) -> list[str]:
-        own = self._own_indices()
-        if not query.kinds:
-            return own
-        wanted = {queries.index_name(self.prefix, kind) for kind in query.kinds}
-        return [name for name in own if name in wanted]
+    def _query_indices(self, query: SearchQuery) -> str | None:
+        return self._indices_of(query.kinds)
 
     def search_text(self, query: SearchQuery) -> list[Hit]:
         indices = self._query_indices(query)
