@@ -1,0 +1,181 @@
+"""Vectorization throughput with metrics on versus off, side by side (prints figures; not a test).
+
+    python bench/metrics_overhead.py                          # 1,000 issues, fastembed, 3 rounds (about 4 minutes on 2 cores)
+    python bench/metrics_overhead.py --issues 3000 --rounds 5
+    python bench/metrics_overhead.py --embedder hashing       # no model: the pipeline's own cost, the worst case for overhead
+    PI_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres   (default; a scratch Plane database is created)
+
+Each run is ``vectorize()`` of the same Plane workspace in a fresh process on a fresh PI data dir (SQLite PI
+database, embedded sink), the model loaded before the clock starts, exactly what a worker's pool process runs:
+
+* **off**: no ``PI_METRICS_*``: every instrumentation call returns at its first line, prometheus_client is never
+  imported (what every worker that does not export runs);
+* **on**: ``PI_METRICS_DIR`` set and ``metrics.setup()`` called (what ``worker_start`` does), while this process
+  scrapes the folder and the PI database once a second as ``pi worker``'s endpoint would (Prometheus scrapes every
+  15-60 s: this is pessimistic), competing for the same cores.
+
+Runs alternate off/on so drift (thermal, other tenants) hits both; the figure is the ratio of the medians
+(target on/off >= 0.98). It also prints what one instrumentation call costs when metrics are off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import timeit
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from pi_framework.db import with_driver  # noqa: E402
+from pi_framework.plane import schema  # noqa: E402
+from pi_framework.plane.sample import PlaneFactory, load_schema, sample_issue  # noqa: E402
+
+ADMIN_URL = os.environ.get("PI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: what this benchmark needs loaded (the Plane issues source, the core)
+PLUGINS = "pi_issues"
+
+
+@contextmanager
+def scratch_plane() -> Iterator[PlaneFactory]:
+    """A fresh PostgreSQL database with Plane's schema, dropped afterwards."""
+    name = f"pi_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(with_driver(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_engine(with_driver(url))
+    load_schema(engine)
+    try:
+        yield PlaneFactory(engine, url)
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed(plane: PlaneFactory, issues: int) -> str:
+    workspace = plane.workspace()
+    project = plane.project(workspace, identifier="BEN")
+    rows = [plane.issue_values(project, *sample_issue(n), sequence_id=n + 1) for n in range(issues)]
+    for start in range(0, len(rows), 5000):
+        plane.insert_many(schema.issues, rows[start : start + 5000])
+    return workspace["id"]
+
+
+def environment(data: str, url: str, embedder: str, on: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "PROMETHEUS", "OPENSEARCH", "CELERY_"))}
+    env.update(PI_DATA_DIR=data, PLANE_DATABASE_URL=url, PI_EMBEDDER=embedder, PI_LOAD_PLUGINS=PLUGINS, HF_HUB_OFFLINE="1")
+    if on:
+        env["PI_METRICS_DIR"] = f"{data}/metrics"
+    return env
+
+
+# ---------------------------------------------------------------------- one run, in a fresh process
+def child(workspace_id: str) -> None:
+    from pi_framework import metrics, runtime
+    from pi_framework.sync.vectorize import vectorize
+
+    settings = runtime.get_registry().settings
+    recording = metrics.setup(settings)  # what the worker_start hook does in a pool process
+    runtime.get_embedder().embed(["warm up"])  # the model load is not part of the figure
+    start = time.perf_counter()
+    result = vectorize(workspace_id)
+    seconds = time.perf_counter() - start
+    assert result["status"] == "success", result
+    print(json.dumps({"documents": result["documents_indexed"], "seconds": seconds, "recording": recording}))
+
+
+def scraper(data: str, url: str, embedder: str, stop: threading.Event, counts: list[int]) -> None:
+    """Scrape like pi worker's endpoint, once a second, until *stop*."""
+    from prometheus_client import generate_latest
+
+    from pi_framework import metrics, runtime
+
+    runtime.reconfigure(environment(data, url, embedder, on=True))
+    settings = runtime.get_registry().settings
+    registry = metrics.exporter_registry(settings, sweep=True)
+    while not stop.wait(1.0):
+        generate_latest(registry)
+        counts.append(1)
+
+
+def run(workspace_id: str, url: str, embedder: str, on: bool) -> dict:
+    with tempfile.TemporaryDirectory() as data:
+        stop, scrapes = threading.Event(), []
+        thread = threading.Thread(target=scraper, args=(data, url, embedder, stop, scrapes), daemon=True) if on else None
+        if thread is not None:
+            os.makedirs(f"{data}/metrics", exist_ok=True)
+            thread.start()
+        try:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", workspace_id],
+                env=environment(data, url, embedder, on),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
+        figures = json.loads(out.strip().splitlines()[-1])
+        assert figures["recording"] == on, figures
+        figures["scrapes"] = len(scrapes)
+        return figures
+
+
+def noop_call_ns() -> float:
+    """What one instrumentation call costs while metrics are off (nanoseconds)."""
+    from pi_framework import metrics
+    from pi_framework.pipeline.indexer import IndexStats
+
+    assert not metrics.enabled()
+    stats = IndexStats()
+    number = 1_000_000
+    return min(timeit.repeat(lambda: metrics.indexed(stats), number=number, repeat=5)) / number * 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--issues", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--embedder", default="fastembed", choices=["fastembed", "hashing"])
+    parser.add_argument("--child", metavar="WORKSPACE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    print(f"vectorize() of a {args.issues:,}-issue Plane workspace, embedder {args.embedder}, {args.rounds} rounds off/on")
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    with scratch_plane() as plane:
+        workspace_id = seed(plane, args.issues)
+        for round_number in range(1, args.rounds + 1):
+            for mode in ("off", "on"):
+                figures = run(workspace_id, plane.url, args.embedder, on=mode == "on")
+                rate = figures["documents"] / figures["seconds"]
+                rates[mode].append(rate)
+                extra = f", {figures['scrapes']} scrapes" if mode == "on" else ""
+                print(
+                    f"  round {round_number} {mode:<3}: {figures['documents']} docs in {figures['seconds']:6.2f} s "
+                    f"= {rate:7.1f} docs/s{extra}"
+                )
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    print(f"median off {off:.1f} docs/s, on {on:.1f} docs/s: on/off = {on / off:.3f} (target >= 0.98)")
+    print(f"an instrumentation call with metrics off: {noop_call_ns():.0f} ns")
+
+
+if __name__ == "__main__":
+    main()
