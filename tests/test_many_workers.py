@@ -66,11 +66,12 @@ def runs() -> list[Any]:
         ).all()
 
 
-def overlaps(rows: list[Any], killed: dict[int, datetime]) -> list[tuple[Any, Any]]:
-    """Pairs of runs of one workspace whose intervals overlap; a run without an end ended when its process was killed."""
+def overlaps(rows: list[Any], killed: dict[int, datetime], now: datetime | None = None) -> list[tuple[Any, Any]]:
+    """Pairs of runs of one workspace whose intervals overlap. A run without an end ended when its process was killed;
+    else it is still running at *now* (a snapshot), and without *now* that is an error."""
     by_workspace: dict[str, list[tuple[datetime, datetime, Any]]] = {}
     for row in rows:
-        end = row.ended or killed.get(row.pid)
+        end = row.ended or killed.get(row.pid) or now
         assert end is not None, f"run {row} never ended, and its process {row.pid} was not killed"
         by_workspace.setdefault(row.workspace_id, []).append((row.started, end, row))
     found = []
@@ -205,6 +206,8 @@ def test_three_workers_never_write_one_workspace_at_once_and_lose_nothing(
         edits.stop.set()
         edits.join(30)
         assert edits.error is None, edits.error
+        double = overlaps(runs(), killed, now=db_clock())  # before waiting on anything: the sharpest check comes first
+        assert not double, f"{len(double)} overlapping writers, e.g. {double[:3]}"
         converged_from = time.monotonic()
         wait_for(lambda: not index_lags(edits), 180, 0.5, "every edit in the ledger")
         converged = time.monotonic() - converged_from
@@ -254,6 +257,8 @@ def test_overlap_detection_sees_two_writers_at_once() -> None:
     killed_run = [Row(1, "w", "live sync", "a", 7, t[0], None), Row(2, "w", "live sync", "b", 2, t[4], t[5])]
     assert overlaps(killed_run, {7: t[3]}) == []
     assert len(overlaps(killed_run, {7: t[6]})) == 1
+    running = [Row(1, "w", "live sync", "a", 1, t[0], None), Row(2, "w", "live sync", "b", 2, t[4], t[5])]
+    assert overlaps(running, {}, now=t[3]) == [] and len(overlaps(running, {}, now=t[6])) == 1
     other_workspace = [Row(1, "w", "live sync", "a", 1, t[0], t[5]), Row(2, "v", "live sync", "b", 2, t[1], t[4])]
     assert overlaps(other_workspace, {}) == []
     with pytest.raises(AssertionError, match="never ended"):
