@@ -3,7 +3,7 @@ and throughput per worker count with 10,000 vectorized workspaces, and Plane's m
 
     eval "$(tests/support/services.sh)"     # PostgreSQL, RabbitMQ, OpenSearch (or PI_BENCH_POSTGRES_URL/..._RABBITMQ_URL)
     python bench/scale.py                   # noop, latency, workers, plane-index (about 15 minutes on 2 cores)
-    python bench/scale.py --only noop       # one part: noop | latency | workers | plane-index
+    python bench/scale.py --only noop       # parts: noop, latency, workers, plane-index (comma-separated)
     python bench/scale.py --quick           # every part at toy sizes (tests/test_bench_scale.py runs this)
     python bench/scale.py --only plane-index --plane-issues 500000   # a smaller Plane database
 
@@ -598,9 +598,19 @@ def bench_plane_index(sizes: Sizes) -> None:
     )
 
 
+PARTS = ("noop", "latency", "workers", "plane-index")
+
+
+def parts(value: str) -> set[str]:
+    chosen = {part.strip() for part in value.split(",") if part.strip()}
+    if not chosen or chosen - set(PARTS):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {', '.join(PARTS)}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["noop", "latency", "workers", "plane-index"])
+    parser.add_argument("--only", type=parts, help="comma-separated parts: noop, latency, workers, plane-index")
     parser.add_argument("--quick", action="store_true", help="toy sizes: a smoke test of every part")
     parser.add_argument(
         "--sink", choices=["embedded", "opensearch"], default="embedded", help="sink of the latency and workers parts"
@@ -615,12 +625,12 @@ def main() -> None:
     sizes.plane_workspaces = args.plane_workspaces or sizes.plane_workspaces
     started = time.perf_counter()
     quiet()
-    if args.only in (None, "noop"):
+    chosen = args.only or set(PARTS)
+    if "noop" in chosen:
         bench_noop(sizes)
-    worker_parts = {part for part in ("latency", "workers") if args.only in (None, part)}
-    if worker_parts:
-        bench_worker_parts(sizes, worker_parts, args.sink)
-    if args.only in (None, "plane-index"):
+    if chosen & {"latency", "workers"}:
+        bench_worker_parts(sizes, chosen & {"latency", "workers"}, args.sink)
+    if "plane-index" in chosen:
         bench_plane_index(sizes)
     print(f"(bench/scale.py{' --quick' if args.quick else ''}: {time.perf_counter() - started:.0f} s)")
 
