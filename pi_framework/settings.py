@@ -282,12 +282,14 @@ _ACCEPTS = {
     "greater_than_equal": "a number >= {ge}",
     "bool_parsing": "a boolean (1/0, true/false)",
     "float_parsing": "a number",
+    "literal_error": "{expected}",
 }
 
 
 def _describe(error: dict) -> str:
     name = ".".join(str(part) for part in error["loc"])
-    accepts = _ACCEPTS.get(error["type"], error["msg"]).format(**(error.get("ctx") or {}))
+    fallback = error["msg"].removeprefix("Input should be ")  # pydantic's "Input should be X" reads "expected X" here
+    accepts = _ACCEPTS.get(error["type"], fallback.replace("{", "{{").replace("}", "}}")).format(**(error.get("ctx") or {}))
     value = error.get("input")
     shown = MASK if is_secret_name(name) else value
     if isinstance(shown, str):

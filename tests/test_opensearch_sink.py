@@ -26,6 +26,7 @@ from pi_framework.embedding import HashingEmbedder
 from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.search import search
+from pi_framework.settings import SettingsError, load_settings
 from pi_framework.sinks.base import SearchQuery, SinkError
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
@@ -622,6 +623,13 @@ def test_plugin_without_url_says_what_is_missing(pi_env):
 
     with pytest.raises(SinkError, match="OPENSEARCH_URL"):
         runtime.get_sinks()
+
+
+def test_an_unknown_knn_engine_is_one_plain_settings_line(pi_env):
+    with pytest.raises(SettingsError) as error:
+        load_settings(OPENSEARCH_KNN_ENGINE="nmslib")
+
+    assert str(error.value) == "OPENSEARCH_KNN_ENGINE='nmslib' is invalid: expected 'lucene' or 'faiss'"
 
 
 # --------------------------------------------------------------------------- search(): kNN + BM25 + fusion
