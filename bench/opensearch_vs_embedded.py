@@ -13,8 +13,11 @@ hybrid mode (kNN + BM25 + reciprocal rank fusion, ``limit`` 10, so 40 candidates
 BM25 queries timed alone as well. Every query is run on both sinks in turn, after ``--warmup`` untimed queries each.
 
 OpenSearch: the node of ``--url`` (default ``OPENSEARCH_URL``, else ``PI_TEST_OPENSEARCH_URL``) under an index prefix
-of this run's own, deleted at the end; one shard, no replica, the default 1 s refresh; the segments are left as the
-bulk load made them (no force-merge: what a live index looks like). Embedded: a SQLite file in a temporary folder.
+of this run's own, deleted at the end; the index as the sink creates it (the node's defaults: one shard, one replica,
+unassigned on a single node, the 1 s refresh, request-durable translog); the segments are left as the bulk load made
+them (no force-merge: what a live index looks like). ``--bulk-concurrency`` is the sink's bulk requests in flight (its
+default when not given). After the load the node's own time is printed: indexing (mostly building the k-NN graph),
+merging, refreshing. Embedded: a SQLite file in a temporary folder.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="chunks per sink.write call")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--bulk-concurrency", type=int, default=None, help="the sink's bulk requests in flight")
     parser.add_argument("--url", default=os.environ.get("OPENSEARCH_URL") or os.environ.get("PI_TEST_OPENSEARCH_URL"))
     args = parser.parse_args()
     if not args.url:
@@ -105,7 +109,8 @@ def main() -> None:
         embedder = runtime.get_embedder()
         assert isinstance(embedder, HashingEmbedder) and embedder.dimension == DIMENSION
         prefix = f"bench{uuid.uuid4().hex[:8]}"
-        opensearch = OpenSearchSink(args.url, prefix)
+        options = {} if args.bulk_concurrency is None else {"bulk_concurrency": args.bulk_concurrency}
+        opensearch = OpenSearchSink(args.url, prefix, **options)
         embedded = EmbeddedSink(Path(tmp) / "embedded.sqlite")
         sinks = {"opensearch": opensearch, "embedded": embedded}
         try:
@@ -143,6 +148,14 @@ def main() -> None:
                         raise SystemExit(f"{name}: {len(result.failed)} chunks failed, e.g. {next(iter(result.failed.items()))}")
                 print(f"\rloaded {stop:,}/{args.chunks:,} chunks into both sinks", end="", file=sys.stderr, flush=True)
             print(f"\rloaded {args.chunks:,} chunks into both sinks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            node = opensearch.client.indices.stats(index=f"{prefix}-*", metric="indexing,merge,refresh")["_all"]["total"]
+            print(
+                f"opensearch node: indexing {node['indexing']['index_time_in_millis'] / 1000:.0f} s, "
+                f"merging {node['merges']['total_time_in_millis'] / 1000:.0f} s ({node['merges']['total']} merges), "
+                f"refreshing {node['refresh']['total_time_in_millis'] / 1000:.0f} s ({node['refresh']['total']} refreshes); "
+                f"{getattr(opensearch, 'bulk_concurrency', 1)} bulk request(s) in flight",
+                file=sys.stderr,
+            )
             counts = {name: sink.count(WORKSPACE) for name, sink in sinks.items()}  # also refreshes OpenSearch
             assert set(counts.values()) == {args.chunks}, counts
 
