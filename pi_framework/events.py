@@ -76,6 +76,10 @@ def _request_class() -> type:
             # the pool process gets the request as a dict: its log lines and task.request see the same strings
             self._request_dict["argsrepr"], self._request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
 
+        def info(self, safe: bool = False) -> dict[str, Any]:
+            """What ``celery inspect active/reserved`` (and Flower's worker pages) show: the redacted strings, always."""
+            return super().info(safe=True)
+
     RedactingRequest.__module__ = __name__
     RedactingRequest.__qualname__ = "RedactingRequest"
     return RedactingRequest

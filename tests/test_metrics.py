@@ -127,6 +127,7 @@ def run_python(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_a_process_that_never_exports_records_nothing_and_never_imports_prometheus_client(tmp_path):
     code = (
         "import sys\n"
@@ -145,6 +146,7 @@ def test_a_process_that_never_exports_records_nothing_and_never_imports_promethe
     assert not (tmp_path / "data" / "metrics").exists()
 
 
+@pytest.mark.slow
 def test_without_the_metrics_extra_everything_is_a_noop_and_the_exporters_say_what_to_install(tmp_path):
     hide = "import sys; sys.modules['prometheus_client'] = None\n"  # as if the extra were not installed
     code = hide + (
@@ -459,6 +461,7 @@ def test_the_dashboard_queries_only_metrics_the_exporter_exposes(recording, tmp_
     assert generator.dashboard() == dashboard, "pi-framework.json is stale: python deploy/grafana/make_dashboard.py"
 
 
+@pytest.mark.slow
 def test_the_alert_rules_use_exposed_metrics_and_pass_promtool(recording, tmp_path):
     exposed = every_metric_exposed(recording, tmp_path)
     rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
@@ -482,3 +485,25 @@ def test_the_alert_rules_use_exposed_metrics_and_pass_promtool(recording, tmp_pa
     check.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run([promtool, "check", "rules", str(check)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------- task events: the worker's side of redaction
+def test_a_chat_task_request_shows_ids_and_masks_text_in_events_logs_and_inspect(pi_settings):
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.utils.imports import symbol_by_name
+
+    from pi_framework.celery_app import create_app
+
+    app = create_app(pi_settings)
+    task = app.tasks["pi.celery_app.index_chat_message"]
+    Request = symbol_by_name(task.Request)
+    positional = ["ws-1", "chat-1", "m-1", "u-1", "user", "my secret text", "2026-01-01T00:00:00+00:00"]
+    message = TaskMessage(task.name, args=positional, kwargs={"title": "secret title", "surprise": "more text"})
+    request = Request(message, app=app, task=task)
+    assert request.argsrepr == "('ws-1', 'chat-1', 'm-1', 'u-1', 'user', '***', '2026-01-01T00:00:00+00:00')"
+    assert request.kwargsrepr == "{'title': '***', 'surprise': '***'}"  # an argument pi does not know is masked too
+    assert request.request_dict["argsrepr"] == request.argsrepr  # what the pool process logs with
+    assert "secret" not in repr(request.info()) and "secret" not in repr(request)
+    assert request.args[5] == "my secret text"  # the task itself gets its arguments
+    other = app.tasks["pi.celery_app.trigger_live_sync"]
+    assert other.Request == "celery.worker.request:Request"  # tasks without text keep Celery's request
