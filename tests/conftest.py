@@ -13,6 +13,13 @@ import pytest
 PLUGINS = Path(__file__).parent / "plugins"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that pip-installs the test plugins (``test_plugins_site``) is ``slow``, like the service tests."""
+    for item in items:
+        if "test_plugins_site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def test_plugins_site(tmp_path_factory) -> Path:
     """pip-install every test plugin into a private folder (real dist-info with entry points)."""

@@ -16,6 +16,8 @@ from pi_framework.sinks.opensearch.sink import OpenSearchSink
 from pi_framework.testing.access_matrix import AccessContract
 from pi_framework.testing.fixtures import require_service
 
+pytestmark = pytest.mark.slow  # a real OpenSearch node
+
 
 class TestOpenSearchSinkAccess(AccessContract):
     @pytest.fixture

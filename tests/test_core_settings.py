@@ -50,6 +50,7 @@ def test_secrets_are_redacted(monkeypatch):
     assert "hunter2" not in shown and "postgresql://pi:***@db/pi" in shown
 
 
+@pytest.mark.slow
 def test_worker_start_up_stops_with_one_line(pi_settings, monkeypatch):
     monkeypatch.setenv("CELERY_WORKSPACE_PLAN_SYNC_INTERVAL", "soon")
     result = subprocess.run(

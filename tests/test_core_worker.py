@@ -114,6 +114,7 @@ def test_task_of_a_killed_worker_process_is_redelivered_and_completes(worker_env
         worker.stop()
 
 
+@pytest.mark.slow
 def test_embedded_broker_needs_no_services(worker_env, tmp_path):
     env = worker_env()
     markers = Path(env["PI_TEST_MARKERS"])

@@ -96,6 +96,7 @@ def test_unacknowledged_messages_come_back_on_close_and_after_the_timeout(broker
     assert broker_file.rows() == [(2, True)]
 
 
+@pytest.mark.slow
 def test_a_live_consumer_renews_its_claims(broker_file):
     broker_file.publish("long task")
     with broker_file.connect(visibility_timeout=1.0) as owner, broker_file.connect(visibility_timeout=1.0) as other:
@@ -176,6 +177,7 @@ def _kill_group(worker: WorkerProcess) -> None:
     worker.stop()
 
 
+@pytest.mark.slow
 def test_acknowledged_messages_are_deleted(worker_env, tmp_path):
     _send(worker_env, "pi.celery_app.test_alpha_marker", "acked", times=20)  # kombu's transport creates the table
     with sqlite3.connect(Path(worker_env["PI_DATA_DIR"]) / "broker.sqlite") as connection:
@@ -188,6 +190,7 @@ def test_acknowledged_messages_are_deleted(worker_env, tmp_path):
         worker.stop()
 
 
+@pytest.mark.slow
 def test_tasks_of_a_killed_worker_group_run_after_a_restart(worker_env, tmp_path):
     markers = Path(worker_env["PI_TEST_MARKERS"])
     _send(worker_env, "pi.celery_app.test_alpha_die_once", "a")
@@ -225,6 +228,7 @@ def test_tasks_of_a_killed_worker_group_run_after_a_restart(worker_env, tmp_path
     assert _lines(markers / "queued") == 10, "nothing ran twice"
 
 
+@pytest.mark.slow
 def test_the_task_of_a_killed_pool_process_is_requeued_at_once(worker_env, tmp_path):
     env = {**worker_env, "PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT": "3600"}  # no help from the timeout
     markers = Path(env["PI_TEST_MARKERS"])

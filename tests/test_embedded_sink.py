@@ -107,6 +107,7 @@ sink.close()
 """
 
 
+@pytest.mark.slow
 def test_several_processes_write_at_once(sink: EmbeddedSink) -> None:
     processes = [subprocess.Popen([sys.executable, "-c", _WRITER, str(sink.path), str(worker), "100"]) for worker in range(3)]
     assert [process.wait(120) for process in processes] == [0, 0, 0]

@@ -124,6 +124,7 @@ def prose_seconds(indexer: Indexer) -> Callable[[str, int], float]:
 
 @pytest.mark.parametrize("body_format", FORMATS)
 @pytest.mark.parametrize("name", list(CORPUS))
+@pytest.mark.slow
 def test_hostile_input_costs_about_as_much_as_prose(indexer: Indexer, prose_seconds, name: str, body_format: str) -> None:
     body = CORPUS[name]
     assert SIZE * 0.9 <= len(body) <= SIZE * 1.1, f"corpus input {name!r} is {len(body)} characters"
@@ -133,6 +134,7 @@ def test_hostile_input_costs_about_as_much_as_prose(indexer: Indexer, prose_seco
 
 @pytest.mark.parametrize("body_format", FORMATS)
 @pytest.mark.parametrize("character", ["a", "<", "[", "#", "&", "\u0301"])
+@pytest.mark.slow
 def test_a_megabyte_of_one_character(indexer: Indexer, prose_seconds, character: str, body_format: str) -> None:
     """1 MB (the default cap) of one character against 1 MB of prose."""
     body = character * 1_000_000

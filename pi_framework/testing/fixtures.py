@@ -14,6 +14,20 @@ from pi_framework.db import Database, get_database, with_driver
 from pi_framework.plugins import PluginInfo, Registry
 from pi_framework.settings import Settings, get_settings
 
+#: fixtures that need a service: a test using one (directly or through ``plane_db``) is marked ``slow``
+SERVICE_FIXTURES = frozenset({"postgres_admin_url", "postgres_url", "rabbitmq_url", "opensearch_url"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: needs a service or a real worker; `pytest -m 'not slow'` is the unit run")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a service ``slow``, so ``pytest -m "not slow"`` runs the unit tests alone."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def require_service(variable: str) -> str:
     """The URL in *variable*; skip the test when unset, unless ``PI_REQUIRE_SERVICES=1`` makes that a failure."""

@@ -12,9 +12,12 @@ import signal
 import sqlite3
 import uuid
 
+import pytest
 from celery import Celery
 
 from pi_framework.worker_process import WorkerProcess, wait_for
+
+pytestmark = pytest.mark.slow  # real worker processes, killed and restarted
 
 INDEX = "pi.celery_app.index_chat_message"
 FILLER = " ".join(f"word{n % 997} lorem ipsum dolor sit amet" for n in range(800))  # ~25 KB, no "kiwi"

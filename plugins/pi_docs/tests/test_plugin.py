@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from conftest import REPO, indexed_ids
 from pi_docs import JOB_NAME, TASK_NAME
@@ -81,6 +82,7 @@ def test_feed_docs_exits_1_when_a_repository_fails(docs_settings, git_repo):
     assert f"{REPO}@HEAD: synced" in result.output
 
 
+@pytest.mark.slow
 def test_manage_feed_docs(docs_settings, git_repo):
     docs_settings()
     git_repo.commit("docs", DOCS)

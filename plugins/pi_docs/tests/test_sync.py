@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from conftest import REPO, indexed_ids
 
 from pi_framework import runtime
@@ -84,6 +85,7 @@ def test_add_modify_delete_rename_copy(git_repo, fake_github, run_sync):
     assert text_hits("quasar") == []
 
 
+@pytest.mark.slow  # a git repository of 300+ files
 def test_more_than_300_changed_files_fall_back_to_a_tree_diff(git_repo, fake_github, run_sync):
     git_repo.commit("docs", DOCS)
     run_sync()

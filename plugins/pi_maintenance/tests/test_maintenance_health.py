@@ -48,6 +48,7 @@ def test_database_down_is_reported_with_the_breaker_open_and_nothing_crashes(pi_
     json.dumps(last)  # the task's report is plain JSON
 
 
+@pytest.mark.slow
 def test_pi_health_exits_non_zero_when_the_database_is_down(pi_env):
     pi_env(PI_DATABASE_URL=_closed_port_url())
     result = subprocess.run(
