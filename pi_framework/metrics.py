@@ -137,6 +137,8 @@ class _Metrics:
 
 
 _metrics: _Metrics | None = None
+#: the folder prometheus_client's value class writes to in this process
+_prepared: Path | None = None
 _lock = threading.Lock()
 _warned: set[str] = set()
 
@@ -169,13 +171,17 @@ def directory(settings: Settings) -> Path:
 
 def prepare(settings: Settings) -> Path:
     """Create the folder and point prometheus_client's multiprocess mode at it, in this process and its children."""
+    global _prepared
     path = directory(settings)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     from prometheus_client import values
 
-    # prometheus_client picks its value class when first imported: pick again, now that the variable is set
-    values.ValueClass = values.get_value_class()
+    # prometheus_client picks its value class when first imported: pick again now that the variable is set, but only
+    # once per folder (two value classes would map the same per-process file twice and overwrite each other's entries)
+    if _prepared != path or not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+        _prepared = path
     return path
 
 

@@ -507,3 +507,17 @@ def test_a_chat_task_request_shows_ids_and_masks_text_in_events_logs_and_inspect
     assert request.args[5] == "my secret text"  # the task itself gets its arguments
     other = app.tasks["pi.celery_app.trigger_live_sync"]
     assert other.Request == "celery.worker.request:Request"  # tasks without text keep Celery's request
+
+
+def test_serving_from_a_recording_process_keeps_one_value_class(recording):
+    """``pi worker`` records and serves in one process: a second value class would map the same files twice."""
+    from prometheus_client import values
+
+    before = values.ValueClass
+    metrics.exporter_registry(recording)
+    metrics.exporter_registry(recording, sweep=True)
+    assert values.ValueClass is before
+    for number in range(40):  # new children after the registry was built land in the same files, intact
+        metrics._metrics.tasks.labels(f"task-{number}", "SUCCESS").inc()  # noqa: SLF001
+    samples = scrape(recording, database_state=False)
+    assert all(value(samples, "pi_tasks_total", task=f"task-{n}", state="SUCCESS") == 1 for n in range(40))
