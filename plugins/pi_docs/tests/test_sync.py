@@ -10,6 +10,8 @@ from pi_framework import runtime
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.sinks.base import SearchQuery
 
+pytestmark = pytest.mark.slow  # real git repositories (a git subprocess per commit) behind a local fake GitHub
+
 DOCS = {
     "docs/intro.md": "# Intro\n\nWelcome to the **orbit** planner.\n",
     "docs/guide/setup.mdx": "---\ntitle: Setup guide\ndescription: Install it\n---\nimport X from 'x'\n\n# Setup\n\n<Note>Run the zephyr installer.</Note>\n",
@@ -85,7 +87,6 @@ def test_add_modify_delete_rename_copy(git_repo, fake_github, run_sync):
     assert text_hits("quasar") == []
 
 
-@pytest.mark.slow  # a git repository of 300+ files
 def test_more_than_300_changed_files_fall_back_to_a_tree_diff(git_repo, fake_github, run_sync):
     git_repo.commit("docs", DOCS)
     run_sync()
