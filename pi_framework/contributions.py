@@ -73,7 +73,7 @@ class Source(Protocol):
     ``scope`` says how the framework drives it: ``workspace`` sources are vectorized per
     workspace and live-synced by the framework's own tasks; ``global`` and ``push``
     sources bring their own tasks (docs, chats). Every method below is called by the core;
-    :class:`BaseSource` gives ``visible_versions`` a default.
+    :class:`BaseSource` gives ``visible_versions`` and ``changed_workspaces`` defaults.
 
     ``name`` keys the source's rows in the PI database (its cursors in ``sync_states``, its documents in the
     ledger), so it may not contain ``:`` and a workspace source may not take a name the core or a bundled
@@ -98,6 +98,13 @@ class Source(Protocol):
         document whose ``updated_at`` differs from the indexed one. ``None`` as the version means "presence only"
         (the :class:`BaseSource` default): such a document is re-indexed only when missing."""
 
+    def changed_workspaces(self, state: dict[str, Any] | None) -> tuple[set[str] | None, dict[str, Any]]:
+        """Workspaces with changes since *state* across all workspaces, and the next state (JSON): ``(ids, state)``.
+
+        The live-sync tick measures only the workspaces named (and those already known to have pending work), so a
+        tick costs O(changes). ``None`` as ids means "every workspace may have changed" (the :class:`BaseSource`
+        default, and the answer to the first call, with no state yet)."""
+
 
 class BaseSource:
     """Defaults for a :class:`Source`: subclass it and write ``iter_documents``, ``changes`` and ``visible_ids``.
@@ -105,6 +112,8 @@ class BaseSource:
     ``visible_versions`` defaults to every visible id with no version (presence only): the bulk comparison then
     finds missing and left-over documents but not stale ones. Override it when the source knows each document's
     ``updated_at`` (the Plane sources do), so a change the cursor missed is still caught by a re-feed.
+    ``changed_workspaces`` defaults to "any workspace may have changed": every live-sync tick then measures every
+    live workspace for this source. Override it when the source can scan its changes across workspaces at once.
     """
 
     name: str
@@ -116,6 +125,9 @@ class BaseSource:
 
     def visible_versions(self, workspace_id: str) -> Iterable[tuple[str, datetime | None]]:
         return ((document_id, None) for document_id in self.visible_ids(workspace_id))
+
+    def changed_workspaces(self, state: dict[str, Any] | None) -> tuple[set[str] | None, dict[str, Any]]:
+        return None, {}
 
 
 def source_name_problem(source: Source) -> str | None:

@@ -79,7 +79,7 @@ def test_importing_the_api_costs_little() -> None:
 
 
 def test_protocols_list_every_method_the_core_calls() -> None:
-    for method in ("iter_documents", "changes", "visible_ids", "visible_versions"):
+    for method in ("iter_documents", "changes", "visible_ids", "visible_versions", "changed_workspaces"):
         assert hasattr(Source, method)
     for method in ("delete_documents", "delete_chunks", "close", "write", "ensure_ready", "health"):
         assert hasattr(Sink, method)
@@ -102,6 +102,7 @@ def test_base_source_defaults_visible_versions_to_presence() -> None:
     notes = Notes()
     assert isinstance(notes, Source)
     assert list(notes.visible_versions("w")) == [("notes:a", None), ("notes:b", None)]
+    assert notes.changed_workspaces(None) == (None, {}), "by default every workspace may have changed"
 
 
 @pytest.mark.parametrize("name", ["reconcile", "pending-work", "document-retries", "plans", "docs", "chats", "pi_chats"])

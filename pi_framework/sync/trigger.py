@@ -94,13 +94,10 @@ def changed_workspaces(workspace_sources: list[Source]) -> set[str] | None:
     """Workspaces any source saw change since its global watermark (stored per source); ``None``: check them all."""
     changed: set[str] | None = set()
     for source in workspace_sources:
-        scan = getattr(source, "changed_workspaces", None)
-        if scan is None:
-            changed = None
-            continue
         key = f"{GLOBAL_SCAN}:{source.name}"
-        workspaces, following = scan(state.load(key, "*"))
-        state.save(key, "*", following)
+        workspaces, following = source.changed_workspaces(state.load(key, "*"))
+        if following:  # a source that cannot scan globally (BaseSource's default) keeps no state
+            state.save(key, "*", following)
         changed = None if changed is None or workspaces is None else changed | workspaces
     return changed
 

@@ -27,7 +27,7 @@ Source.name``; documents stay in their workspace; ``visible_ids`` and ``visible_
 through JSON (the PI database stores it as JSON); a scan from that cursor with nothing changed yields nothing — a
 source that ignores its cursor fails here (re-reading an overlap window is fine, reporting it again is not: remember
 what the window held, as :class:`~pi_framework.plane.watermark.Watermark` does); a hidden document is never yielded
-as an upsert, by any method.
+as an upsert, by any method; ``changed_workspaces`` (when it names workspaces at all) names the one that changed.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SourceContract:
     """The behaviour :mod:`pi_framework.default_plugins.workspace_sync` relies on, for any workspace source."""
 
     def test_is_a_complete_workspace_source_with_an_accepted_name(self, source: Source) -> None:
-        assert isinstance(source, Source), "iter_documents, changes, visible_ids and visible_versions are all required"
+        assert isinstance(source, Source), "every method of the protocol is required (BaseSource gives two defaults)"
         assert source.scope == "workspace" and source.name and source.kind
         assert source_name_problem(source) is None, source_name_problem(source)
 
@@ -113,7 +113,10 @@ class SourceContract:
         first = source.changes(workspace_id, None)
         list(first.documents)
         cursor = _round_trip(first.cursor())
+        _, scan_state = source.changed_workspaces(None)
         hidden = hide(workspace_id)
+        named, _ = source.changed_workspaces(_round_trip(scan_state))
+        assert named is None or workspace_id in named, "changed_workspaces missed the workspace of the change"
         assert hidden.startswith(f"{source.name}:"), "hide() returns the id of the document it hid"
         assert hidden not in {document.id for document in source.iter_documents(workspace_id)}
         assert hidden not in set(source.visible_ids(workspace_id))
