@@ -29,7 +29,15 @@ import pluggy
 from loguru import logger
 
 from pi_framework import hookspecs
-from pi_framework.contributions import HealthCheck, PeriodicJob, Source, TaskSpec, source_name_problem
+from pi_framework.contributions import (
+    EmbedderFactory,
+    HealthCheck,
+    PeriodicJob,
+    SinkFactory,
+    Source,
+    TaskSpec,
+    source_name_problem,
+)
 from pi_framework.redaction import redact_text
 from pi_framework.settings import Settings, SettingsError
 
@@ -66,8 +74,8 @@ class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
-    sink_factories: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
-    embedder_factories: dict[str, Callable[[Settings], Any]] = field(default_factory=dict)
+    sink_factories: dict[str, SinkFactory] = field(default_factory=dict)
+    embedder_factories: dict[str, EmbedderFactory] = field(default_factory=dict)
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     periodic_jobs: dict[str, PeriodicJob] = field(default_factory=dict)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
