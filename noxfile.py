@@ -26,7 +26,7 @@ def _editables(plugins: list[str]) -> list[str]:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    session.install("-e", ".[embeddings,opensearch,test]", *_editables(TEST_NEEDS["core"]))
+    session.install("-e", ".[embeddings,opensearch,metrics,test]", *_editables(TEST_NEEDS["core"]))
     session.run("pytest", "tests", *session.posargs, env=ENV)
 
 
