@@ -55,6 +55,10 @@ FAILURE_REASONS = ("embedding", "sink_refused", "invalid", "prepare")
 DEFAULT_EXPORTER_PORT = 9808
 
 
+class MetricsUnavailable(RuntimeError):
+    """The endpoint cannot be served (port taken)."""
+
+
 class _Metrics:
     """The metric objects of this process (created by :func:`setup`, after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
 
@@ -666,7 +670,10 @@ def serve(settings: Settings, port: int, host: str = "0.0.0.0", *, sweep: bool =
     registry = exporter_registry(settings, sweep=sweep)
     if sweep:
         sweep_dead(directory(settings))  # processes of an earlier run
-    server, thread = start_http_server(port, host, registry=registry)
+    try:
+        server, thread = start_http_server(port, host, registry=registry)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        raise MetricsUnavailable(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}") from exc
     logger.info("metrics: serving http://{}:{}/metrics from {}", host, port, directory(settings))
     return server, thread
 
@@ -681,7 +688,10 @@ def serve_worker(settings: Settings) -> None:
         )
     setup(settings)
     atexit.register(process_stopped, settings)
-    serve(settings, settings.PI_METRICS_PORT, sweep=True)
+    try:
+        serve(settings, settings.PI_METRICS_PORT, sweep=True)
+    except MetricsUnavailable as exc:
+        raise SystemExit(f"pi-framework: PI_METRICS_PORT={settings.PI_METRICS_PORT}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- hooks (registered with the built-in plugin workspace_sync)
@@ -723,7 +733,10 @@ def metrics_commands(cli: click.Group) -> None:
             click.echo(generate_latest(exporter_registry(settings, sweep=sweep_dead)).decode(), nl=False)
             return
         port = port or settings.PI_METRICS_PORT or DEFAULT_EXPORTER_PORT
-        server, thread = serve(settings, port, host, sweep=sweep_dead)
+        try:
+            server, thread = serve(settings, port, host, sweep=sweep_dead)
+        except MetricsUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f"serving http://{host}:{port}/metrics (metrics of {directory(settings)}); Ctrl-C stops")
         try:
             while thread.is_alive():
