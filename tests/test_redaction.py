@@ -373,6 +373,7 @@ class _Reflecting(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         import base64
 
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a POST's body (a count, a search)
         auth = base64.b64decode(self.headers.get("Authorization", "Basic ").split()[1] or b"").decode()
         body = json.dumps({"error": {"type": "bad_request", "reason": f"user {auth} at {self.path}"}, "status": 400})
         self.send_response(400)
@@ -380,7 +381,7 @@ class _Reflecting(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body.encode())
 
-    do_HEAD = do_GET
+    do_HEAD = do_POST = do_GET
 
     def log_message(self, *args) -> None:
         pass
