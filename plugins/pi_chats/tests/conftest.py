@@ -1,8 +1,14 @@
-"""Fixtures of the pi_chats tests: message payloads and search shortcuts."""
+"""Fixtures of the pi_chats tests: message payloads, search shortcuts, and OpenSearch on the real test node.
+
+OpenSearch is the node of ``opensearch_url`` (``PI_TEST_OPENSEARCH_URL``, k-NN and delete-by-query included): every
+test using ``opensearch_env`` gets an index prefix of its own, deleted afterwards.
+"""
 
 from __future__ import annotations
 
 import itertools
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,3 +66,40 @@ def message():
         }
 
     return make
+
+
+class OpenSearchEnv(dict):
+    """Settings of the opensearch sink under a private prefix: ``pi_env(**env)``; ``env.refresh()`` makes what another
+    process (or another sink object) wrote searchable now rather than after the node's 1 s refresh."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(PI_SINKS="opensearch", OPENSEARCH_URL=url, OPENSEARCH_INDEX_PREFIX=prefix)
+        self.url = url
+        self.prefix = prefix
+
+    def _client(self):
+        from opensearchpy import OpenSearch
+
+        return OpenSearch(hosts=[self.url])
+
+    def refresh(self) -> None:
+        client = self._client()
+        try:
+            client.indices.refresh(index=f"{self.prefix}-*", ignore_unavailable=True)
+        finally:
+            client.close()
+
+    def delete(self) -> None:
+        client = self._client()
+        try:
+            client.indices.delete(index=f"{self.prefix}-*", ignore_unavailable=True)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def opensearch_env(opensearch_url) -> Iterator[OpenSearchEnv]:
+    env = OpenSearchEnv(opensearch_url, f"pichats{uuid.uuid4().hex[:8]}")
+    yield env
+    env.delete()
+

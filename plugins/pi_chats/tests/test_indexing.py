@@ -1,4 +1,5 @@
-"""Chat indexing in-process (SQLite PI database, embedded sink, hashing embedder): titles, duplicates, order, deletion."""
+"""Chat indexing in-process (SQLite PI database, embedded sink, hashing embedder): titles, duplicates, order, deletion;
+a deletion OpenSearch refused, on the real test node."""
 
 from __future__ import annotations
 
@@ -110,8 +111,8 @@ def test_parked_messages_are_indexed_by_the_retry_pass_unless_their_chat_was_del
     assert backlog.count(chats.database) == 0
 
 
-def test_a_deletion_the_index_refused_is_finished_by_the_retry_pass(pi_env, osmem_clone, message, found):
-    live = {"PI_EMBEDDER": "hashing", "PI_SINKS": "opensearch", "OPENSEARCH_URL": osmem_clone.url}
+def test_a_deletion_the_index_refused_is_finished_by_the_retry_pass(pi_env, opensearch_env, message, found):
+    live = {"PI_EMBEDDER": "hashing", **opensearch_env}
     pi_env(**live)
     index(ChatIndex(), message("c1", "budget draft"), message("c1", "budget review", minute=1))
     with socket.socket() as probe:
@@ -120,6 +121,7 @@ def test_a_deletion_the_index_refused_is_finished_by_the_retry_pass(pi_env, osme
         with pytest.raises(SinkError):
             ChatIndex().delete_chat("ws-a", "c1")
     pi_env(**live)
+    opensearch_env.refresh()  # written by a sink object of before the outage: searchable now, not after the node's 1 s
     assert len(found.ids("budget")) == 3, "the sink refused the delete: still there"
     assert ChatIndex().retry_pending() == {"parked_retried": 0, "parked_indexed": 0, "deletions_finished": 1}
     assert found.ids("budget") == set()

@@ -98,13 +98,9 @@ def assert_only_new_ids(chats: ChatIndex, expected: set[str], found) -> None:
     }
     [sink] = runtime.get_sinks()
     vector = runtime.get_embedder().embed([ALICE[0]["text"]])[0].tolist()
-    try:
-        nearest = sink.search_vector(SearchQuery("ws-a", vector=vector, kinds=["chats"], user_id="alice", limit=2))
-    except Exception:  # noqa: BLE001 - osmem has no kNN
-        nearest = None
-    if nearest is not None:
-        # the message and its chat's title (the same words) are the nearest: the vectors were copied with the text
-        assert {hit.document_id for hit in nearest} == {ids.document_id("ws-a", "c1"), ids.document_id("ws-a", "c1", "m1")}
+    nearest = sink.search_vector(SearchQuery("ws-a", vector=vector, kinds=["chats"], user_id="alice", limit=2))
+    # the message and its chat's title (the same words) are the nearest: the vectors were copied with the text
+    assert {hit.document_id for hit in nearest} == {ids.document_id("ws-a", "c1"), ids.document_id("ws-a", "c1", "m1")}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -114,10 +110,10 @@ def database_env(request) -> dict[str, str]:
 
 @pytest.fixture(params=["embedded", "opensearch"])
 def sink_env(request) -> dict[str, str]:
-    """The embedded sink, or OpenSearch as osmem serves it (the test node of tests/support has no delete-by-query)."""
+    """The embedded sink, or OpenSearch: the real test node (k-NN, delete-by-query) under a prefix of this test's own."""
     if request.param == "embedded":
         return {"PI_SINKS": "embedded"}
-    return {"PI_SINKS": "opensearch", "OPENSEARCH_URL": request.getfixturevalue("osmem_clone").url}
+    return dict(request.getfixturevalue("opensearch_env"))
 
 
 @pytest.fixture
