@@ -21,9 +21,11 @@ multi-row inserts, the PI rows a finished vectorization leaves written in bulk, 
 2. latency: a worker with beat (``CELERY_VECTOR_SYNC_INTERVAL=2``) over the 10,000 workspaces; an issue of a random
    workspace is edited at a random phase of the interval and the time until ``search`` finds the new text is
    measured (target p50 <= interval + 1 s); the trigger task's own durations are read from the worker log.
-3. workers: 1, 2, then 3 workers (``-c 1`` each, beat on the first) over the same workspaces; a burst of edits, one
-   per workspace in as many workspaces, all committed at once; live syncs per second from the first to the last
-   document confirmed in the ledger, and the time from the burst to the last one.
+3. workers: 1, 2, then 3 workers (``-c 1`` each) over the same workspaces; a burst of edits, one per workspace in as
+   many workspaces, all committed at once; live syncs per second from the first to the last document confirmed in
+   the ledger, and the time from the burst to the last one. Twice per count: "direct" (beat off, one live-sync task
+   sent per edit: what the workers alone can do) and "via beat" (beat on the first worker: the trigger measures the
+   changed workspaces and dispatches; its ticks, overlapping ticks and edits never indexed are reported).
 4. plane-index: a Plane database of 5,000 workspaces and 2,000,000 issues (``INSERT ... SELECT generate_series``),
    10 edits/s over the last 2 minutes; the global change scan (``changed_workspaces``, both sources) and each tracked
    table's share of it, without and with ``CREATE INDEX CONCURRENTLY ... (updated_at)``.
@@ -312,12 +314,12 @@ def changed_ticks(setup: Setup, queue: str, changed: tuple[int, ...]) -> None:
 
 
 # ---------------------------------------------------------------------- 2. and 3. a real worker
-def start_workers(env: dict[str, str], data: str, count: int, tag: str, concurrency: int = 1):  # noqa: ANN201
-    """*count* workers (beat on the first), ready."""
+def start_workers(env: dict[str, str], data: str, count: int, tag: str, concurrency: int = 1, beat: bool = True):  # noqa: ANN201
+    """*count* workers (beat on the first unless not *beat*), ready."""
     from pi_framework.worker_process import WorkerProcess
 
     workers = [
-        WorkerProcess({**os.environ, **env}, Path(data) / f"worker-{tag}-{n}.log", beat=n == 0, concurrency=concurrency)
+        WorkerProcess({**os.environ, **env}, Path(data) / f"worker-{tag}-{n}.log", beat=beat and n == 0, concurrency=concurrency)
         for n in range(count)
     ]
     try:
@@ -427,40 +429,58 @@ def settle(edited: dict[str, datetime], deadline: float = 600, stall: float = 60
     return found
 
 
+def burst_run(setup: Setup, data: str, burst: int, count: int, rng: random.Random, direct: bool) -> str:
+    """Edits in *burst* workspaces, then the time until each is confirmed in the ledger, with *count* workers: through
+    beat and the trigger, or (*direct*) with beat off and one live-sync task sent per workspace right after its edit."""
+    from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
+
+    workers = start_workers(setup.env, data, count, f"{'direct' if direct else 'beat'}{count}", beat=not direct)
+    try:
+        edited: dict[str, datetime] = {}
+        for n, workspace_id in enumerate(rng.sample(setup.fleet.workspaces, burst)):
+            issue_id = rng.choice(setup.fleet.issues[workspace_id])
+            edited[f"issues:{issue_id}"] = fleet.edit(setup.plane, issue_id, f"burst{count}x{n}")
+            if direct:
+                send_task(LIVE_SYNC_TASK, workspace_id=workspace_id)
+        committed = time.perf_counter()
+        done = settle(edited)
+        total = time.perf_counter() - committed
+        logs = "".join(worker.log() for worker in workers)
+    finally:
+        for worker in workers:
+            worker.stop()
+    stamps = sorted(done.values())
+    spread = (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
+    lost = len(edited) - len(done)
+    figure = (
+        f"{(len(done) - 1) / spread if spread else float('nan'):5.1f} live syncs/s ({spread:4.1f} s first to last confirmed), "
+        f"burst -> {'all' if not lost else 'last'} searchable {total - (60 if lost else 0):5.1f} s"
+    )
+    if not direct:
+        ticks = ticks_of(logs)
+        longest = max(((end - start).total_seconds() for start, end, _ in ticks), default=0.0)
+        figure += (
+            f"; {len(ticks)} ticks, the longest {longest:.1f} s, {overlapping(ticks)} started while another ran, "
+            f"{sum(state != 'SUCCESS' for *_, state in ticks)} failed"
+        )
+    return figure + (f"; {lost} EDITS NEVER INDEXED (60 s without progress)" if lost else "")
+
+
 def bench_workers(setup: Setup, data: str, burst: int, counts: tuple[int, ...]) -> None:
+    from pi_framework.celery_app import create_app
+
     print(
-        f"3. throughput per worker count: a burst of {burst} edits in {burst} of {setup.size:,} workspaces, "
-        "workers -c 1 each (beat on the first), 2 shared cores"
+        f"3. throughput per worker count: bursts of {burst} edits in {burst} of {setup.size:,} workspaces, workers -c 1 each, "
+        "2 shared cores; 'direct': beat off, one live-sync task sent per edit (the workers alone); 'via beat': beat on the "
+        "first worker, the trigger measures and dispatches"
     )
     setup.use()
+    create_app()  # the current app sends to the workers' queue
+    quiet()
     rng = random.Random(11)
     for count in counts:
-        workers = start_workers(setup.env, data, count, f"x{count}")
-        try:
-            edited: dict[str, datetime] = {}
-            for n, workspace_id in enumerate(rng.sample(setup.fleet.workspaces, burst)):
-                issue_id = rng.choice(setup.fleet.issues[workspace_id])
-                edited[f"issues:{issue_id}"] = fleet.edit(setup.plane, issue_id, f"burst{count}x{n}")
-            committed = time.perf_counter()
-            done = settle(edited)
-            total = time.perf_counter() - committed
-            logs = "".join(worker.log() for worker in workers)
-        finally:
-            for worker in workers:
-                worker.stop()
-        stamps = sorted(done.values())
-        spread = (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
-        ticks = ticks_of(logs)
-        busy = [(end - start).total_seconds() for start, end, _ in ticks if end - start > timedelta(seconds=2)]
-        lost = len(edited) - len(done)
-        print(
-            f"   {count} worker(s): {(len(done) - 1) / spread if spread else float('nan'):6.1f} live syncs/s (first to last "
-            f"confirmed, {spread:.1f} s); burst committed -> {'all' if not lost else 'last'} searchable "
-            f"{total - (60 if lost else 0):.1f} s; {len(ticks)} ticks, the longest {max(busy, default=0):.1f} s, "
-            f"{overlapping(ticks)} started while another ran, {sum(state != 'SUCCESS' for *_, state in ticks)} failed"
-            + (f"; {lost} EDITS NEVER INDEXED (waited 60 s without progress)" if lost else ""),
-            flush=True,
-        )
+        print(f"   {count} worker(s), direct:   {burst_run(setup, data, burst, count, rng, direct=True)}", flush=True)
+        print(f"   {count} worker(s), via beat: {burst_run(setup, data, burst, count, rng, direct=False)}", flush=True)
 
 
 def bench_worker_parts(sizes: Sizes, parts: set[str], sink: str, interval: int = 2) -> None:
