@@ -1,18 +1,20 @@
 """Through a real worker and RabbitMQ: a chat service calls the tasks with ``send_task``.
 
 Each test runs a worker subprocess on its own queue, a fresh PostgreSQL PI database and a private
-``PI_DATA_DIR``; the test process searches the same sinks the worker writes to.
+``PI_DATA_DIR``; the test process searches the same sinks the worker writes to (OpenSearch: the real test node,
+under an index prefix of the test's own). An OpenSearch outage is a free local port; the node "comes back" when a
+TCP relay to the real node starts listening there.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from celery import Celery
-from osmem_server import OsmemServer
 from pi_chats import backlog, ids, store
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
@@ -85,8 +87,7 @@ def start_worker(pi_env, postgres_url, rabbitmq_url, tmp_path) -> Iterator[Calla
 def sink_env(request) -> dict[str, str]:
     if request.param == "embedded":
         return {"PI_SINKS": "embedded"}
-    osmem = request.getfixturevalue("osmem_clone")
-    return {"PI_SINKS": "opensearch", "OPENSEARCH_URL": osmem.url}
+    return dict(request.getfixturevalue("opensearch_env"))
 
 
 def test_chat_service_messages_become_searchable_privately(start_worker, sink_env, message, found):
@@ -103,8 +104,9 @@ def test_chat_service_messages_become_searchable_privately(start_worker, sink_en
 
     alice_ids = {doc_id("c1", m) for m in (reply, later)}
     wait_for(lambda: found.ids("changelog") == alice_ids, 90, message="alice's messages searchable")
+    checklist = {doc_id("c1"), doc_id("c1", first)}  # OpenSearch shows another process's writes within its 1 s refresh
+    wait_for(lambda: found.ids("checklist") >= checklist, 30, message="the chat and its first message searchable")
     hits = found.hits("checklist")
-    assert {hit.document_id for hit in hits} >= {doc_id("c1"), doc_id("c1", first)}
     assert {hit.metadata["title"] for hit in hits} == {"Prepare the release checklist for 2.4"}, (
         "first user message names the chat"
     )
@@ -148,30 +150,83 @@ def test_semantic_search_with_the_real_model(start_worker, message, found):
 
 
 def _free_address() -> str:
+    """``127.0.0.1:<port>`` where nothing listens (yet)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
-def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, message, found):
+class Forward:
+    """A TCP relay from *address* to *target* (``host:port``): the index comes back at the address a worker was given."""
+
+    def __init__(self, address: str, target: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.target = target.rsplit(":", 1)
+        self.server = socket.create_server((host, int(port)))
+        self.open: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def start(cls, address: str, url: str) -> Forward:
+        """Relay *address* to the host and port of *url* (``http://host:port``)."""
+        return cls(address, url.split("://", 1)[-1].split("@")[-1].split("/")[0])
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((self.target[0], int(self.target[1])))
+            except OSError:
+                client.close()
+                continue
+            self.open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+        for end in self.open:
+            end.close()
+
+
+def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, opensearch_env, message, found):
     address = _free_address()
-    service = start_worker(PI_SINKS="opensearch", OPENSEARCH_URL=f"http://{address}")
+    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://{address}"})
     service.send(INDEX, **message("c1", "written during the outage"))
     wait_for(lambda: "Retry in" in service.worker.log(), 60, message="the task retried while OpenSearch is down")
-    server = OsmemServer.start(addr=address)
+    server = Forward.start(address, opensearch_env.url)
     try:
         wait_for(lambda: len(found.ids("outage")) == 2, 90, message="the message indexed once OpenSearch is back")
     finally:
         server.close()
 
 
-def test_a_message_outliving_its_retries_is_parked_and_indexed_by_the_retry_pass(start_worker, message, found):
+def test_a_message_outliving_its_retries_is_parked_and_indexed_by_the_retry_pass(start_worker, opensearch_env, message, found):
     address = _free_address()
-    service = start_worker(PI_SINKS="opensearch", OPENSEARCH_URL=f"http://{address}", PI_CHATS_MAX_RETRIES="1")
+    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://{address}"}, PI_CHATS_MAX_RETRIES="1")
     service.send(INDEX, **message("c1", "written during a long outage"))
     wait_for(lambda: backlog.count(get_database()) == 1, 60, message="the message parked")
     assert "parked after its retries" in service.worker.log()
-    server = OsmemServer.start(addr=address)
+    server = Forward.start(address, opensearch_env.url)
     try:
         assert found.ids("outage") == set()
         service.send(RETRY)
