@@ -1,6 +1,6 @@
 """Issue 11: the OpenSearch sink (a real cluster with the k-NN plugin, lucene engine) returns only what Plane lets the
-searching user read — the shared access contract, kNN pre-filter included. Needs ``PI_TEST_OPENSEARCH_URL``; a failure
-instead of a skip under ``PI_REQUIRE_SERVICES=1``."""
+searching user read — the shared access contract, kNN pre-filter included. The node is ``opensearch_url``
+(``PI_TEST_OPENSEARCH_URL``; skipped when unset, a failure under ``PI_REQUIRE_SERVICES=1``)."""
 
 from __future__ import annotations
 
@@ -14,28 +14,25 @@ from pi_framework.sinks.base import SearchQuery
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
 from pi_framework.testing.access_matrix import AccessContract
-from pi_framework.testing.fixtures import require_service
 
 pytestmark = pytest.mark.slow  # a real OpenSearch node
 
 
 class TestOpenSearchSinkAccess(AccessContract):
     @pytest.fixture
-    def sink(self) -> Iterator[OpenSearchSink]:
-        url = require_service("PI_TEST_OPENSEARCH_URL")
+    def sink(self, opensearch_url) -> Iterator[OpenSearchSink]:
         prefix = f"piaccess{uuid.uuid4().hex[:8]}"
-        sink = OpenSearchSink(url, prefix)
+        sink = OpenSearchSink(opensearch_url, prefix)
         yield sink
         sink.client.indices.delete(index=f"{prefix}-*")
         sink.close()
 
 
-def test_an_index_of_an_older_version_gets_the_created_by_field() -> None:
+def test_an_index_of_an_older_version_gets_the_created_by_field(opensearch_url) -> None:
     """Indices created before issue 11 have no ``created_by`` (strict mapping): ensure_ready adds it, then the guest
     filter works on them."""
-    url = require_service("PI_TEST_OPENSEARCH_URL")
     prefix = f"piupgrade{uuid.uuid4().hex[:8]}"
-    sink = OpenSearchSink(url, prefix)
+    sink = OpenSearchSink(opensearch_url, prefix)
     try:
         old = queries.index_body(4, "issues")
         del old["mappings"]["properties"]["created_by"]

@@ -144,7 +144,7 @@ def test_bad_arguments(indexed) -> None:
 
 
 class NoKnnSink(EmbeddedSink):
-    """Stands for osmem / an OpenSearch without the k-NN plugin: vector queries answer HTTP 400."""
+    """Stands for an OpenSearch without the k-NN plugin: vector queries answer HTTP 400."""
 
     def search_vector(self, query: SearchQuery) -> list[Hit]:
         raise SinkError("HTTP 400: unknown query [knn]")

@@ -10,7 +10,7 @@
             sink.close()
 
 Set ``supports_vector_search = False`` on the subclass when the backend under test cannot answer
-kNN queries (osmem-server); the vector tests are then skipped with that reason. Text-search tests
+kNN queries (e.g. an OpenSearch without the k-NN plugin); the vector tests are then skipped with that reason. Text-search tests
 assert which chunks match and their order, never exact scores.
 """
 
