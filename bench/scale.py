@@ -607,7 +607,7 @@ def explain(plane: PlaneFactory) -> str:
             )
         ).scalars()
         lines = [line.strip() for line in plan]
-    nodes = [line.removeprefix("-> ").split("  (")[0] for n, line in enumerate(lines) if n == 0 or line.startswith("->")]
+    nodes = [line.removeprefix("->").strip() for n, line in enumerate(lines) if n == 0 or line.startswith("->")]
     runtime_ms = next((line for line in lines if line.startswith("Execution Time")), "")
     return f"{' / '.join(nodes)} ({runtime_ms.lower()})"
 

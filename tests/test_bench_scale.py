@@ -34,5 +34,5 @@ def test_scale_benchmark_quick_mode_runs_every_part(postgres_admin_url, rabbitmq
     assert result.returncode == 0, f"{out}\n{result.stderr[-4000:]}"
     assert "statements equal; broker queue: 0 messages" in out, out
     assert " 0 tasks queued" in out and "1 live syncs queued (1 new messages in the broker queue)" in out, out
-    assert "edits: p50" in out and "worker(s):" in out, out
+    assert "edits: p50" in out and "worker(s), direct:" in out and "worker(s), via beat:" in out, out
     assert "Index Scan using ix_issues_updated_at" in out and "Seq Scan on issues" in out, out
