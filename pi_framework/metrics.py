@@ -256,13 +256,18 @@ def sweep_dead(path: Path) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether *pid* runs: a zombie (killed, never reaped — PID 1 of a container may not reap) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 # ---------------------------------------------------------------------- pipeline and sinks
@@ -497,7 +502,8 @@ def read_state(settings: Settings, database: Any = None) -> dict[str, Any]:
         except (KeyError, TypeError, ValueError):
             continue
         age = (now - (as_utc(since) or now)).total_seconds()
-        pending[workspace_id] = {"seconds": max(0.0, age), "changes": float(marker.get("pending") or 0)}
+        # a flag not measured yet (the live sync measures) stands for at least one change
+        pending[workspace_id] = {"seconds": max(0.0, age), "changes": float(marker.get("pending") or 1)}
     return {
         "jobs": by_status,
         "active": [

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from pi_framework.celery_app import create_app
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus
 from pi_framework.plane import schema
@@ -23,7 +24,7 @@ from pi_framework.sync.jobs import Jobs
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import stuck_workspaces, trigger
 from pi_framework.sync.vectorize import request_vectorization, vectorize
-from pi_framework.testing.integrity import index_report
+from pi_framework.testing.integrity import index_report, settle
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 LIMIT = 50
@@ -47,26 +48,9 @@ def visible_ids(workspace_id: str) -> set[str]:
     return {document_id for source in sources() for document_id in source.visible_ids(workspace_id)}
 
 
-def run_queued_jobs(workspace_id: str) -> None:
-    """What a worker does with the queued job (in-process: the embedded broker has no worker here)."""
-    job = jobs().active(workspace_id)
-    assert job is not None, "a bulk re-feed job was queued"
-    assert vectorize(workspace_id, task_id=f"test-{job.id}", job_id=job.id)["status"] == JobStatus.SUCCESS
-
-
-def settle(workspace_id: str, ticks: int = 4) -> list[dict[str, int]]:
-    """Run trigger ticks, doing in-process what the worker would do with what they queue, until idle."""
-    seen = []
-    for _ in range(ticks):
-        counts = trigger()
-        seen.append(counts)
-        if counts["refeed"]:
-            run_queued_jobs(workspace_id)
-        elif counts["dispatched"]:
-            assert live_sync(workspace_id)["status"] == "success"
-        elif counts["idle"]:
-            return seen
-    raise AssertionError(f"not idle after {ticks} ticks: {seen}")
+def paths(ticks: list[dict]) -> list[str]:
+    """What the live syncs of each tick did, flattened: ``success`` or ``refeed``."""
+    return [status for tick in ticks for status in tick["synced"].values()]
 
 
 @pytest.fixture
@@ -87,7 +71,7 @@ def big_project(plane_db, hashing):
     plane_db.issue(small, "Ops runbook", "<p>restart the thing</p>")
     workspace_id = workspace["id"]
     assert vectorize(workspace_id)["status"] == JobStatus.SUCCESS
-    assert settle(workspace_id)[-1]["idle"] == 1
+    settle()
     return {
         "plane": plane_db,
         "owner": owner,
@@ -116,17 +100,18 @@ def test_archiving_a_60_item_project_is_taken_by_a_bulk_refeed_at_once(big_proje
         plane.update(schema.pages, page["id"], access=1)
 
     assert pending_changes(ws, sources(), LIMIT) > LIMIT
-    first = trigger()
-    assert first["refeed"] == 1 and first["dispatched"] == 0, first
+    assert trigger()["dispatched"] == 1
+    first = live_sync(ws)
+    assert first["status"] == "refeed", first
     job = jobs().active(ws)
     assert job is not None and job.status == JobStatus.QUEUED
     assert not jobs().live_sync_enabled(ws), "while the re-feed job owns the workspace, no live sync runs"
     assert live_sync(ws)["status"] == "skipped"
-    assert trigger()["refeed"] == 0, "not queued twice"
-    assert [row["workspace_id"] for row in stuck_workspaces(0)] == [ws]
-    assert "bulk re-feed" in stuck_workspaces(0)[0]["why"] or "queued" in stuck_workspaces(0)[0]["why"]
+    assert trigger()["dispatched"] == 0, "nothing more is queued while the job owns it"
+    [stuck] = stuck_workspaces(0)
+    assert stuck["workspace_id"] == ws and f"job {job.id} queued" in stuck["why"]
 
-    run_queued_jobs(ws)
+    vectorize(ws, task_id="the-refeed", job_id=job.id)
     assert_index_equals_visible(ws)
     assert {f"issues:{row['id']}" for row in new} <= ledger_ids(ws)
     assert not search("Big project item", ws, mode="text", limit=50, all_projects=True)
@@ -138,24 +123,23 @@ def test_archiving_a_60_item_project_is_taken_by_a_bulk_refeed_at_once(big_proje
     owner_sees = {hit.document_id for hit in search("Team page", ws, mode="text", user_id=owner, limit=50, all_projects=True)}
     assert private <= owner_sees
 
-    after = settle(ws)
-    assert after[-1]["idle"] == 1 and not stuck_workspaces(0), "live sync resumed, nothing pending"
+    assert paths(settle()) == ["success"], "live sync resumed: the finished job left the workspace to be measured once"
+    assert not stuck_workspaces(0), "nothing pending"
     # every later change is picked up again by live sync
     plane.update(schema.issues, new[0]["id"], name="Quetzal renamed after the re-feed")
-    assert trigger()["dispatched"] == 1
-    live_sync(ws)
+    assert paths(settle()) == ["success"]
     assert search("Quetzal", ws, mode="text", all_projects=True)
 
 
 def test_bulk_unarchive_and_bulk_move_to_triage_converge(big_project) -> None:
     ws, plane = big_project["workspace_id"], big_project["plane"]
     plane.archive(schema.projects, big_project["big"]["id"])
-    settle(ws)
+    settle()
     assert_index_equals_visible(ws)
 
     plane.update(schema.projects, big_project["big"]["id"], archived_at=None)
-    counts = settle(ws)
-    assert counts[0]["refeed"] == 1
+    ticks = settle()
+    assert paths(ticks)[0] == "refeed"
     assert_index_equals_visible(ws)
     assert len(ledger_ids(ws)) == 42 + 15 + 4 + 1
 
@@ -164,8 +148,8 @@ def test_bulk_unarchive_and_bulk_move_to_triage_converge(big_project) -> None:
         plane.update(schema.issues, row["id"], state_id=big_project["triage"]["id"])
     for page in big_project["pages"][:10]:
         plane.update(schema.pages, page["id"], access=1)
-    counts = settle(ws)
-    assert counts[0]["refeed"] == 1
+    ticks = settle()
+    assert paths(ticks)[0] == "refeed"
     assert_index_equals_visible(ws)
     assert not ledger_ids(ws) & {f"issues:{row['id']}" for row in big_project["issues"]}
 
@@ -175,34 +159,34 @@ def test_an_import_of_500_items_converges(big_project) -> None:
     project = big_project["small"]
     rows = [plane.issue_values(project, f"Imported item {n}", f"<p>imported {n}</p>", sequence_id=100 + n) for n in range(500)]
     plane.insert_many(schema.issues, rows)
-    counts = settle(ws)
-    assert counts[0]["refeed"] == 1
+    ticks = settle()
+    assert paths(ticks)[0] == "refeed"
     assert_index_equals_visible(ws)
     assert len(search("Imported item", ws, mode="text", limit=10, all_projects=True)) == 10
 
 
 def test_small_changes_go_to_live_sync_and_quiet_workspaces_get_no_task(big_project) -> None:
     ws, plane = big_project["workspace_id"], big_project["plane"]
-    assert trigger() == {"dispatched": 0, "refeed": 0, "idle": 1, "busy": 0, "queued": 0, "failed": 0}
+    assert trigger()["dispatched"] == 0
     for row in big_project["issues"][3:8]:
         plane.update(schema.issues, row["id"], name=row["name"] + " v2")
     assert pending_changes(ws, sources(), LIMIT) == 5
     assert trigger()["dispatched"] == 1
-    live_sync(ws)
+    assert live_sync(ws)["pending"] == 5
     assert pending_changes(ws, sources(), LIMIT) == 0, "re-reading the overlap window is not pending work"
-    assert trigger()["idle"] == 1
+    assert trigger()["dispatched"] == 0, "the live sync found it caught up and cleared the flag"
 
 
 def test_a_failed_refeed_is_visible_as_stuck_with_its_reason(big_project, pi_env) -> None:
     ws, plane = big_project["workspace_id"], big_project["plane"]
     plane.archive(schema.projects, big_project["big"]["id"])
-    assert trigger()["refeed"] == 1
+    trigger()
+    assert live_sync(ws)["status"] == "refeed"
     job = jobs().active(ws)
     assert jobs().claim(ws, "doomed", job.id).claimed
     jobs().finish(job.id, "doomed", JobStatus.FAILED, "RuntimeError: the sink refused everything")
     [stuck] = stuck_workspaces(0)
     assert stuck["workspace_id"] == ws and "failed" in stuck["why"] and "sink refused" in stuck["why"]
-    pi_env(PI_PENDING_ALERT_SECONDS=1, PI_EMBEDDER="hashing", PI_LIVE_SYNC_MAX_MISSING=LIMIT)
     assert stuck_workspaces(3600) == []
 
 
@@ -223,6 +207,7 @@ def test_archiving_a_60_item_project_converges_through_a_real_worker(plane_db, p
         "HF_HUB_OFFLINE": "1",
     }
     pi_env(**env)
+    create_app()  # this process sends through RabbitMQ too (the current app)
     owner = plane_db.user()
     workspace = plane_db.workspace(owner)
     big, other = plane_db.project(workspace, identifier="BIG"), plane_db.project(workspace, identifier="OPS")

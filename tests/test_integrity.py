@@ -240,7 +240,7 @@ def test_a_missing_cursor_is_repaired_by_a_job_not_an_implicit_full_pass(world) 
     assert result["status"] == "refeed"
     job = jobs().active(ws)
     assert job is not None and job.status == JobStatus.QUEUED
-    assert trigger()["refeed"] == 0, "the job owns the workspace now"
+    assert trigger()["dispatched"] == 0, "the job owns the workspace now"
     assert vectorize(ws, task_id="repair", job_id=job.id)["status"] == JobStatus.SUCCESS
     assert state.load("issues", ws) is not None and missing_or_stale_count(ws, sources()) == 0
 
@@ -257,7 +257,7 @@ def test_trigger_never_queues_a_second_live_sync_before_the_first_starts(world) 
 
 
 def trigger_counts() -> dict[str, int]:
-    return {"dispatched": 0, "refeed": 0, "idle": 0, "busy": 0, "queued": 0, "failed": 0}
+    return {"dispatched": 0, "flagged": 1, "busy": 0, "queued": 0, "failed": 0}
 
 
 # ---------------------------------------------------------------------- 5. failed jobs never strand a workspace

@@ -317,11 +317,13 @@ def test_scrape_reads_jobs_freshness_and_pending_work_and_bounds_workspace_serie
 
 
 def test_a_workspace_catching_up_is_observed_once_and_only_if_it_was_behind(recording):
-    from pi_framework.sync.trigger import mark_pending
+    from pi_framework.sync.live import caught_up
 
-    mark_pending("ws-a", 2, None)
-    mark_pending("ws-a", 0, state.load(state.PENDING, "ws-a"))  # caught up
-    mark_pending("ws-b", 0, state.flag("ws-b"))  # flagged by the change scan, nothing pending: never behind
+    state.flag("ws-a")
+    state.flag("ws-b")
+    assert caught_up("ws-a", state.marker("ws-a"), pending=2)  # a live sync took 2 changes
+    assert caught_up("ws-b", state.marker("ws-b"), pending=0)  # flagged by the change scan, nothing pending: never behind
+    assert state.marker("ws-a") is None and state.marker("ws-b") is None
     samples = scrape(recording, database_state=False)
     assert value(samples, "pi_catchup_seconds_count") == 1
 

@@ -18,8 +18,9 @@ from pi_framework.search import search
 from pi_framework.sync import jobs, leases, state
 from pi_framework.sync.leases import workspace_lease
 from pi_framework.sync.live import live_sync
-from pi_framework.sync.trigger import trigger
+from pi_framework.sync.trigger import TICK_LEASE, trigger
 from pi_framework.sync.vectorize import vectorize
+from pi_framework.testing.integrity import settle
 
 
 @pytest.fixture
@@ -53,15 +54,6 @@ def vectorized_workspaces(plane_db, count: int) -> list[str]:
     return ids
 
 
-def settle() -> None:
-    """Ticks until nothing is dispatched (consumes the markers a fresh vectorization leaves)."""
-    for _ in range(5):
-        counts = trigger()
-        if not counts["dispatched"] and not counts["refeed"]:
-            return
-    raise AssertionError("trigger did not settle")
-
-
 def test_a_quiet_tick_costs_the_same_statements_for_3_or_12_workspaces_and_queues_nothing(plane_db, hashing) -> None:
     measured = {}
     for count in (3, 12):
@@ -69,7 +61,7 @@ def test_a_quiet_tick_costs_the_same_statements_for_3_or_12_workspaces_and_queue
         settle()
         with statements() as seen:
             counts = trigger()
-        assert counts["dispatched"] == counts["refeed"] == 0 and counts["idle"] == count
+        assert counts == {"dispatched": 0, "flagged": 0, "busy": 0, "queued": 0, "failed": 0}
         measured[count] = len(seen)
     assert measured[3] == measured[12], measured
 
@@ -84,7 +76,7 @@ def test_only_the_changed_workspace_is_measured_and_synced(plane_db, hashing) ->
         ).scalar_one()
     plane_db.update(schema.issues, issue_id, name="Renamed quokka")
     counts = trigger()
-    assert counts["dispatched"] == 1 and counts["idle"] == 3
+    assert counts["dispatched"] == 1 and counts["flagged"] == 1, "only the changed workspace"
     live_sync(edited)
     assert search("quokka", edited, mode="text", all_projects=True)
     settle()
@@ -113,8 +105,35 @@ def test_changes_made_while_a_vectorization_runs_are_synced_after_it(plane_db, h
             schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
         ).scalar_one()
     plane_db.update(schema.issues, issue_id, name="Edited before the job reads it")
-    assert trigger()["idle"] == 0, "the job owns the workspace"
+    assert trigger()["dispatched"] == 0, "the job owns the workspace"
     assert vectorize(workspace_id, task_id="job", job_id=job_id)["status"] == JobStatus.SUCCESS
     assert state.load(state.PENDING, workspace_id) is not None, "the finished job leaves the workspace to be measured"
     settle()
     assert state.load(state.PENDING, workspace_id) is None
+
+
+def test_a_tick_that_dies_after_its_scan_loses_no_change(plane_db, hashing, monkeypatch) -> None:
+    (workspace_id,) = vectorized_workspaces(plane_db, 1)
+    settle()
+    with plane_db.engine.begin() as connection:
+        issue_id = connection.execute(
+            schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
+        ).scalar_one()
+    plane_db.update(schema.issues, issue_id, name="Edited just before a tick dies")
+
+    def dies(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ConnectionError("the PI database went away mid-tick")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(state, "flag", dies)
+        with pytest.raises(ConnectionError):
+            trigger()
+    assert trigger()["dispatched"] == 1, "the watermark did not move past a change nobody flagged"
+
+
+def test_ticks_never_overlap(plane_db, hashing) -> None:
+    vectorized_workspaces(plane_db, 1)
+    assert leases().acquire(TICK_LEASE, "a-tick-still-running")
+    assert trigger()["skipped"] == 1
+    leases().release(TICK_LEASE, "a-tick-still-running")
+    assert "skipped" not in trigger()

@@ -225,7 +225,7 @@ def test_silent_running_job_is_requeued_and_resumes_without_re_embedding(plane_d
     assert latest_job(workspace_id).attempts == 2
 
 
-def test_trigger_dispatches_small_backlogs_and_refeeds_big_ones(plane_db, hashing, pi_env) -> None:
+def test_live_sync_takes_small_backlogs_and_refeeds_big_ones(plane_db, hashing, pi_env) -> None:
     pi_env(PI_LIVE_SYNC_MAX_MISSING=3, PI_EMBEDDER="hashing")
     small, big, never = make_workspace(plane_db), make_workspace(plane_db, "BIG"), make_workspace(plane_db, "NEW")
     for ws in (small, big):
@@ -237,7 +237,9 @@ def test_trigger_dispatches_small_backlogs_and_refeeds_big_ones(plane_db, hashin
     assert pending_changes(small["workspace"]["id"], sources(), 3) == 1
     assert pending_changes(big["workspace"]["id"], sources(), 3) > 3
     counts = trigger()
-    assert counts == {"dispatched": 1, "refeed": 1, "idle": 0, "busy": 0, "queued": 0, "failed": 0}
+    assert counts["dispatched"] == 2, "the never-vectorized one is not live-synced"
+    assert live_sync(small["workspace"]["id"])["documents_indexed"] == 1
+    assert live_sync(big["workspace"]["id"])["status"] == "refeed"
     jobs = Jobs(get_database(), get_database().settings)
     assert never["workspace"]["id"] not in jobs.live_sync_workspaces()
     assert jobs.latest(big["workspace"]["id"]).status == JobStatus.QUEUED

@@ -12,18 +12,21 @@ the last time it got further, which the stuck-job reaper judges.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, func, or_, select, update
 
 from pi_framework import metrics
+from pi_framework.batching import chunked
 from pi_framework.db import Database
-from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
+from pi_framework.db.models import JobStatus, SyncState, WorkspaceVectorization, utcnow
 from pi_framework.settings import Settings
 from pi_framework.sync.dispatch import VECTORIZE_TASK, send_task
+from pi_framework.sync.state import RECONCILE
 
 Job = WorkspaceVectorization
 #: the longest wait before a failed job is tried again (the wait doubles with each consecutive failure)
@@ -344,25 +347,44 @@ class Jobs:
             latest = select(func.max(Job.id)).where(Job.workspace_id == workspace_id).scalar_subquery()
             session.execute(update(Job).where(Job.id == latest).values(last_live_sync_at=utcnow()))
 
-    def live_sync_workspaces(self, workspace_id: str | None = None) -> list[str]:
-        """Workspaces (or just *workspace_id*) whose latest job succeeded with live sync enabled.
+    def _live(self, among: Sequence[str] | None = None) -> Select:
+        """Workspace ids whose latest job succeeded with live sync enabled (optionally only *among* these)."""
+        latest = select(Job.workspace_id, func.max(Job.id).label("id")).group_by(Job.workspace_id)
+        if among is not None:
+            latest = latest.where(Job.workspace_id.in_(among))
+        latest = latest.subquery()
+        return (
+            select(Job.workspace_id)
+            .join(latest, latest.c.id == Job.id)
+            .where(Job.status == JobStatus.SUCCESS, Job.live_sync_enabled.is_(True))
+        )
+
+    def live_sync_workspaces(self, among: Iterable[str] | None = None) -> list[str]:
+        """Workspaces (all, or those *among* the given ids) whose latest job succeeded with live sync enabled.
 
         A workspace whose latest job is queued or running (a vectorization or bulk re-feed) is not
         live-synced: the job owns it until it succeeds.
         """
-        latest = select(Job.workspace_id, func.max(Job.id).label("id")).group_by(Job.workspace_id)
-        if workspace_id is not None:
-            latest = latest.where(Job.workspace_id == workspace_id)
-        latest = latest.subquery()
         with self.database.session() as session:
-            return list(
-                session.scalars(
-                    select(Job.workspace_id)
-                    .join(latest, latest.c.id == Job.id)
-                    .where(Job.status == JobStatus.SUCCESS, Job.live_sync_enabled.is_(True))
-                    .order_by(Job.workspace_id)
-                )
+            if among is None:
+                return list(session.scalars(self._live().order_by(Job.workspace_id)))
+            return sorted(
+                workspace_id for batch in chunked(sorted(set(among)), 500) for workspace_id in session.scalars(self._live(batch))
             )
 
     def live_sync_enabled(self, workspace_id: str) -> bool:
-        return bool(self.live_sync_workspaces(workspace_id))
+        return bool(self.live_sync_workspaces([workspace_id]))
+
+    def reconcile_due(self, interval: int) -> list[str]:
+        """Live-synced workspaces whose last id reconcile (``sync_states`` row ``reconcile``, stamped by every
+        vectorization and reconcile) is older than *interval* seconds: the stale stamps first (one range of
+        ``sync_states``), then which of those are live — never a pass over every workspace's jobs."""
+        with self.database.session() as session:
+            stale = list(
+                session.scalars(
+                    select(SyncState.scope).where(
+                        SyncState.source == RECONCILE, SyncState.updated_at < utcnow() - timedelta(seconds=interval)
+                    )
+                )
+            )
+        return self.live_sync_workspaces(among=stale) if stale else []

@@ -14,14 +14,15 @@ tries them again), so one poison document never blocks a workspace.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
 
-from pi_framework import runtime
+from pi_framework import metrics, runtime
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sync import jobs, leases, sources, state
-from pi_framework.sync.compare import compare
+from pi_framework.sync.compare import compare, pending_changes
 from pi_framework.sync.leases import Leases, queued_marker, workspace_lease
 from pi_framework.sync.vectorize import refeed
 
@@ -68,6 +69,15 @@ def _hold_for_retries(workspace_id: str, source: str, stats: IndexStats, retries
     return hold
 
 
+def caught_up(workspace_id: str, flagged: tuple[dict[str, Any], datetime], pending: int) -> bool:
+    """Clear the workspace's pending-work flag read as *flagged* before a sync that took *pending* changes, unless it
+    was raised again since (then the next tick sends another sync); ``True`` when cleared."""
+    if not state.clear_marker(workspace_id, flagged[1]):
+        return False
+    metrics.caught_up({**flagged[0], "pending": pending})
+    return True
+
+
 def live_sync(workspace_id: str, task_id: str | None = None, force_reconcile: bool = False) -> dict[str, Any]:
     """Apply every workspace source's changes since its cursor; at most one writer per workspace at a time."""
     holder = f"live:{task_id or uuid.uuid4()}"
@@ -92,18 +102,27 @@ class _LiveSync:
     def keep_alive(self, _stats: object = None) -> None:
         self.lease.renew(self.name, self.holder)
 
+    def refeed(self, reason: str) -> dict[str, Any]:
+        """Hand the workspace to a bulk re-feed (a vectorization job): it owns the workspace until it succeeds."""
+        job_id = jobs().request(self.workspace_id)
+        state.flag(self.workspace_id, f"bulk re-feed job {job_id}")
+        logger.bind(workspace=self.workspace_id).warning(
+            "live sync {}: {}: bulk re-feed job {} queued", self.workspace_id, reason, job_id
+        )
+        return {"status": "refeed", "workspace_id": self.workspace_id, "job_id": job_id}
+
     def run(self, force_reconcile: bool) -> dict[str, Any]:
         workspace_id = self.workspace_id
         settings = runtime.get_registry().settings
         workspace_sources = sources()
         cursors = {source.name: state.load(source.name, workspace_id) for source in workspace_sources}
         if any(cursor is None for cursor in cursors.values()):  # repaired by the job machinery, never by a full pass here
-            job_id = jobs().request(workspace_id)
-            logger.bind(workspace=workspace_id).warning(
-                "live sync {}: a source has no cursor: vectorization job {} queued", workspace_id, job_id
-            )
-            return {"status": "refeed", "workspace_id": workspace_id, "job_id": job_id}
-        result: dict[str, Any] = {"status": "success", "workspace_id": workspace_id}
+            return self.refeed("a source has no cursor")
+        flagged = state.marker(workspace_id)  # read before measuring: a flag raised after this survives the sync
+        pending = pending_changes(workspace_id, workspace_sources, settings.PI_LIVE_SYNC_MAX_MISSING)
+        if pending > settings.PI_LIVE_SYNC_MAX_MISSING:
+            return self.refeed(f"more than {settings.PI_LIVE_SYNC_MAX_MISSING} pending changes")
+        result: dict[str, Any] = {"status": "success", "workspace_id": workspace_id, "pending": pending}
         retries = state.load(state.RETRIES, workspace_id) or {}
         before = dict(retries)
         for source in workspace_sources:
@@ -123,5 +142,7 @@ class _LiveSync:
             state.remove(state.RETRIES, workspace_id)
         if force_reconcile or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
+        if flagged is not None and "cursor_held" not in result:
+            caught_up(workspace_id, flagged, pending)
         jobs().live_synced(workspace_id)
         return result

@@ -80,13 +80,42 @@ def reconcile_due(workspace_id: str, interval: int, stamps: dict[str, dict[str, 
     return last is None or utcnow() - last >= timedelta(seconds=interval)
 
 
-def flag(workspace_id: str, path: str = "live sync") -> dict[str, Any]:
-    """Mark *workspace_id* as possibly behind (unless it is already), so every tick measures it until it is not."""
-    marker = load(PENDING, workspace_id)
-    if marker is None:
-        marker = {"since": utcnow().isoformat(), "pending": None, "path": path}
-        save(PENDING, workspace_id, marker)
-    return marker
+def flag(workspace_id: str, path: str = "live sync") -> None:
+    """Mark *workspace_id* as possibly behind: every tick sends it a live sync until one finds it caught up.
+
+    Race-free (one ``INSERT … ON CONFLICT``): a new marker records since when; an existing one keeps its ``since``
+    and only gets a new ``updated_at`` — the version :func:`clear_marker` checks, so a sync never clears a flag
+    raised after it looked.
+    """
+    now = utcnow()
+    row = {"source": PENDING, "scope": workspace_id, "cursor": {"since": now.isoformat(), "pending": None, "path": path}}
+    with get_database().session() as session:
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(SyncState).values(**row, updated_at=now)
+        session.execute(statement.on_conflict_do_update(index_elements=["source", "scope"], set_={"updated_at": now}))
+
+
+def marker(workspace_id: str) -> tuple[dict[str, Any], datetime] | None:
+    """The pending-work marker of *workspace_id* and its version (``updated_at``), or ``None``."""
+    with get_database().session() as session:
+        row = session.get(SyncState, (PENDING, workspace_id))
+        return (dict(row.cursor), row.updated_at) if row is not None else None
+
+
+def clear_marker(workspace_id: str, version: datetime) -> bool:
+    """Remove the marker if nobody flagged the workspace again since *version* was read; ``True`` if removed."""
+    with get_database().session() as session:
+        return bool(
+            session.execute(
+                delete(SyncState).where(
+                    SyncState.source == PENDING, SyncState.scope == workspace_id, SyncState.updated_at == version
+                )
+            ).rowcount
+        )
 
 
 class PluginState:

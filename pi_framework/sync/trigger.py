@@ -1,118 +1,102 @@
-"""The live-sync tick: every live-synced workspace with pending work is taken by exactly one path.
+"""The live-sync tick: every live-synced workspace with pending work gets a live sync, and nothing else does.
 
-:func:`~pi_framework.sync.compare.pending_changes` up to ``PI_LIVE_SYNC_MAX_MISSING``: a live sync is
-queued; above it (or a source without a cursor): a bulk re-feed — a vectorization job, which skips what
-the ledger holds, deletes what is no longer visible, shows progress and moves the cursors when done — is
-queued at once. While that job is active the workspace is not live-synced, so the two never overlap.
-
-A tick costs O(changes), not O(workspaces): each source that can (``changed_workspaces``) scans its
-tables once across all workspaces from a global watermark, and only workspaces it names, workspaces
-already marked as having pending work (a failed or busy sync, a held cursor), and workspaces whose
-reconcile is due are measured. A source that cannot scan globally makes every workspace a candidate.
+A tick costs O(changes), not O(workspaces): each source scans its tables once across all workspaces from a
+global watermark (``Source.changed_workspaces``; a source that cannot makes every workspace a candidate).
+The workspaces it names are **flagged** (a marker in ``sync_states``) *before* the watermark moves, so a
+tick that dies half-way loses nothing; then every flagged workspace, and every workspace whose id
+reconcile is due (one SQL query), is sent a live sync. The tick itself reads no workspace's content:
+the live sync measures the pending work (the one measure, :func:`~pi_framework.sync.compare.pending_changes`),
+takes it, or — above ``PI_LIVE_SYNC_MAX_MISSING`` — queues the bulk re-feed, and clears the flag once
+the workspace is caught up. A flag raised while a sync runs survives it (the marker is versioned).
 
 At most one live sync per workspace is queued or running: a queued one leaves a marker (a lease that
 expires, in case the message is lost) that the task clears when it starts, and a running one holds the
-workspace's write lease. A workspace with nothing pending gets a live sync only when its id reconcile
-is due. Since when a workspace has had pending work is recorded, so ``pi status`` and the
-``pending_work`` health check can say which workspaces are behind, and why.
+workspace's write lease. Ticks never overlap (a lease of their own): a tick that outlives the interval
+makes the next one skip instead of racing it. Since when a workspace has had pending work is recorded,
+so ``pi status`` and the ``pending_work`` health check can say which workspaces are behind, and why.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
 
-from pi_framework import metrics, runtime
+from pi_framework import runtime
 from pi_framework.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
 from pi_framework.sync import jobs, leases, sources, state
-from pi_framework.sync.compare import pending_changes
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
 from pi_framework.sync.leases import queued_marker, workspace_lease
 
 #: ``SyncState.source`` prefix of a source's global watermark (scope ``*``)
 GLOBAL_SCAN = "global-scan"
+#: the lease a running tick holds (ticks never overlap)
+TICK_LEASE = "trigger-live-sync"
 
 
-def trigger(max_missing: int | None = None) -> dict[str, int]:
-    """One tick (see the module docstring); returns what it did, by path."""
+def trigger() -> dict[str, int]:
+    """One tick (see the module docstring); returns what it did."""
     settings = runtime.get_registry().settings
-    limit = settings.PI_LIVE_SYNC_MAX_MISSING if max_missing is None else max_missing
     queued_for = max(5 * settings.CELERY_VECTOR_SYNC_INTERVAL, 60)
     registry, lease = jobs(), leases()
-    counts = {"dispatched": 0, "refeed": 0, "idle": 0, "busy": 0, "queued": 0, "failed": 0}
-    markers = state.all_of(state.PENDING)
-    stamps = state.all_of(state.RECONCILE)
-    held = lease.held()
-    workspace_sources = sources()
-    live = registry.live_sync_workspaces()
-    changed = changed_workspaces(workspace_sources)
-    for workspace_id in sorted(set(changed or ()) & set(live)):
-        if workspace_id not in markers:  # remembered before anything else, so a crash of this tick loses no change
-            markers[workspace_id] = state.flag(workspace_id)
-    for workspace_id in live:
-        log = logger.bind(workspace=workspace_id)
-        candidate = changed is None or workspace_id in markers
-        if not candidate and not state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL, stamps):
-            counts["idle"] += 1
-            continue
-        if workspace_lease(workspace_id) in held:
-            counts["busy"] += 1
-            continue
-        if queued_marker(workspace_id) in held:
-            counts["queued"] += 1
-            continue
-        try:
-            pending = pending_changes(workspace_id, workspace_sources, limit)
-            due = pending == 0 and state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL, stamps)
-            mark_pending(workspace_id, pending, markers.get(workspace_id))
-            if pending > limit:
-                job_id = registry.request(workspace_id)
-                mark_pending(workspace_id, pending, markers.get(workspace_id), f"bulk re-feed job {job_id}")
-                counts["refeed"] += 1
-                log.warning(
-                    "trigger_live_sync: workspace {} has more than {} pending changes: bulk re-feed job {} queued",
-                    workspace_id,
-                    limit,
-                    job_id,
-                )
-            elif pending or due:
-                if lease.acquire(queued_marker(workspace_id), "trigger", seconds=queued_for):
-                    send_task(LIVE_SYNC_TASK, workspace_id=workspace_id)
-                    counts["dispatched"] += 1
+    counts = {"dispatched": 0, "flagged": 0, "busy": 0, "queued": 0, "failed": 0}
+    holder = f"tick:{uuid.uuid4()}"
+    if not lease.acquire(TICK_LEASE, holder, seconds=queued_for):
+        return {**counts, "skipped": 1}
+    try:
+        workspace_sources = sources()
+        changed, commit = changed_workspaces(workspace_sources)
+        if changed is not None:
+            for workspace_id in registry.live_sync_workspaces(among=changed):
+                state.flag(workspace_id)  # before the watermark moves: a tick that dies here loses no change
+                counts["flagged"] += 1
+        commit()
+        flagged = set(registry.live_sync_workspaces(among=state.all_of(state.PENDING)))
+        if changed is None:
+            candidates = set(registry.live_sync_workspaces())
+        else:
+            candidates = flagged | set(registry.reconcile_due(settings.PI_RECONCILE_INTERVAL))
+        held = lease.held()
+        for workspace_id in sorted(candidates):
+            if workspace_lease(workspace_id) in held or queued_marker(workspace_id) in held:
+                counts["busy" if workspace_lease(workspace_id) in held else "queued"] += 1
+                if changed is None and workspace_id not in flagged:
+                    state.flag(workspace_id)  # not measured now: keep it a candidate until a sync looks at it
             else:
-                counts["idle"] += 1
-        except Exception as exc:  # noqa: BLE001 - one workspace's problem must not stop the others
-            counts["failed"] += 1
-            log.error("trigger_live_sync: workspace {}: {}: {}", workspace_id, type(exc).__name__, exc)
-    return counts
+                try:
+                    if lease.acquire(queued_marker(workspace_id), "trigger", seconds=queued_for):
+                        send_task(LIVE_SYNC_TASK, workspace_id=workspace_id)
+                        counts["dispatched"] += 1
+                except Exception as exc:  # noqa: BLE001 - one workspace's problem must not stop the others
+                    counts["failed"] += 1
+                    logger.bind(workspace=workspace_id).error(
+                        "trigger_live_sync: workspace {}: {}: {}", workspace_id, type(exc).__name__, exc
+                    )
+        return counts
+    finally:
+        lease.release(TICK_LEASE, holder)
 
 
-def changed_workspaces(workspace_sources: list[Source]) -> set[str] | None:
-    """Workspaces any source saw change since its global watermark (stored per source); ``None``: check them all."""
+def changed_workspaces(workspace_sources: list[Source]) -> tuple[set[str] | None, Callable[[], None]]:
+    """Workspaces any source saw change since its global watermark (``None``: check them all), and the function
+    that stores the sources' new watermarks — to be called only once the changed workspaces are flagged."""
     changed: set[str] | None = set()
+    following: dict[str, dict[str, Any]] = {}
     for source in workspace_sources:
         key = f"{GLOBAL_SCAN}:{source.name}"
-        workspaces, following = source.changed_workspaces(state.load(key, "*"))
-        if following:  # a source that cannot scan globally (BaseSource's default) keeps no state
-            state.save(key, "*", following)
+        workspaces, following[key] = source.changed_workspaces(state.load(key, "*"))
         changed = None if changed is None or workspaces is None else changed | workspaces
-    return changed
 
+    def commit() -> None:
+        for key, value in following.items():
+            if value:  # a source that cannot scan globally (BaseSource's default) keeps no state
+                state.save(key, "*", value)
 
-def mark_pending(workspace_id: str, pending: int, marker: dict[str, Any] | None, path: str = "live sync") -> None:
-    """Remember since when *workspace_id* has pending work (the marker goes when nothing is pending)."""
-    if not pending:
-        if marker is not None:
-            state.remove(state.PENDING, workspace_id)
-            metrics.caught_up(marker)
-        return
-    since = marker["since"] if marker else utcnow().isoformat()
-    value = {"since": since, "pending": pending, "path": path}
-    if value != marker:
-        state.save(state.PENDING, workspace_id, value)
+    return changed, commit
 
 
 def stuck_workspaces(older_than: float) -> list[dict[str, Any]]:
