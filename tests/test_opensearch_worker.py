@@ -14,6 +14,7 @@ import pytest
 from opensearchpy import OpenSearch
 
 from pi_framework import runtime
+from pi_framework.celery_app import create_app
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.plane import schema
@@ -54,6 +55,7 @@ def worker_env(plane_db, plane_settings, pi_env, opensearch_url, prefix, tmp_pat
         "HF_HUB_OFFLINE": "1",
     }
     pi_env(**env)
+    create_app()  # this process dispatches through the worker's broker (the current app)
     return env
 
 
