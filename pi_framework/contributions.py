@@ -98,12 +98,15 @@ class Source(Protocol):
         document whose ``updated_at`` differs from the indexed one. ``None`` as the version means "presence only"
         (the :class:`BaseSource` default): such a document is re-indexed only when missing."""
 
-    def changed_workspaces(self, state: dict[str, Any] | None) -> tuple[set[str] | None, dict[str, Any]]:
+    def changed_workspaces(
+        self, state: dict[str, Any] | None, cursors: Iterable[dict[str, Any]] = ()
+    ) -> tuple[set[str] | None, dict[str, Any]]:
         """Workspaces with changes since *state* across all workspaces, and the next state (JSON): ``(ids, state)``.
 
-        The live-sync tick measures only the workspaces named (and those already known to have pending work), so a
-        tick costs O(changes). ``None`` as ids means "every workspace may have changed" (the :class:`BaseSource`
-        default, and the answer to the first call, with no state yet)."""
+        The live-sync tick syncs only the workspaces named (and those already known to have pending work), so a
+        tick costs O(changes). On the first call (*state* ``None``) *cursors* are the workspaces' own cursors: start
+        from the oldest of them, so no change any workspace has not taken is missed. ``None`` as ids means "every
+        workspace may have changed" (the :class:`BaseSource` default)."""
 
 
 class BaseSource:
@@ -126,7 +129,9 @@ class BaseSource:
     def visible_versions(self, workspace_id: str) -> Iterable[tuple[str, datetime | None]]:
         return ((document_id, None) for document_id in self.visible_ids(workspace_id))
 
-    def changed_workspaces(self, state: dict[str, Any] | None) -> tuple[set[str] | None, dict[str, Any]]:
+    def changed_workspaces(
+        self, state: dict[str, Any] | None, cursors: Iterable[dict[str, Any]] = ()
+    ) -> tuple[set[str] | None, dict[str, Any]]:
         return None, {}
 
 

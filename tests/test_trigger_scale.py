@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.engine import Engine
 
-from pi_framework.db.models import JobStatus
+from pi_framework.db import get_database
+from pi_framework.db.models import JobStatus, SyncState, utcnow
 from pi_framework.plane import schema
 from pi_framework.search import search
 from pi_framework.sync import jobs, leases, state
@@ -137,3 +139,21 @@ def test_ticks_never_overlap(plane_db, hashing) -> None:
     assert trigger()["skipped"] == 1
     leases().release(TICK_LEASE, "a-tick-still-running")
     assert "skipped" not in trigger()
+
+
+def test_the_first_tick_after_an_upgrade_starts_from_the_oldest_cursor_not_every_workspace(plane_db, hashing) -> None:
+    workspaces = []
+    for n in range(3):
+        workspace = plane_db.workspace()
+        project = plane_db.project(workspace, identifier=f"U{n}")
+        issue = plane_db.issue(project, f"Issue of workspace {n}")
+        for table, row_id in ((schema.issues, issue["id"]), (schema.projects, project["id"])):  # long before any cursor
+            plane_db.update(table, row_id, updated_at=utcnow() - timedelta(days=1))
+        assert vectorize(workspace["id"])["status"] == JobStatus.SUCCESS
+        workspaces.append((workspace["id"], issue["id"]))
+    settle()
+    with get_database().session() as session:  # a database from before the global scan existed
+        session.execute(delete(SyncState).where(SyncState.source.startswith("global-scan:")))
+    plane_db.update(schema.issues, workspaces[1][1], name="Edited while no global watermark existed")
+    counts = trigger()
+    assert counts["dispatched"] == 1 and counts["flagged"] == 1, counts

@@ -154,25 +154,36 @@ class PlaneSource:
             cursor[name] = Watermark(start).advanced(start, observed, self.overlap).dump()
         return cursor
 
-    def changed_workspaces(self, state: dict[str, Any] | None) -> tuple[set[str] | None, dict[str, Any]]:
+    def changed_workspaces(
+        self, state: dict[str, Any] | None, cursors: Iterable[dict[str, Any]] = ()
+    ) -> tuple[set[str] | None, dict[str, Any]]:
         """Workspaces with rows of the tracked tables changed since *state*, across all workspaces: ``(ids, next state)``.
 
         One keyset scan per tracked table over ``updated_at`` with the same overlap / late-commit / clock-skew
         rules as a workspace cursor (:class:`Watermark`), so a live-sync tick costs O(changes), not
-        O(workspaces). ``None`` (no state yet) means "every workspace": the caller checks them all once.
-        Plane has no index on ``issues.updated_at``; see the README for the recommended one.
+        O(workspaces). With no state yet, the scan starts where the oldest workspace cursor of each table stands
+        (every change some workspace has not taken yet is named; nothing else is); with no cursor either, at
+        the database's clock now. Plane has no index on ``issues.updated_at``; see the README for the recommended one.
         """
         start = self.db_now()
+        if state is None:
+            cursors = list(cursors)
+            state = {name: Watermark(self._oldest(cursors, name) or start).dump() for name in self.tracked}
         changed: set[str] = set()
         following = {}
         for name in self.tracked:
             table = self.table(name)
-            # the first scan only records the rows inside the overlap window (so they are not news next time)
-            mark, observed = Watermark.load(state.get(name)) if state else Watermark(start), {}
+            mark, observed = Watermark.load(state.get(name)), {}
             stmt = select(table.c.id, table.c.updated_at, table.c.workspace_id)
             changed.update(row.workspace_id for row in self.scan_changed(stmt, table, mark, observed))
             following[name] = mark.advanced(start, observed, self.overlap).dump()
-        return (changed if state else None), following
+        return changed, following
+
+    @staticmethod
+    def _oldest(cursors: Iterable[dict[str, Any]], table: str) -> datetime | None:
+        """The earliest watermark of *table* among workspace *cursors* (``None``: no cursor has one)."""
+        marks = [Watermark.load(cursor.get(table)).at for cursor in cursors]
+        return min((mark for mark in marks if mark is not None), default=None)
 
     def iter_documents(self, workspace_id: str) -> Iterable[Document]:
         raise NotImplementedError

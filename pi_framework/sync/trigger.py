@@ -88,7 +88,9 @@ def changed_workspaces(workspace_sources: list[Source]) -> tuple[set[str] | None
     following: dict[str, dict[str, Any]] = {}
     for source in workspace_sources:
         key = f"{GLOBAL_SCAN}:{source.name}"
-        workspaces, following[key] = source.changed_workspaces(state.load(key, "*"))
+        saved = state.load(key, "*")
+        cursors = list(state.all_of(source.name).values()) if saved is None else []  # first tick only: O(workspaces)
+        workspaces, following[key] = source.changed_workspaces(saved, cursors)
         changed = None if changed is None or workspaces is None else changed | workspaces
 
     def commit() -> None:
