@@ -24,7 +24,16 @@ class ConfigurationError(RuntimeError):
 
 
 def get_registry(settings: Settings | None = None) -> Registry:
-    global _registry
+    """The process's registry; built from *settings* (default: the environment's).
+
+    Asked for with other *settings* than the registry was built from, it is rebuilt for them (sinks and embedder
+    too): an argument is never silently ignored.
+    """
+    global _registry, _sinks, _embedder
+    if _registry is not None and settings is not None and settings != _registry.settings:
+        for sink in _sinks or []:
+            sink.close()
+        _registry = _sinks = _embedder = None
     if _registry is None:
         _registry = load_plugins(settings or get_settings())
     return _registry
