@@ -52,14 +52,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fleet  # noqa: E402
-from sqlalchemy import create_engine, event, select, text  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from pi_framework import runtime  # noqa: E402
 from pi_framework.db import get_database, with_driver  # noqa: E402
 from pi_framework.db.models import IndexedDocument, utcnow  # noqa: E402
 from pi_framework.plane.sample import PlaneFactory  # noqa: E402
 from pi_framework.plane.watermark import Watermark  # noqa: E402
+from pi_framework.testing.integrity import statements  # noqa: E402
 
 
 @dataclass
@@ -92,21 +92,6 @@ QUICK = Sizes(
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine (PI database, Plane) runs inside the block."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def quiet() -> None:

@@ -5,13 +5,10 @@ The per-workspace cursors stay the source of truth; the global scan only says wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete
 
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus, SyncState, utcnow
@@ -22,27 +19,12 @@ from pi_framework.sync.leases import workspace_lease
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import TICK_LEASE, trigger
 from pi_framework.sync.vectorize import vectorize
-from pi_framework.testing.integrity import settle
+from pi_framework.testing.integrity import settle, statements
 
 
 @pytest.fixture
 def hashing(plane_settings, pi_env):
     return pi_env(PI_EMBEDDER="hashing")
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement any engine (PI database, Plane) runs inside the block."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def vectorized_workspaces(plane_db, count: int) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from pi_framework import runtime
 from pi_framework.db import get_database
@@ -61,3 +64,18 @@ def settle(ticks: int = 8) -> list[dict[str, Any]]:
         if not counts["dispatched"]:
             return seen
     raise AssertionError(f"still dispatching after {ticks} ticks: {seen}")
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine (PI database, Plane) runs inside the block: what a tick costs, counted."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
