@@ -41,7 +41,9 @@ TICK_LEASE = "trigger-live-sync"
 def trigger() -> dict[str, int]:
     """One tick (see the module docstring); returns what it did."""
     settings = runtime.get_registry().settings
-    queued_for = max(5 * settings.CELERY_VECTOR_SYNC_INTERVAL, 60)
+    # how long a queued marker, and a tick's own lease, outlive a lost message or a dead tick: two intervals (at
+    # least 10 s), after which a workspace still flagged is sent again (a duplicate is harmless: the lease skips it)
+    queued_for = max(2 * settings.CELERY_VECTOR_SYNC_INTERVAL, 10)
     registry, lease = jobs(), leases()
     counts = {"dispatched": 0, "flagged": 0, "busy": 0, "queued": 0, "failed": 0}
     holder = f"tick:{uuid.uuid4()}"
