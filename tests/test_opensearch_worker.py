@@ -22,7 +22,7 @@ from pi_framework.plane.sample import sample_issue
 from pi_framework.search import search
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
 from pi_framework.sync.jobs import Jobs
-from pi_framework.testing.access_matrix import MEMBER, project_member, workspace_member
+from pi_framework.testing.access_matrix import MEMBER
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -64,10 +64,10 @@ def test_worker_vectorizes_and_live_syncs_a_workspace_into_opensearch(plane_db, 
     workspace = plane_db.workspace(owner)
     project = plane_db.project(workspace, identifier="WEB")
     reader = plane_db.user()
-    workspace_member(plane_db, workspace, reader, MEMBER)
-    project_member(plane_db, project, reader, MEMBER)
+    plane_db.workspace_member(workspace, reader, MEMBER)
+    plane_db.project_member(project, reader, MEMBER)
     outsider = plane_db.user()
-    workspace_member(plane_db, workspace, outsider, MEMBER)  # in the workspace, not in the project
+    plane_db.workspace_member(workspace, outsider, MEMBER)  # in the workspace, not in the project
     issues = [plane_db.issue(project, *sample_issue(n), sequence_id=n + 1) for n in range(ISSUES)]
     workspace_id, user = workspace["id"], reader["id"]
 

@@ -17,7 +17,6 @@ from pi_framework.plane.access import NO_ACCESS, Access, AccessUnavailable, clea
 from pi_framework.search import search
 from pi_framework.sinks.base import Hit, SearchQuery
 from pi_framework.sinks.opensearch import queries
-from pi_framework.testing.access_matrix import project_member, workspace_member
 
 
 @pytest.fixture
@@ -29,8 +28,8 @@ def plane(plane_db, pi_env):
     user = plane_db.user()
     workspace = plane_db.workspace(owner=user)
     project = plane_db.project(workspace)
-    workspace_member(plane_db, workspace, user, 15)
-    membership = project_member(plane_db, project, user, 15)
+    plane_db.workspace_member(workspace, user, 15)
+    membership = plane_db.project_member(project, user, 15)
     yield {"db": plane_db, "settings": settings, "user": user, "workspace": workspace, "project": project, "pm": membership}
     clear_access_cache()
 
@@ -43,7 +42,7 @@ def test_access_is_cached_for_the_ttl_only(plane, pi_env) -> None:
     clear_access_cache()
     assert resolve_access(workspace, user).projects == frozenset()
     pi_env(PLANE_DATABASE_URL=plane["db"].url, PI_ACCESS_CACHE_TTL=0)
-    project_member(plane["db"], plane["project"], plane["user"], 5)
+    plane["db"].project_member(plane["project"], plane["user"], 5)
     assert resolve_access(workspace, user).guest_projects == {project}, "TTL 0: Plane is asked on every query"
 
 

@@ -27,7 +27,6 @@ Two layers:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
@@ -53,43 +52,6 @@ KIND_FILTERS: tuple[tuple[str, ...] | None, ...] = (None, ("issues",), ("pages",
 ADMIN, MEMBER, GUEST = 20, 15, 5
 
 # ---------------------------------------------------------------------------------------------- Plane rows
-
-
-def workspace_member(plane: PlaneFactory, workspace: dict[str, Any], user: dict[str, Any], role: int, **overrides: Any):
-    """A ``workspace_members`` row (Plane sets no defaults: every NOT NULL column is written)."""
-    now = utcnow()
-    row = {
-        "id": str(uuid.uuid4()),
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
-        "created_by_id": None,
-        "updated_by_id": None,
-        "workspace_id": workspace["id"],
-        "member_id": user["id"],
-        "role": role,
-        "is_active": True,
-    }
-    return plane.insert(schema.workspace_members, {**row, **overrides})
-
-
-def project_member(plane: PlaneFactory, project: dict[str, Any], user: dict[str, Any], role: int, **overrides: Any):
-    """A ``project_members`` row."""
-    now = utcnow()
-    row = {
-        "id": str(uuid.uuid4()),
-        "created_at": now,
-        "updated_at": now,
-        "deleted_at": None,
-        "created_by_id": None,
-        "updated_by_id": None,
-        "workspace_id": project["workspace_id"],
-        "project_id": project["id"],
-        "member_id": user["id"],
-        "role": role,
-        "is_active": True,
-    }
-    return plane.insert(schema.project_members, {**row, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------- the scenario
@@ -163,7 +125,7 @@ class World:
 
     # ------------------------------------------------------------------ changes in Plane (and in the model)
     def join(self, user: str, project: str, role: int = MEMBER) -> None:
-        self.pm_rows[(user, project)] = project_member(self.plane, self.projects[project], self.users[user], role)
+        self.pm_rows[(user, project)] = self.plane.project_member(self.projects[project], self.users[user], role)
 
     def leave(self, user: str, project: str) -> None:
         row = self.pm_rows[(user, project)]
@@ -232,9 +194,9 @@ def build_world(plane: PlaneFactory) -> World:
             world.guest_all.add(label)
     for user, spec in USERS.items():
         for workspace, role in spec["workspaces"].items():
-            world.ws_rows[(user, workspace)] = workspace_member(plane, world.workspaces[workspace], world.users[user], role)
+            world.ws_rows[(user, workspace)] = plane.workspace_member(world.workspaces[workspace], world.users[user], role)
         for project, role in spec["projects"].items():
-            world.pm_rows[(user, project)] = project_member(plane, world.projects[project], world.users[user], role)
+            world.pm_rows[(user, project)] = plane.project_member(world.projects[project], world.users[user], role)
     for user, spec in USERS.items():
         for key, setter in (("project_change", world.set_project_member), ("workspace_change", world.set_workspace_member)):
             if key in spec:
