@@ -1,4 +1,4 @@
-"""Chaos: real workers on RabbitMQ and PostgreSQL, a real OpenSearch behind a proxy that can be cut, a seeded random
+"""Chaos: real workers on RabbitMQ and PostgreSQL, a real OpenSearch behind a relay that can be switched off, a seeded random
 walk of Plane edits with the worker SIGKILLed and SIGSTOPped at random moments and the sink down for a while.
 
 After the faults stop, the index must equal what Plane shows: 0 stale, 0 missing, 0 duplicates (every sink chunk is
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -27,73 +25,13 @@ from pi_framework.db.models import IndexedDocument
 from pi_framework.plane import reset_plane_engine, schema
 from pi_framework.search import search
 from pi_framework.testing.integrity import index_report
+from pi_framework.testing.tcp_relay import TcpRelay
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("PI_CHAOS_SEED", "20261129"))
 STEPS = int(os.environ.get("PI_CHAOS_STEPS", "70"))
-
-
-class CuttableProxy:
-    """A TCP proxy to *target*; ``cut()`` drops every connection and refuses new ones until ``restore()``."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.down = threading.Event()
-        self.connections: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.down.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.close()
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.down.set()
-        with self.lock:
-            for connection in self.connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.connections.clear()
-
-    def restore(self) -> None:
-        self.down.clear()
-
-    def close(self) -> None:
-        self.server.close()
 
 
 class Walk:
@@ -200,7 +138,7 @@ def private_leaks(walk: Walk) -> int:
 def test_chaos_walk_converges_to_exactly_the_visible_set(plane_db, postgres_url, rabbitmq_url, opensearch_url, pi_env, tmp_path):
     rng = random.Random(SEED)
     reset_plane_engine()
-    proxy = CuttableProxy(int(opensearch_url.rsplit(":", 1)[1].strip("/")))
+    proxy = TcpRelay(("127.0.0.1", int(opensearch_url.rsplit(":", 1)[1].strip("/")))).on()
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     env = {
         "PI_DATA_DIR": str(tmp_path / "pi-data"),
@@ -252,9 +190,9 @@ def test_chaos_walk_converges_to_exactly_the_visible_set(plane_db, postgres_url,
                 os.killpg(workers[-1].process.pid, signal.SIGCONT)
                 faults["SIGSTOP"] += 1
             elif roll < 0.16:
-                proxy.cut()
+                proxy.off()
                 time.sleep(rng.uniform(2, 6))  # the sink is down this long
-                proxy.restore()
+                proxy.on()
                 faults["sink down"] += 1
             elif roll < 0.18 and step < STEPS - 10:
                 walk.set_plan("FREE")
@@ -282,7 +220,7 @@ def test_chaos_walk_converges_to_exactly_the_visible_set(plane_db, postgres_url,
     finally:
         for worker in workers:
             worker.stop()
-        proxy.close()
+        proxy.off()
         (sink,) = runtime.get_sinks()
         sink.client.indices.delete(index=f"{prefix}-*")
 

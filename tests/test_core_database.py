@@ -14,48 +14,8 @@ from sqlalchemy.exc import OperationalError
 
 from pi_framework.db import Database, DatabaseUnavailable, upgrade_schema
 from pi_framework.db.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, describe, is_connection_error
+from pi_framework.testing.tcp_relay import TcpRelay
 from pi_framework.worker_process import wait_for
-
-
-class TcpRelay:
-    """A port that forwards to PostgreSQL while switched on and refuses connections while off."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._server: socket.socket | None = None
-
-    def on(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
-        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
-
-    def off(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sink.close()
 
 
 def test_schema_is_created_and_upgraded_without_manual_sql(pi_settings, tmp_path):

@@ -8,8 +8,6 @@ TCP relay to the real node starts listening there.
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -22,6 +20,7 @@ from sqlalchemy import select
 
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument
+from pi_framework.testing.tcp_relay import TcpRelay, free_port
 from pi_framework.worker_process import WorkerProcess, wait_for
 
 
@@ -30,6 +29,7 @@ def doc_id(chat_id: str, message: dict | None = None, workspace_id: str = "ws-a"
     if message is not None:
         return ids.document_id(message["workspace_id"], chat_id, message["message_id"])
     return ids.document_id(workspace_id, chat_id)
+
 
 INDEX = "pi.celery_app.index_chat_message"
 DELETE = "pi.celery_app.delete_chat"
@@ -110,9 +110,7 @@ def test_chat_service_messages_become_searchable_privately(start_worker, sink_en
     assert {hit.metadata["title"] for hit in hits} == {"Prepare the release checklist for 2.4"}, (
         "first user message names the chat"
     )
-    wait_for(
-        lambda: found.ids("changelog", user_id="bob") == {doc_id("c2"), doc_id("c2", bobs)}, 30, message="bob's chat"
-    )
+    wait_for(lambda: found.ids("changelog", user_id="bob") == {doc_id("c2"), doc_id("c2", bobs)}, 30, message="bob's chat")
     wait_for(
         lambda: found.ids("changelog", workspace_id="ws-b") == {doc_id("c3", workspace_id="ws-b"), doc_id("c3", other_ws)},
         30,
@@ -149,91 +147,38 @@ def test_semantic_search_with_the_real_model(start_worker, message, found):
     assert found.hits("how do we publish a new software release", mode="vector", user_id="bob") == []
 
 
-def _free_address() -> str:
-    """``127.0.0.1:<port>`` where nothing listens (yet)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
-
-
-class Forward:
-    """A TCP relay from *address* to *target* (``host:port``): the index comes back at the address a worker was given."""
-
-    def __init__(self, address: str, target: str) -> None:
-        host, port = address.rsplit(":", 1)
-        self.target = target.rsplit(":", 1)
-        self.server = socket.create_server((host, int(port)))
-        self.open: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @classmethod
-    def start(cls, address: str, url: str) -> Forward:
-        """Relay *address* to the host and port of *url* (``http://host:port``)."""
-        return cls(address, url.split("://", 1)[-1].split("@")[-1].split("/")[0])
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection((self.target[0], int(self.target[1])))
-            except OSError:
-                client.close()
-                continue
-            self.open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.server.close()
-        for end in self.open:
-            end.close()
+def _relay_to(url: str, port: int) -> TcpRelay:
+    """The index coming back at ``127.0.0.1:<port>``, the address the worker was given: a relay to *url*'s host and port."""
+    host, target_port = url.split("://", 1)[-1].split("@")[-1].split("/")[0].rsplit(":", 1)
+    return TcpRelay((host, int(target_port)), port).on()
 
 
 def test_messages_sent_while_the_index_is_down_are_indexed_once_it_is_back(start_worker, opensearch_env, message, found):
-    address = _free_address()
-    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://{address}"})
+    port = free_port()
+    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://127.0.0.1:{port}"})
     service.send(INDEX, **message("c1", "written during the outage"))
     wait_for(lambda: "Retry in" in service.worker.log(), 60, message="the task retried while OpenSearch is down")
-    server = Forward.start(address, opensearch_env.url)
+    server = _relay_to(opensearch_env.url, port)
     try:
         wait_for(lambda: len(found.ids("outage")) == 2, 90, message="the message indexed once OpenSearch is back")
     finally:
-        server.close()
+        server.off()
 
 
 def test_a_message_outliving_its_retries_is_parked_and_indexed_by_the_retry_pass(start_worker, opensearch_env, message, found):
-    address = _free_address()
-    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://{address}"}, PI_CHATS_MAX_RETRIES="1")
+    port = free_port()
+    service = start_worker(**{**opensearch_env, "OPENSEARCH_URL": f"http://127.0.0.1:{port}"}, PI_CHATS_MAX_RETRIES="1")
     service.send(INDEX, **message("c1", "written during a long outage"))
     wait_for(lambda: backlog.count(get_database()) == 1, 60, message="the message parked")
     assert "parked after its retries" in service.worker.log()
-    server = Forward.start(address, opensearch_env.url)
+    server = _relay_to(opensearch_env.url, port)
     try:
         assert found.ids("outage") == set()
         service.send(RETRY)
         wait_for(lambda: len(found.ids("outage")) == 2, 60, message="the parked message indexed by retry_chats")
         wait_for(lambda: backlog.count(get_database()) == 0, 30, message="the message unparked")
     finally:
-        server.close()
+        server.off()
 
 
 def test_concurrent_workers_agree_on_one_title_and_one_document_per_message(start_worker, message, found):
