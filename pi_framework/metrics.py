@@ -329,14 +329,14 @@ def embedded(embed: Callable[[list[str]], T], texts: list[str]) -> T:
     return result
 
 
-def sink_call(sink: str, operation: str, call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` on a sink, timed; an exception counts as an error (and is raised); refused items are counted."""
+def sink_call(sink: str, operation: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)`` on a sink, timed; an exception counts as an error (and is raised); refused items are counted."""
     m = _metrics
     if m is None:
-        return call(*args)
+        return call(*args, **kwargs)
     started = time.perf_counter()
     try:
-        result = call(*args)
+        result = call(*args, **kwargs)
     except Exception:
         m.sink_errors.labels(sink, operation).inc()
         raise

@@ -18,11 +18,11 @@ from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane import schema
 from pi_framework.search import search
 from pi_framework.sync import jobs, leases, sources, state
-from pi_framework.sync.compare import missing_or_stale_count
+from pi_framework.sync.compare import missing_or_stale_count, pending_changes
 from pi_framework.sync.downgrade import forget_workspace
 from pi_framework.sync.leases import LeaseLost, Leases, queued_marker, workspace_lease
 from pi_framework.sync.live import live_sync
-from pi_framework.sync.trigger import trigger
+from pi_framework.sync.trigger import stuck_workspaces, trigger
 from pi_framework.sync.vectorize import vectorize
 
 
@@ -69,7 +69,7 @@ class FailingWrites:
         self.monkeypatch = monkeypatch
 
     def __enter__(self) -> FailingWrites:
-        def refuse(chunks):  # noqa: ANN001, ANN202
+        def refuse(chunks, version=None):  # noqa: ANN001, ANN202
             raise ConnectionError("connection refused")
 
         self.monkeypatch.setattr(self.sink, "write", refuse)
@@ -87,7 +87,7 @@ def test_a_crash_between_sink_write_and_ledger_commit_leaves_no_orphan(world, mo
     class Killed(BaseException):
         pass
 
-    def die(_self, _update):  # noqa: ANN001, ANN202
+    def die(_self, _update, _fence=None):  # noqa: ANN001, ANN202
         raise Killed
 
     with monkeypatch.context() as patch:
@@ -135,34 +135,51 @@ def test_a_sink_outage_during_vectorization_requeues_the_job_instead_of_success(
     assert len(ledger_ids(workspace["id"])) == 3
 
 
-def test_a_refused_document_is_retried_next_tick_then_moved_aside(world, monkeypatch, pi_env) -> None:
+def test_a_refused_document_is_withdrawn_retried_then_parked_and_still_pending(world, monkeypatch) -> None:
+    """A new version a sink refuses fails closed (the old one leaves the index), holds the cursor for
+    PI_DOCUMENT_RETRIES ticks, then is parked: the cursor moves on, but the document stays pending (measured,
+    flagged, listed with its reason) and is retried until it goes through."""
     ws, plane = world["ws"], world["plane"]
     (sink,) = runtime.get_sinks()
     poison = f"issues:{world['issues'][1]['id']}"
     real_write = sink.write
 
-    def refuse_poison(chunks):  # noqa: ANN001, ANN202
-        result = real_write([chunk for chunk in chunks if chunk.document_id != poison])
-        result.failed.update({chunk.id: "mapper_parsing_exception" for chunk in chunks if chunk.document_id == poison})
+    def refuse_poison(chunks, version=None):  # noqa: ANN001, ANN202
+        result = real_write([chunk for chunk in chunks if chunk.document_id != poison], version)
+        result.failed.update({chunk.id: "cluster_block_exception" for chunk in chunks if chunk.document_id == poison})
         return result
 
     monkeypatch.setattr(sink, "write", refuse_poison)
     cursor = state.load("issues", ws)
+    assert search("topic 1", ws, mode="text", all_projects=True)
     plane.update(schema.issues, world["issues"][1]["id"], name="Poisoned")
     plane.update(schema.issues, world["issues"][2]["id"], name="Healthy rename")
     first = live_sync(ws)
     assert first["failed"] == 1 and first["cursor_held"] == 1
     assert state.load("issues", ws) == cursor, "held for the next tick"
     assert search("Healthy rename", ws, mode="text", all_projects=True), "the rest of the batch went through"
+    assert not [hit for hit in search("topic 1", ws, mode="text", all_projects=True) if hit.document_id == poison], (
+        "the old version was withdrawn (fail closed)"
+    )
+    assert poison not in ledger_ids(ws)
     assert state.load(state.RETRIES, ws)[poison]["attempts"] == 1
     live_sync(ws)
-    third = live_sync(ws)  # PI_DOCUMENT_RETRIES=3: moved aside, the cursor moves on
-    assert "cursor_held" not in third and state.load("issues", ws) != cursor
-    assert state.load(state.RETRIES, ws) is None
-    monkeypatch.undo()
-    # every reconcile tries it again
-    assert live_sync(ws, force_reconcile=True)["reconcile_indexed"] == 1
+    third = live_sync(ws)  # PI_DOCUMENT_RETRIES=3: parked, the cursor moves on
+    assert "cursor_held" not in third and third["parked"] == 1 and state.load("issues", ws) != cursor
+    parked = state.load(state.RETRIES, ws)[poison]
+    assert parked["attempts"] == 3 and "cluster_block_exception" in parked["reason"] and parked["retry_at"]
+    assert pending_changes(ws, sources(), 100) == 1, "still counted by the one measure of pending work"
+    assert state.marker(ws) is not None, "the workspace stays flagged: every tick sends it a live sync"
+    (row,) = [row for row in stuck_workspaces(0) if row["workspace_id"] == ws]
+    assert poison in row["why"] and "cluster_block_exception" in row["why"], "pi status says which and why"
+    live_sync(ws)  # not due yet: nothing changes
+    assert state.load(state.RETRIES, ws)[poison]["attempts"] == 3
+    monkeypatch.undo()  # the sink recovers; the retry falls due
+    state.save(state.RETRIES, ws, {poison: {**parked, "retry_at": (utcnow() - timedelta(seconds=1)).isoformat()}})
+    assert live_sync(ws)["documents_indexed"] >= 1
     assert search("Poisoned", ws, mode="text", all_projects=True)
+    assert state.load(state.RETRIES, ws) is None and state.marker(ws) is None
+    assert pending_changes(ws, sources(), 100) == 0
 
 
 # ---------------------------------------------------------------------- 3. leases with fencing

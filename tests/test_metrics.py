@@ -102,8 +102,8 @@ class RefusingSink(EmbeddedSink):
         super().__init__(path)
         self.refuse = refuse
 
-    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
-        result = super().write([chunk for chunk in chunks if chunk.document_id not in self.refuse])
+    def write(self, chunks: Sequence[Chunk], version: int | None = None) -> WriteResult:
+        result = super().write([chunk for chunk in chunks if chunk.document_id not in self.refuse], version)
         result.failed.update({chunk.id: "mapper_parsing_exception" for chunk in chunks if chunk.document_id in self.refuse})
         return result
 
@@ -207,7 +207,8 @@ def test_the_pipeline_counts_documents_chunks_failures_by_reason_embedding_and_s
     assert value(samples, "pi_embedding_batch_size_count") >= 1
     assert value(samples, "pi_sink_refused_total", sink="refusing") == 1
     assert value(samples, "pi_sink_seconds_count", sink="refusing", operation="write") >= 1
-    assert value(samples, "pi_sink_seconds_count", sink="refusing", operation="delete_documents") == 1
+    # the deleted document, and the refused one withdrawn from every sink (fail closed)
+    assert value(samples, "pi_sink_seconds_count", sink="refusing", operation="delete_documents") == 2
     assert value(samples, "pi_sink_errors_total", sink="refusing", operation="write") is None  # no outage
 
 

@@ -130,7 +130,7 @@ def test_mapping_problems_name_the_index_and_the_fix():
 def test_index_body_turns_knn_on_with_the_chosen_engine():
     body = queries.index_body(384, "issues")
 
-    assert body["settings"] == {"index": {"knn": True}}
+    assert body["settings"] == {"index": {"knn": True, "gc_deletes": "10m"}}
     assert body["mappings"]["dynamic"] == "strict"
     assert body["mappings"]["properties"]["vector"] == {
         "type": "knn_vector",

@@ -70,12 +70,12 @@ class FlakySink(EmbeddedSink):
         self.raise_calls = raise_calls
         self.error = error
 
-    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
+    def write(self, chunks: Sequence[Chunk], version: int | None = None) -> WriteResult:
         if self.raise_calls:
             self.raise_calls -= 1
             raise self.error("HTTP 500 from the index" if self.error is SinkError else "read timed out")
         failing = [chunk for chunk in chunks if chunk.document_id in self.fail_documents]
-        result = super().write([chunk for chunk in chunks if chunk.document_id not in self.fail_documents])
+        result = super().write([chunk for chunk in chunks if chunk.document_id not in self.fail_documents], version)
         result.failed.update({chunk.id: "mapper_parsing_exception" for chunk in failing})
         return result
 
@@ -259,7 +259,11 @@ def test_every_sink_must_confirm(tmp_path, embedder, database, settings, sink) -
     stats = indexer.index([doc(1), doc(2)])
     assert list(stats.failed) == ["issues:2"] and "sink flaky" in stats.failed["issues:2"]
     assert list(ledger(database)) == ["issues:1"]
-    assert sink.existing(["issues:2#0"]) == {"issues:2#0"}  # written to one sink: retried (overwritten) next run
+    # fail closed: what one sink took is withdrawn again, so no sink serves a version the others refused
+    assert sink.existing(["issues:2#0"]) == set()
+    flaky.fail_documents.clear()
+    assert indexer.index([doc(1), doc(2)]).documents_indexed == 1  # retried next run
+    assert sink.existing(["issues:2#0"]) == flaky.existing(["issues:2#0"]) == {"issues:2#0"}
 
 
 def test_dimension_mismatch_is_a_clear_error(sink, embedder, database, settings) -> None:

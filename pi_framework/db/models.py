@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, func
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -76,6 +76,18 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(320), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    #: the fencing token of the current holding: new (and larger than every earlier one) on every acquire; a write
+    #: carries it, so a holder that lost the lease cannot overwrite its successor (:mod:`pi_framework.db.fencing`)
+    token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class FenceCounter(Base):
+    """The one counter fencing tokens and unfenced write versions are drawn from (a single row, ``name='fence'``)."""
+
+    __tablename__ = "fence_counter"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IndexedDocument(Base):

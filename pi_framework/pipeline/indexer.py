@@ -13,6 +13,18 @@ cursor and job state where they were so the whole run is retried, instead of rec
 as bad input. Chunk ids are written ahead to the ledger before any sink sees them, so a crash between
 the sink write and the ledger commit never leaves a chunk the ledger does not know (see
 :meth:`~pi_framework.pipeline.ledger.Ledger.write_ahead`).
+
+**Fenced.** An indexer built with a :class:`~pi_framework.db.fencing.Fence` (the workspace's write lease) writes
+every chunk and every delete with the fence's token as its version, checks the fence before the sinks see
+anything (with the write-ahead) and again in the ledger transaction, and stops with
+:class:`~pi_framework.db.fencing.LeaseLost` as soon as a newer holder took over. Sinks never let a smaller version
+replace or delete a larger one, so a writer that stalled past its lease cannot put an older version back; what it
+wrote before it learnt it lost the lease is deleted again (guarded by its own version, so a successor's chunks
+stay). Without a fence each run writes with a fresh version from the same counter.
+
+**Fail closed.** A document whose new version cannot be written (embedding failed, a sink refused a chunk, it
+could not be prepared) is deleted from every sink (deletes pass a flood-stage write block) and left out of the
+ledger: no older version, with older access fields, stays searchable while it waits for its retry.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from loguru import logger
 from pi_framework import metrics, runtime
 from pi_framework.contributions import Embedder
 from pi_framework.db import Database, get_database
+from pi_framework.db.fencing import Fence, LeaseLost, next_token
 from pi_framework.pipeline.chunking import ChunkingParams, split
 from pi_framework.pipeline.documents import Chunk, Document, chunk_id
 from pi_framework.pipeline.hashing import content_hash
@@ -84,8 +97,12 @@ class Indexer:
         embedder: Embedder | None = None,
         database: Database | None = None,
         settings: Settings | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.settings = settings or get_settings()
+        self.fence = fence
+        #: the version this run writes and deletes with: the fence's token, or a fresh one per unfenced call
+        self._version: int | None = None
         self._sinks = list(sinks) if sinks is not None else None
         self._embedder = embedder
         self.ledger = Ledger(database or get_database(self.settings))
@@ -115,9 +132,19 @@ class Indexer:
             self._ready = True
 
     # -------------------------------------------------------------- public API
+    def _begin(self) -> int:
+        """The version of the call starting now (see the module docstring)."""
+        if self.fence is not None:
+            self._version = self.fence.token
+        else:
+            with self.ledger.database.session() as session:
+                self._version = next_token(session)
+        return self._version
+
     def index(self, documents: Iterable[Document], progress: Callable[[IndexStats], None] | None = None) -> IndexStats:
         """Index (or delete, when ``deleted=True``) every document; *progress* is called after each group."""
         stats = IndexStats()
+        self._begin()
         group: list[_Plan] = []
         group_ids: set[str] = set()
         pending_chunks = 0
@@ -146,8 +173,10 @@ class Indexer:
         ids = list(dict.fromkeys(document_ids))
         if not ids:
             return 0
+        self._begin()
+        self.ledger.check(self.fence)
         self._delete_from_sinks(ids)
-        return self.ledger.remove_documents(ids)
+        return self.ledger.remove_documents(ids, self.fence)
 
     def delete_workspace(self, workspace_id: str) -> int:
         """Remove every chunk of *workspace_id* from every sink and the ledger; returns the documents the ledger held."""
@@ -183,8 +212,8 @@ class Indexer:
         try:
             return _Plan(document, self.chunks_of(document))
         except Exception as exc:  # noqa: BLE001 - one bad document must not fail the batch
-            self._fail(stats, document_id, f"could not be prepared: {type(exc).__name__}: {exc}")
-            return None
+            # still planned: whatever the index holds of its older version is removed (fail closed)
+            return _Plan(document, [], failure=f"could not be prepared: {type(exc).__name__}: {exc}")
 
     def _capped(self, document: Document) -> tuple[str, str]:
         """Title and body cut at ``PI_MAX_DOCUMENT_CHARS`` characters each, before any normalisation runs.
@@ -248,17 +277,24 @@ class Indexer:
         removals = [plan for plan in group if plan.document.deleted]
         upserts = [plan for plan in group if not plan.document.deleted]
         for plan in upserts:
-            self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
-        self._embed([plan for plan in upserts if plan.to_write and plan.document.embed], stats)
+            if plan.failure is None:
+                self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
+        self._embed([plan for plan in upserts if plan.to_write and plan.document.embed and plan.failure is None], stats)
         writable = [plan for plan in upserts if plan.to_write and plan.failure is None]
-        self.ledger.write_ahead([chunk for plan in writable for chunk in plan.to_write])
-        self._write(writable)
-        self._remove_orphans([plan for plan in upserts if plan.orphans and plan.failure is None])
-        self._remove(removals, ledger, update, stats)
-        for plan in upserts:
-            if plan.to_write or plan.orphans or plan.failure:
-                self._record(plan, update, stats)
-        self.ledger.apply(update)
+        written = [chunk.id for plan in writable for chunk in plan.to_write]
+        self.ledger.write_ahead([chunk for plan in writable for chunk in plan.to_write], self.fence)
+        try:
+            self._write(writable)
+            self._remove_orphans([plan for plan in upserts if plan.orphans and plan.failure is None])
+            self._remove(removals, ledger, update, stats)
+            self._withdraw([plan for plan in upserts if plan.failure is not None])
+            for plan in upserts:
+                if plan.to_write or plan.orphans or plan.failure:
+                    self._record(plan, update, stats)
+            self.ledger.apply(update, self.fence)
+        except LeaseLost:
+            self._undo(written)
+            raise
         metrics.indexed(stats)
         if progress is not None:
             progress(stats)
@@ -312,7 +348,7 @@ class Indexer:
         problems: dict[str, str] = {}
         for sink in self.sinks:
             try:
-                result = metrics.sink_call(sink.name, "write", sink.write, chunks)
+                result = metrics.sink_call(sink.name, "write", sink.write, chunks, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "write", exc) from exc
             written = set(result.written)
@@ -334,7 +370,7 @@ class Indexer:
             return
         for sink in self.sinks:
             try:
-                metrics.sink_call(sink.name, "delete_chunks", sink.delete_chunks, orphans)
+                metrics.sink_call(sink.name, "delete_chunks", sink.delete_chunks, orphans, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "deleting old chunks", exc) from exc
 
@@ -345,9 +381,27 @@ class Indexer:
         """
         for sink in self.sinks:
             try:
-                metrics.sink_call(sink.name, "delete_documents", sink.delete_documents, document_ids)
+                metrics.sink_call(sink.name, "delete_documents", sink.delete_documents, document_ids, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "delete", exc) from exc
+
+    def _withdraw(self, plans: list[_Plan]) -> None:
+        """Fail closed: documents whose new version could not be written lose what the index holds of them."""
+        if plans:
+            self._delete_from_sinks([plan.document.id for plan in plans])
+
+    def _undo(self, chunk_ids: list[str]) -> None:
+        """After a lost lease: delete what this run wrote, guarded by its own version (a successor's chunks stay).
+
+        Best effort: if this fails too, the chunks are still in the ledger as written ahead, and the successor's
+        next comparison removes or rewrites them."""
+        if not chunk_ids:
+            return
+        for sink in self.sinks:
+            try:
+                sink.delete_chunks(chunk_ids, version=self._version)
+            except Exception as exc:  # noqa: BLE001 - the lease is lost either way; the ledger still knows them
+                logger.warning("index: could not take back {} chunk(s) from sink {} after losing the lease: {}", len(chunk_ids), sink.name, exc)
 
     def _remove(self, plans: list[_Plan], ledger: dict[str, LedgerEntry], update: LedgerUpdate, stats: IndexStats) -> None:
         if not plans:
@@ -368,6 +422,6 @@ class Indexer:
             stats.chunks_deleted += len(plan.orphans)
             return
         self._fail(stats, plan.document.id, plan.failure)
+        # withdrawn from every sink (fail closed): the ledger forgets it, so it is missing, hence pending, until a
+        # retry indexes it
         update.unrecorded_documents.append(plan.document.id)
-        # its chunks keep their written-ahead rows (hash PENDING): the next run writes them again, and deletes
-        # from every sink those the document no longer has

@@ -17,6 +17,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from pi_framework.db import Database
+from pi_framework.db.fencing import Fence, require
 from pi_framework.db.models import IndexedChunk, IndexedDocument, utcnow
 from pi_framework.pipeline.documents import Chunk, Document
 
@@ -47,7 +48,8 @@ class LedgerUpdate:
     confirmed_documents: list[tuple[Document, int]] = field(default_factory=list)  # (document, chunk count)
     confirmed_chunks: list[Chunk] = field(default_factory=list)
     removed_chunks: list[str] = field(default_factory=list)
-    unrecorded_documents: list[str] = field(default_factory=list)  # failed: must be processed again
+    #: failed, and withdrawn from every sink: forgotten (document and chunks), so they are missing until retried
+    unrecorded_documents: list[str] = field(default_factory=list)
     touched_documents: list[Document] = field(default_factory=list)  # unchanged text, newer source_updated_at
     removed_documents: list[str] = field(default_factory=list)
 
@@ -102,15 +104,24 @@ class Ledger:
                     entries.setdefault(document_id, LedgerEntry()).hashes[chunk_id] = content_hash
         return entries
 
-    def apply(self, update: LedgerUpdate) -> None:
+    def check(self, fence: Fence | None) -> None:
+        """Raise :class:`~pi_framework.db.fencing.LeaseLost` unless *fence* (when given) still holds its lease."""
+        if fence is not None:
+            with self.database.session() as session:
+                require(session, fence, lock=False)
+
+    def apply(self, update: LedgerUpdate, fence: Fence | None = None) -> None:
+        """Commit one group's changes in one transaction; with *fence*, only while it still holds its lease (checked,
+        and the lease row locked, in this same transaction: :class:`~pi_framework.db.fencing.LeaseLost` otherwise)."""
         now = utcnow()
         with self.database.session() as session:
+            require(session, fence)
             for batch in _batches(update.removed_chunks):
                 session.execute(delete(IndexedChunk).where(IndexedChunk.chunk_id.in_(batch)))
             gone = update.unrecorded_documents + update.removed_documents
             for batch in _batches(gone):
                 session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch)))
-            for batch in _batches(update.removed_documents):
+            for batch in _batches(gone):
                 session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
             _upsert(
                 session,
@@ -150,14 +161,18 @@ class Ledger:
                     [{"document_id": d.id, "source_updated_at": d.updated_at} for d in update.touched_documents],
                 )
 
-    def write_ahead(self, chunks: Sequence[Chunk]) -> None:
+    def write_ahead(self, chunks: Sequence[Chunk], fence: Fence | None = None) -> None:
         """Record *chunks* as about to be written, before any sink sees them (hash :data:`PENDING`).
 
         If the process dies between the sink write and :meth:`apply`, the next run finds these ids in the
         ledger: a chunk still in the document is written again (its hash differs), one no longer in it is
         an orphan and is deleted from every sink. So nothing written is ever unknown to the ledger.
+
+        With *fence*, this is also the check before the sinks see anything: a writer that lost its lease stops here
+        (:class:`~pi_framework.db.fencing.LeaseLost`), even when it has nothing to write ahead (only deletes).
         """
         if not chunks:
+            self.check(fence)
             return
         now = utcnow()
         rows = [
@@ -171,6 +186,7 @@ class Ledger:
             for c in chunks
         ]
         with self.database.session() as session:
+            require(session, fence, lock=False)
             _upsert(session, IndexedChunk, rows, ["chunk_id"])
 
     def versions(self, workspace_id: str, source: str) -> dict[str, datetime | None]:
@@ -242,10 +258,11 @@ class Ledger:
                 return
             last = page[-1]
 
-    def remove_documents(self, document_ids: Iterable[str]) -> int:
+    def remove_documents(self, document_ids: Iterable[str], fence: Fence | None = None) -> int:
         ids = list(document_ids)
         removed = 0
         with self.database.session() as session:
+            require(session, fence)
             for batch in _batches(ids):
                 session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
                 removed += session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch))).rowcount

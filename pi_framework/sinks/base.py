@@ -93,16 +93,22 @@ class Sink(Protocol):
     def ensure_ready(self, dimension: int) -> None:
         """Create indices/tables if absent; raise :class:`SinkError` if present with another vector dimension."""
 
-    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
-        """Upsert chunks (with vectors) by id. Never raises for a single bad item: it lands in ``failed``."""
+    def write(self, chunks: Sequence[Chunk], version: int | None = None) -> WriteResult:
+        """Upsert chunks (with vectors) by id. Never raises for a single bad item: it lands in ``failed``.
 
-    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
-        """Remove chunks by id (missing ids are not an error)."""
+        **Versioned (fencing).** With a *version*, a chunk stored with a larger version is neither replaced nor
+        touched: its id lands in ``failed`` ("stale write refused"). The same or a larger version replaces it; the
+        pipeline writes with its lease's fencing token, so a writer that lost its lease never puts an older version
+        back. ``None`` writes unconditionally (tools that rewrite chunks in place)."""
 
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
+    def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
+        """Remove chunks by id (missing ids are not an error); with a *version*, never a chunk stored with a larger one."""
+
+    def delete_documents(self, document_ids: Sequence[str], version: int | None = None) -> int:
         """Remove every chunk of these documents, found by the chunks' ``document_id`` (not by ids the ledger knows):
         chunks an interrupted run wrote but never recorded go too. Missing documents are not an error; return how
-        many chunks were removed. The pipeline deletes documents only this way."""
+        many chunks were removed. The pipeline deletes documents only this way. With a *version*, a chunk stored with
+        a larger version stays (as in :meth:`delete_chunks`)."""
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         """Remove every chunk of a workspace (optionally of one kind); return how many were removed."""

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL,
     project_ids TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    vector BLOB
+    vector BLOB,
+    version INTEGER
 );
 CREATE INDEX IF NOT EXISTS ix_chunks_workspace ON chunks (workspace_id, kind);
 CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
@@ -78,15 +79,21 @@ CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN
 END;
 """
 
+#: a version-guarded upsert: a stored chunk is replaced only by a write of the same or a larger version (a write
+#: without a version, NULL, is unconditional and keeps the stored version)
 _UPSERT = """
-INSERT INTO chunks (id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, vector)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO chunks (id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, vector,
+    version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     document_id = excluded.document_id, workspace_id = excluded.workspace_id, kind = excluded.kind,
     owner_id = excluded.owner_id, source = excluded.source, title = excluded.title, key = excluded.key,
     url = excluded.url, text = excluded.text, project_ids = excluded.project_ids, metadata = excluded.metadata,
-    vector = excluded.vector
+    vector = excluded.vector, version = coalesce(excluded.version, chunks.version)
+WHERE excluded.version IS NULL OR chunks.version IS NULL OR excluded.version >= chunks.version
 """
+#: the delete guard: a versioned delete never removes a chunk stored with a larger version
+_NOT_NEWER = "(? IS NULL OR version IS NULL OR version <= ?)"
 
 _HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id"
 #: the creator Plane's guest rule compares with, read from the stored metadata
@@ -222,6 +229,9 @@ class EmbeddedSink:
         with self._lock:
             self.connection.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS), safe to race with other processes
         with self._write() as connection:
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(chunks)")}
+            if "version" not in columns:  # a file written before writes were versioned
+                connection.execute("ALTER TABLE chunks ADD COLUMN version INTEGER")
             row = connection.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
             if row is None:
                 connection.execute("INSERT INTO meta (key, value) VALUES ('dimension', ?)", (str(dimension),))
@@ -241,13 +251,13 @@ class EmbeddedSink:
             self._dimension = int(row[0])
         return self._dimension
 
-    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
+    def write(self, chunks: Sequence[Chunk], version: int | None = None) -> WriteResult:
         result = WriteResult()
         rows = []
         dimension = self._known_dimension()
         for chunk in chunks:
             if chunk.vector is None:  # full-text only
-                rows.append(self._row(chunk, None))
+                rows.append(self._row(chunk, None, version))
                 continue
             vector = np.asarray(chunk.vector, dtype=np.float32)
             if vector.shape != (dimension,):
@@ -257,16 +267,33 @@ class EmbeddedSink:
             elif not vector.any():
                 result.failed[chunk.id] = "vector is all zeros (no direction to compare)"
             else:  # stored unit-length: a dot product is then the cosine similarity
-                rows.append(self._row(chunk, vector / np.linalg.norm(vector)))
+                rows.append(self._row(chunk, vector / np.linalg.norm(vector), version))
         if rows:
             with self._write() as connection:
                 connection.executemany(_UPSERT, rows)
+                newer = self._newer(connection, [row[0] for row in rows], version)
                 self._bump(connection, {row[2] for row in rows})
-            result.written = [row[0] for row in rows]
+            for chunk_id, stored in newer.items():
+                result.failed[chunk_id] = f"stale write refused: the index holds version {stored}, newer than {version}"
+            result.written = [row[0] for row in rows if row[0] not in newer]
         return result
 
     @staticmethod
-    def _row(chunk: Chunk, vector: np.ndarray | None) -> tuple[Any, ...]:
+    def _newer(connection: sqlite3.Connection, chunk_ids: list[str], version: int | None) -> dict[str, int]:
+        """Of *chunk_ids*, those stored with a version larger than *version* (the guarded upsert left them alone)."""
+        if version is None:
+            return {}
+        newer: dict[str, int] = {}
+        for batch in _batches(chunk_ids):
+            newer.update(
+                connection.execute(
+                    f"SELECT id, version FROM chunks WHERE id IN ({_marks(len(batch))}) AND version > ?", [*batch, version]
+                ).fetchall()
+            )
+        return newer
+
+    @staticmethod
+    def _row(chunk: Chunk, vector: np.ndarray | None, version: int | None) -> tuple[Any, ...]:
         return (
             chunk.id,
             chunk.document_id,
@@ -281,28 +308,30 @@ class EmbeddedSink:
             json.dumps(chunk.project_ids),
             json.dumps(chunk.metadata, default=str),
             None if vector is None else vector.tobytes(),
+            version,
         )
 
-    def _delete_where(self, column: str, values: Sequence[str]) -> int:
+    def _delete_where(self, column: str, values: Sequence[str], version: int | None) -> int:
         removed = 0
         with self._write() as connection:
             touched: set[str | None] = set()
             for batch in _batches(list(values)):
                 rows = connection.execute(
-                    f"DELETE FROM chunks WHERE {column} IN ({_marks(len(batch))}) RETURNING workspace_id", batch
+                    f"DELETE FROM chunks WHERE {column} IN ({_marks(len(batch))}) AND {_NOT_NEWER} RETURNING workspace_id",
+                    [*batch, version, version],
                 ).fetchall()
                 touched.update(row[0] for row in rows)
                 removed += len(rows)
             self._bump(connection, touched)
         return removed
 
-    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+    def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
         if chunk_ids and self._has_table():
-            self._delete_where("id", chunk_ids)
+            self._delete_where("id", chunk_ids, version)
 
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
+    def delete_documents(self, document_ids: Sequence[str], version: int | None = None) -> int:
         """Every chunk of these documents (also chunks the ledger never recorded); returns how many."""
-        return self._delete_where("document_id", document_ids) if document_ids and self._has_table() else 0
+        return self._delete_where("document_id", document_ids, version) if document_ids and self._has_table() else 0
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         if not self._has_table():

@@ -63,10 +63,11 @@ def pending_changes(workspace_id: str, sources: list[Source], limit: int) -> int
     version (changed, new, or hidden/deleted but still indexed). Documents re-read only because of the
     cursor's overlap window do not count, so the measure falls to 0 once the work is done, and the
     trigger (live sync up to ``limit``, a bulk re-feed above it) uses nothing else. A source without a
-    cursor counts as more than *limit*: only a vectorization job gives it one.
+    cursor counts as more than *limit*: only a vectorization job gives it one. Parked documents (refused more than
+    ``PI_DOCUMENT_RETRIES`` times, the cursor moved on) count until they go through.
     """
     ledger = Ledger(get_database())
-    count = 0
+    count = state.parked(workspace_id)
     for source in sources:
         cursor = state.load(source.name, workspace_id)
         if cursor is None:

@@ -6,24 +6,27 @@ every group of documents: a sync that lost its lease stops without moving any cu
 
 A cursor moves only once the changes it covers are in the index. A sink outage raises (the task is
 retried with backoff, the cursor stays). Documents the pipeline refused (bad input, a sink refusing the
-item) hold the cursor too, so the next tick retries them, up to ``PI_DOCUMENT_RETRIES`` attempts; then
-they are logged at ERROR with id and reason and moved aside (the cursor moves on, and every reconcile
-tries them again), so one poison document never blocks a workspace.
+item) are withdrawn from the index (fail closed: no older version stays searchable) and hold the cursor,
+so the next tick retries them, up to ``PI_DOCUMENT_RETRIES`` attempts; then they are logged at ERROR with
+id and reason and *parked*: the cursor moves on, so one poison document never blocks a workspace, but the
+document stays pending (``document-retries``, counted by the measure of pending work, the workspace stays
+flagged and listed by ``pi status``) and is tried again with backoff until it goes through.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
 
 from pi_framework import metrics, runtime
+from pi_framework.db.models import utcnow
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare, pending_changes
-from pi_framework.sync.leases import Leases, queued_marker, workspace_lease
+from pi_framework.sync.leases import Fence, Leases, queued_marker, workspace_lease
 from pi_framework.sync.vectorize import refeed
 
 
@@ -45,27 +48,57 @@ def reconcile(workspace_id: str, indexer: Indexer | None = None, keep_alive: Any
     return counts
 
 
-def _hold_for_retries(workspace_id: str, source: str, stats: IndexStats, retries: dict[str, Any]) -> bool:
-    """Update *retries* with this run's refused documents of *source*; ``True`` while some deserve another try."""
+#: first wait before a parked document is tried again; doubles with every failed try, up to the reconcile interval
+_PARKED_RETRY_SECONDS = 60
+
+
+def _parked(entry: dict[str, Any]) -> bool:
+    return "retry_at" in entry
+
+
+def _due(retries: dict[str, Any], source: str) -> set[str]:
+    """Parked documents of *source* whose next try is due."""
+    now = utcnow().isoformat()
+    return {doc for doc, entry in retries.items() if entry.get("source") == source and _parked(entry) and entry["retry_at"] <= now}
+
+
+def _park(workspace_id: str, document_id: str, entry: dict[str, Any]) -> None:
+    """Past ``PI_DOCUMENT_RETRIES``: the cursor moves on, the document stays pending (retried with backoff)."""
+    settings = runtime.get_registry().settings
+    backoff = 2 ** max(entry["attempts"] - settings.PI_DOCUMENT_RETRIES, 0)
+    wait = min(_PARKED_RETRY_SECONDS * backoff, settings.PI_RECONCILE_INTERVAL)
+    entry["retry_at"] = (utcnow() + timedelta(seconds=wait)).isoformat()
+    logger.bind(workspace=workspace_id).error(
+        "live sync {}: document {} still not indexed after {} attempts: {} (it is not in the index; the cursor moves on, "
+        "it stays pending and is tried again in {} s)",
+        workspace_id,
+        document_id,
+        entry["attempts"],
+        entry["reason"],
+        wait,
+    )
+
+
+def _hold_for_retries(workspace_id: str, source: str, stats: IndexStats, retries: dict[str, Any], tried: set[str]) -> bool:
+    """Update *retries* with this run's refused documents of *source*; ``True`` while the cursor must stay (some
+    document deserves another try from the cursor). *tried* are the parked documents this run tried again.
+
+    A refused document is not in the index (the pipeline fails closed), so no older version is searchable while
+    it waits. Past ``PI_DOCUMENT_RETRIES`` it is *parked*: it stays in ``document-retries`` (counted as pending, shown
+    in ``pi status``) and is tried again with backoff, while the cursor moves on for the rest.
+    """
     limit = runtime.get_registry().settings.PI_DOCUMENT_RETRIES
     for document_id in [doc for doc, entry in retries.items() if entry.get("source") == source]:
-        if document_id not in stats.failed:
+        if document_id not in stats.failed and (document_id in tried or not _parked(retries[document_id])):
             del retries[document_id]  # indexed now (or deleted)
     hold = False
     for document_id, reason in stats.failed.items():
-        attempts = retries.get(document_id, {}).get("attempts", 0) + 1
-        retries[document_id] = {"source": source, "attempts": attempts, "reason": reason}
-        hold = hold or attempts < limit
-    if not hold:
-        for document_id, entry in [(doc, entry) for doc, entry in retries.items() if entry.get("source") == source]:
-            logger.bind(workspace=workspace_id).error(
-                "live sync {}: document {} moved aside after {} attempts: {} (every reconcile tries it again)",
-                workspace_id,
-                document_id,
-                entry["attempts"],
-                entry["reason"],
-            )
-            del retries[document_id]
+        entry = retries[document_id] = {**retries.get(document_id, {"source": source, "attempts": 0})}  # a new dict:
+        entry.update(attempts=entry["attempts"] + 1, reason=reason)  # the caller compares with the entries it read
+        if _parked(entry) or entry["attempts"] >= limit:
+            _park(workspace_id, document_id, entry)
+        else:
+            hold = True
     return hold
 
 
@@ -85,22 +118,22 @@ def live_sync(workspace_id: str, task_id: str | None = None, force_reconcile: bo
     lease.clear(queued_marker(workspace_id))  # the message the trigger sent has started
     if not registry.live_sync_enabled(workspace_id):  # downgraded, or a vectorization job owns the workspace now
         return {"status": "skipped", "reason": "live sync is off for this workspace"}
-    name = workspace_lease(workspace_id)
-    if not lease.acquire(name, holder):
+    fence = lease.fence(workspace_lease(workspace_id), holder)
+    if fence is None:
         return {"status": "skipped", "reason": "another task is writing this workspace"}
     try:
-        return _LiveSync(workspace_id, lease, name, holder).run(force_reconcile)
+        return _LiveSync(workspace_id, lease, fence).run(force_reconcile)
     finally:
-        lease.release(name, holder)
+        lease.release(fence.name, holder)
 
 
 class _LiveSync:
-    def __init__(self, workspace_id: str, lease: Leases, name: str, holder: str) -> None:
-        self.workspace_id, self.lease, self.name, self.holder = workspace_id, lease, name, holder
-        self.indexer = Indexer()
+    def __init__(self, workspace_id: str, lease: Leases, fence: Fence) -> None:
+        self.workspace_id, self.lease, self.fence = workspace_id, lease, fence
+        self.indexer = Indexer(fence=fence)  # every write carries the lease's token (see pipeline.indexer)
 
     def keep_alive(self, _stats: object = None) -> None:
-        self.lease.renew(self.name, self.holder)
+        self.lease.renew(self.fence.name, self.fence.holder)
 
     def refeed(self, reason: str) -> dict[str, Any]:
         """Hand the workspace to a bulk re-feed (a vectorization job): it owns the workspace until it succeeds."""
@@ -129,7 +162,12 @@ class _LiveSync:
             changes = source.changes(workspace_id, cursors[source.name])
             stats = self.indexer.index(changes.documents, progress=self.keep_alive)
             self.keep_alive()
-            if _hold_for_retries(workspace_id, source.name, stats, retries):
+            if tried := _due(retries, source.name) - set(stats.failed):
+                again = refeed(source, workspace_id, tried, self.indexer)
+                stats.documents_indexed += again.documents_indexed
+                stats.failed.update({doc: reason for doc, reason in again.failed.items() if doc in tried})
+                self.keep_alive()
+            if _hold_for_retries(workspace_id, source.name, stats, retries, tried):
                 result["cursor_held"] = result.get("cursor_held", 0) + 1
             else:
                 state.save(source.name, workspace_id, changes.cursor())
@@ -142,7 +180,12 @@ class _LiveSync:
             state.remove(state.RETRIES, workspace_id)
         if force_reconcile or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
-        if flagged is not None and "cursor_held" not in result:
+        if retries:
+            result["parked"] = sum(_parked(entry) for entry in retries.values())
+        if retries:  # a document still to retry keeps the workspace flagged: every tick sends a live sync
+            if flagged is None:
+                state.flag(workspace_id, "document retries")
+        elif flagged is not None:
             caught_up(workspace_id, flagged, pending)
         jobs().live_synced(workspace_id)
         return result

@@ -80,6 +80,11 @@ def reconcile_due(workspace_id: str, interval: int, stamps: dict[str, dict[str, 
     return last is None or utcnow() - last >= timedelta(seconds=interval)
 
 
+def parked(workspace_id: str) -> int:
+    """Documents of *workspace_id* the live sync refused more than ``PI_DOCUMENT_RETRIES`` times and still retries."""
+    return sum("retry_at" in entry for entry in (load(RETRIES, workspace_id) or {}).values())
+
+
 def flag(workspace_id: str, path: str = "live sync") -> None:
     """Mark *workspace_id* as possibly behind: every tick sends it a live sync until one finds it caught up.
 

@@ -37,7 +37,7 @@ from pi_framework.sinks.base import SinkError
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare
 from pi_framework.sync.jobs import JobLost, as_utc
-from pi_framework.sync.leases import LeaseLost, workspace_lease
+from pi_framework.sync.leases import Fence, LeaseLost, workspace_lease
 
 #: documents between two heartbeats when nothing needs embedding (resumed jobs skip fast)
 _SKIP_HEARTBEAT_EVERY = 1000
@@ -69,12 +69,13 @@ def vectorize(
         log.info("vectorize {}: not started: {}", workspace_id, claim.reason)
         return {"status": "skipped", "job_id": claim.job_id, "reason": claim.reason}
     lease, holder = leases(), f"vectorize:{task_id}"
-    if not lease.wait(workspace_lease(workspace_id), holder, timeout=2 * lease.seconds):
+    fence = lease.wait(workspace_lease(workspace_id), holder, timeout=2 * lease.seconds)
+    if fence is None:
         registry.requeue(claim.job_id, task_id, "a live sync of the workspace is still running: re-queued")
         log.info("vectorize {}: the workspace is being written by another task: job re-queued", workspace_id)
         return {"status": "deferred", "job_id": claim.job_id, "reason": "workspace lease held"}
     try:
-        result = _Vectorization(workspace_id, claim.job_id, task_id, holder, on_progress).run()
+        result = _Vectorization(workspace_id, claim.job_id, task_id, fence, on_progress).run()
     except (JobLost, LeaseLost) as exc:
         log.warning("vectorize {}: {}", workspace_id, exc)
         return {"status": "lost", "job_id": claim.job_id, "reason": str(exc)}
@@ -102,11 +103,11 @@ def vectorize(
 class _Vectorization:
     """One run of a job: index every source, validate, store the cursors."""
 
-    def __init__(self, workspace_id: str, job_id: int, task_id: str, holder: str, on_progress: Progress | None) -> None:
-        self.workspace_id, self.job_id, self.task_id, self.holder = workspace_id, job_id, task_id, holder
+    def __init__(self, workspace_id: str, job_id: int, task_id: str, fence: Fence, on_progress: Progress | None) -> None:
+        self.workspace_id, self.job_id, self.task_id, self.fence = workspace_id, job_id, task_id, fence
         self.jobs, self.leases = jobs(), leases()
         self.on_progress = on_progress
-        self.indexer = Indexer()
+        self.indexer = Indexer(fence=fence)  # every write carries the lease's token (see pipeline.indexer)
         self.done = 0
         self.total: int | None = None
         self.skipped = 0
@@ -114,7 +115,7 @@ class _Vectorization:
 
     def report(self) -> None:
         self.jobs.heartbeat(self.job_id, self.task_id, self.done, self.total)
-        self.leases.renew(workspace_lease(self.workspace_id), self.holder)
+        self.leases.renew(self.fence.name, self.fence.holder)
         if self.on_progress is not None:
             self.on_progress(self.done, self.total)
 

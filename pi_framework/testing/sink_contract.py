@@ -201,7 +201,7 @@ class SinkContract:
         class Killed(BaseException):
             """The worker dies (SIGKILL): nothing after the sink write runs."""
 
-        def die(_self: Ledger, _update: object) -> None:
+        def die(_self: Ledger, _update: object, _fence: object = None) -> None:
             raise Killed
 
         with monkeypatch.context() as patch:

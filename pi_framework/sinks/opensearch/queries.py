@@ -46,6 +46,12 @@ def is_own_index(prefix: str, name: str) -> bool:
     return suffix != name and bool(suffix) and _KIND_UNSAFE.search(suffix) is None
 
 
+#: how long a versioned delete's tombstone keeps refusing older writes of the deleted chunk (OpenSearch's default is
+#: 60 s): well past a lease (``PI_LEASE_SECONDS``) plus a bulk request's timeout and retries, so a writer that stalled
+#: past its lease cannot bring back a chunk its successor deleted
+GC_DELETES = "10m"
+
+
 def index_body(dimension: int, kind: str, engine: str = "lucene") -> dict[str, Any]:
     """Settings and mapping of one per-kind index: BM25 text, keyword filters and an HNSW cosine vector of *engine*.
 
@@ -55,7 +61,7 @@ def index_body(dimension: int, kind: str, engine: str = "lucene") -> dict[str, A
     if engine not in KNN_ENGINES:
         raise ValueError(f"k-NN engine must be one of {', '.join(KNN_ENGINES)}, not {engine!r}")
     return {
-        "settings": {"index": {"knn": True}},
+        "settings": {"index": {"knn": True, "gc_deletes": GC_DELETES}},
         "mappings": {
             "dynamic": "strict",
             "_meta": {"pi_framework": {"kind": kind}},

@@ -8,6 +8,11 @@ Reads name their indices with an index expression (``<prefix>-*,-<prefix>-*-*``:
 another prefix's like ``pi-staging-issues``), so a search is one request, not a ``GET _alias`` first. A large write
 is sent as ``bulk_concurrency`` bulk requests in flight at once: one request keeps one of the node's write threads
 busy building the k-NN graph (most of the cost of a write) while the others wait.
+
+A write or delete with a version uses external versioning (``version_type=external_gte``): the node refuses an
+older version over a newer one (409, reported as a refused item), and a versioned delete leaves a tombstone with
+its version for ``index.gc_deletes`` (:data:`~pi_framework.sinks.opensearch.queries.GC_DELETES`), during which an
+older write of the deleted chunk is refused too.
 """
 
 from __future__ import annotations
@@ -200,7 +205,13 @@ class OpenSearchSink:
             raise ValueError(f"cannot be encoded as JSON: {exc}") from None
         return body
 
-    def write(self, chunks: Sequence[Chunk]) -> WriteResult:
+    @staticmethod
+    def _versioned(action: dict[str, Any], version: int | None) -> dict[str, Any]:
+        if version is not None:
+            action.update(version=version, version_type="external_gte")
+        return action
+
+    def write(self, chunks: Sequence[Chunk], version: int | None = None) -> WriteResult:
         result = WriteResult()
         if not chunks:
             return result
@@ -217,7 +228,7 @@ class OpenSearchSink:
                 result.failed[chunk.id] = str(exc)
                 continue
             index = self._prepare_index(chunk.kind)
-            actions.append({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": body})
+            actions.append(self._versioned({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": body}, version))
         written, failed = self._bulk(actions)
         self._dirty.update(action["_index"] for action in actions)
         result.failed.update(failed)
@@ -267,7 +278,7 @@ class OpenSearchSink:
             for ok, response in self._send(list(pending.values())):
                 op_type, item = next(iter(response.items()))
                 key = (str(item.get("_index")), str(item.get("_id")))
-                if ok or (op_type == "delete" and item.get("status") == 404):
+                if ok or (op_type == "delete" and item.get("status") in (404, 409)):  # absent, or newer than this delete
                     written.add(key[1])
                 elif item.get("status") in RETRYABLE and attempt < self.retries and key in pending:
                     retry[key] = pending[key]
@@ -282,28 +293,62 @@ class OpenSearchSink:
         return written, failed
 
     # ------------------------------------------------------------------ deletes
-    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
-        """Delete by id from every index of this prefix (a chunk id does not say its kind); absent ids are fine."""
+    def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
+        """Delete by id from every index of this prefix (a chunk id does not say its kind); absent ids are fine, and so
+        are chunks stored with a version newer than *version*."""
         indices = self._own_indices()
         if not chunk_ids or not indices:
             return
-        actions = [
-            {"_op_type": "delete", "_index": index, "_id": chunk_id} for chunk_id in dict.fromkeys(chunk_ids) for index in indices
-        ]
+        self._delete_ids([(index, chunk_id) for chunk_id in dict.fromkeys(chunk_ids) for index in indices], version)
+
+    def _delete_ids(self, targets: list[tuple[str, str]], version: int | None) -> None:
+        actions = [self._versioned({"_op_type": "delete", "_index": index, "_id": chunk_id}, version) for index, chunk_id in targets]
+        indices = {index for index, _ in targets}
         _, failed = self._bulk(actions)
         self._dirty.update(indices)
         if failed:
             sample = "; ".join(f"{chunk_id}: {reason}" for chunk_id, reason in list(failed.items())[:5])
             raise SinkError(f"opensearch: {len(failed)} delete(s) failed: {sample}")
 
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
-        """Every chunk of these documents, also chunks the ledger never recorded (an interrupted run); returns how many."""
+    def delete_documents(self, document_ids: Sequence[str], version: int | None = None) -> int:
+        """Every chunk of these documents, also chunks the ledger never recorded (an interrupted run); returns how many.
+
+        With a *version*, the chunks are found by a search and deleted by id with that version (a delete by query
+        cannot carry one), so a chunk stored with a newer version stays and the others leave tombstones."""
         ids = list(dict.fromkeys(document_ids))
         if not ids:
             return 0
         indices = self._all_indices()
-        batches = (ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH))
-        return sum(self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches)
+        batches = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
+        if version is None:
+            return sum(self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches)
+        self._refresh()
+        removed = 0
+        for batch in batches:
+            targets = self._chunks_of(indices, batch)
+            if targets:
+                self._delete_ids(targets, version)
+            removed += len(targets)
+        return removed
+
+    def _chunks_of(self, indices: str, document_ids: list[str]) -> list[tuple[str, str]]:
+        """``(index, chunk id)`` of every chunk of *document_ids*, paged by ``search_after`` on the chunk id."""
+        targets: list[tuple[str, str]] = []
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": ID_BATCH,
+                "_source": False,
+                "query": {"terms": {"document_id": document_ids}},
+                "sort": [{"chunk_id": "asc"}],
+            }
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search(indices, body, "finding chunks of documents")
+            targets.extend((hit["_index"], hit["_id"]) for hit in hits)
+            if len(hits) < ID_BATCH:
+                return targets
+            after = hits[-1]["sort"]
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         return self._delete_by_query(
