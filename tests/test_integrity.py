@@ -5,6 +5,7 @@ Each test reproduces one way the promise "the index equals what Plane shows" use
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -197,6 +198,84 @@ def test_only_the_holder_renews_or_releases_and_an_expired_lease_is_taken_over(p
     lease.renew("live:w1", "b")
     lease.release("live:w1", "b")
     assert lease.held() == {}
+
+
+def test_every_acquire_gets_a_larger_fencing_token_whoever_takes_it(pi_database) -> None:
+    lease = Leases(pi_database, seconds=30)
+    first = lease.fence("live:w1", "a")
+    again = lease.fence("live:w1", "a")  # the same holder taking it again
+    lease.release("live:w1", "a")
+    other = lease.fence("live:w2", "b")
+    taken = lease.fence("live:w1", "c")
+    seized = lease.seize("live:w1", "downgrade")
+    tokens = [first.token, again.token, other.token, taken.token, seized.token]
+    assert tokens == sorted(set(tokens)), tokens
+    assert lease.held(["live:w1"]) == {"live:w1": "downgrade"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, pi_env):  # noqa: ANN001, ANN201
+    if request.param == "sqlite":
+        yield get_database(pi_env())
+        return
+    database = get_database(pi_env(PI_DATABASE_URL=request.getfixturevalue("postgres_url")))
+    yield database
+    database.dispose()
+
+
+def test_a_worker_clock_running_a_minute_ahead_cannot_take_a_lease_just_renewed(any_database, monkeypatch) -> None:
+    """Lease times come from the database's clock: a worker whose own clock is 60 s ahead (longer than the lease)
+    neither takes a lease its holder just renewed nor thinks it expired."""
+    lease = Leases(any_database, seconds=30)
+    assert lease.fence("live:w1", "a")
+    lease.renew("live:w1", "a")
+    ahead = lambda: utcnow_real() + timedelta(seconds=60)  # noqa: E731
+    monkeypatch.setattr("pi_framework.db.models.utcnow", ahead)
+    monkeypatch.setattr("pi_framework.sync.leases.utcnow", ahead, raising=False)  # where it was read before
+    assert lease.fence("live:w1", "b") is None, "b's fast clock must not expire a's fresh lease"
+    assert lease.held() == {"live:w1": "a"}
+    lease.renew("live:w1", "a")
+
+
+def utcnow_real():  # noqa: ANN201
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def test_a_downgrade_during_a_sink_write_leaves_the_workspace_empty(world, monkeypatch) -> None:
+    """A live sync is inside its sink write when the workspace is downgraded: the downgrade seizes the lease and
+    deletes everything; the sync's write lands afterwards, but its commit is refused and it takes its chunks back."""
+    ws, plane = world["ws"], world["plane"]
+    (sink,) = runtime.get_sinks()
+    plane.update(schema.issues, world["issues"][0]["id"], name="Edited just before the downgrade")
+    arrived, resume, outcome = threading.Event(), threading.Event(), {}
+    real_write = sink.write
+
+    def held_write(chunks, version=None):  # noqa: ANN001, ANN202
+        if threading.current_thread() is worker:
+            arrived.set()
+            assert resume.wait(60)
+        return real_write(chunks, version=version)
+
+    def run() -> None:
+        try:
+            outcome["result"] = live_sync(ws)
+        except LeaseLost as exc:
+            outcome["lost"] = exc
+
+    monkeypatch.setattr(sink, "write", held_write)
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert arrived.wait(60)
+        assert forget_workspace(ws) > 0
+    finally:
+        resume.set()
+        worker.join(60)
+    assert "lost" in outcome, outcome
+    assert sink.count(ws) == 0 and not ledger_ids(ws) and not sink_chunk_ids(ws)
+    assert live_sync(ws)["status"] == "skipped"
 
 
 def lease_table():  # noqa: ANN201

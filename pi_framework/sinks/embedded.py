@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,10 @@ _MIN_CANDIDATES = 200
 _MAX_CACHED_WORKSPACES = 8
 _TERM = re.compile(r"\w+", re.UNICODE)
 
-_SCHEMA = """
+#: chunks deleted by a versioned delete, and that version (see :data:`_UPSERT`)
+_TOMBSTONES = "CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted_at REAL NOT NULL)"
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS generations (workspace TEXT PRIMARY KEY, generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -64,6 +68,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS ix_chunks_workspace ON chunks (workspace_id, kind);
 CREATE INDEX IF NOT EXISTS ix_chunks_document ON chunks (document_id);
+{_TOMBSTONES};
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     title, text, content='chunks', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
 );
@@ -79,12 +84,14 @@ CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN
 END;
 """
 
-#: a version-guarded upsert: a stored chunk is replaced only by a write of the same or a larger version (a write
-#: without a version, NULL, is unconditional and keeps the stored version)
+#: a version-guarded upsert: a stored chunk is replaced only by a write of the same or a larger version, and a chunk
+#: deleted with a larger version (a tombstone) is not written again; a write without a version (NULL) is unconditional
+#: and keeps the stored version. Parameters: the row, then its id and version again for the tombstone check.
 _UPSERT = """
 INSERT INTO chunks (id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, vector,
     version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE tombstones.id = ? AND tombstones.version > ?)
 ON CONFLICT (id) DO UPDATE SET
     document_id = excluded.document_id, workspace_id = excluded.workspace_id, kind = excluded.kind,
     owner_id = excluded.owner_id, source = excluded.source, title = excluded.title, key = excluded.key,
@@ -94,6 +101,10 @@ WHERE excluded.version IS NULL OR chunks.version IS NULL OR excluded.version >= 
 """
 #: the delete guard: a versioned delete never removes a chunk stored with a larger version
 _NOT_NEWER = "(? IS NULL OR version IS NULL OR version <= ?)"
+
+#: versioned deletes leave a tombstone this long, refusing older writes of the deleted chunk meanwhile (as OpenSearch's
+#: ``index.gc_deletes``, see :data:`pi_framework.sinks.opensearch.queries.GC_DELETES`)
+TOMBSTONE_SECONDS = 600
 
 _HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id"
 #: the creator Plane's guest rule compares with, read from the stored metadata
@@ -270,7 +281,7 @@ class EmbeddedSink:
                 rows.append(self._row(chunk, vector / np.linalg.norm(vector), version))
         if rows:
             with self._write() as connection:
-                connection.executemany(_UPSERT, rows)
+                connection.executemany(_UPSERT, [(*row, row[0], version) for row in rows])
                 newer = self._newer(connection, [row[0] for row in rows], version)
                 self._bump(connection, {row[2] for row in rows})
             for chunk_id, stored in newer.items():
@@ -280,16 +291,17 @@ class EmbeddedSink:
 
     @staticmethod
     def _newer(connection: sqlite3.Connection, chunk_ids: list[str], version: int | None) -> dict[str, int]:
-        """Of *chunk_ids*, those stored with a version larger than *version* (the guarded upsert left them alone)."""
+        """Of *chunk_ids*, those stored or deleted with a version larger than *version* (the guarded upsert left them)."""
         if version is None:
             return {}
         newer: dict[str, int] = {}
         for batch in _batches(chunk_ids):
-            newer.update(
-                connection.execute(
-                    f"SELECT id, version FROM chunks WHERE id IN ({_marks(len(batch))}) AND version > ?", [*batch, version]
-                ).fetchall()
-            )
+            for table in ("tombstones", "chunks"):
+                newer.update(
+                    connection.execute(
+                        f"SELECT id, version FROM {table} WHERE id IN ({_marks(len(batch))}) AND version > ?", [*batch, version]
+                    ).fetchall()
+                )
         return newer
 
     @staticmethod
@@ -312,18 +324,36 @@ class EmbeddedSink:
         )
 
     def _delete_where(self, column: str, values: Sequence[str], version: int | None) -> int:
+        """Delete the chunks whose *column* is in *values*; a versioned delete leaves tombstones (see :data:`_UPSERT`)."""
         removed = 0
         with self._write() as connection:
             touched: set[str | None] = set()
+            gone: list[str] = list(values) if column == "id" else []  # ids: absent ones get a tombstone too
             for batch in _batches(list(values)):
                 rows = connection.execute(
-                    f"DELETE FROM chunks WHERE {column} IN ({_marks(len(batch))}) AND {_NOT_NEWER} RETURNING workspace_id",
+                    f"DELETE FROM chunks WHERE {column} IN ({_marks(len(batch))}) AND {_NOT_NEWER} RETURNING workspace_id, id",
                     [*batch, version, version],
                 ).fetchall()
                 touched.update(row[0] for row in rows)
                 removed += len(rows)
+                if column != "id":
+                    gone.extend(row[1] for row in rows)
+            if version is not None:
+                self._bury(connection, gone, version)
             self._bump(connection, touched)
         return removed
+
+    @staticmethod
+    def _bury(connection: sqlite3.Connection, chunk_ids: list[str], version: int) -> None:
+        """Tombstones for *chunk_ids* deleted at *version*; expired ones are dropped."""
+        now = time.time()
+        connection.execute(_TOMBSTONES)  # a file made before tombstones, by a process that never called ensure_ready
+        connection.execute("DELETE FROM tombstones WHERE deleted_at < ?", (now - TOMBSTONE_SECONDS,))
+        connection.executemany(
+            "INSERT INTO tombstones (id, version, deleted_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET version = max(version, excluded.version), deleted_at = excluded.deleted_at",
+            [(chunk_id, version, now) for chunk_id in chunk_ids],
+        )
 
     def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
         if chunk_ids and self._has_table():

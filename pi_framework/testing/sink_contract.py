@@ -217,6 +217,96 @@ class SinkContract:
         assert ready_sink.existing(written) == kept & set(written), "no chunk of the first version is left"
         assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="someone-else")) == []
 
+    # ------------------------------------------------------------------ fencing
+    def test_an_older_version_never_replaces_or_deletes_a_newer_one(self, ready_sink: Sink) -> None:
+        """Versioned writes and deletes (the pipeline writes with its lease's fencing token): a smaller version is
+        refused over a larger one, the same version goes through, and a versioned delete keeps refusing older writes."""
+        assert ready_sink.write([self.chunk("issues:1#0", text="newer words")], version=20).written == ["issues:1#0"]
+        stale = ready_sink.write([self.chunk("issues:1#0", text="older words")], version=10)
+        assert "issues:1#0" in stale.failed and "issues:1#0" not in stale.written
+        ready_sink.delete_chunks(["issues:1#0"], version=10)
+        ready_sink.delete_documents(["issues:1"], version=10)
+        assert ready_sink.existing(["issues:1#0"]) == {"issues:1#0"}, "an older delete left the newer chunk alone"
+        assert self.ids(ready_sink.search_text(SearchQuery(WS_A, text="newer"))) == ["issues:1#0"]
+        assert ready_sink.search_text(SearchQuery(WS_A, text="older")) == []
+        assert ready_sink.write([self.chunk("issues:1#0", text="newest words")], version=20).written == ["issues:1#0"]
+        assert ready_sink.delete_documents(["issues:1"], version=30) == 1
+        late = ready_sink.write([self.chunk("issues:1#0", text="older words")], version=20)
+        assert "issues:1#0" in late.failed, "a write older than the delete does not bring the chunk back"
+        assert ready_sink.existing(["issues:1#0"]) == set()
+        ready_sink.delete_chunks(["issues:2#0"], version=30)  # absent: the delete still fences it
+        assert "issues:2#0" in ready_sink.write([self.chunk("issues:2#0")], version=25).failed
+        self.write_all(ready_sink, [self.chunk("issues:1#0", text="rewritten in place")])  # no version: unconditional
+        assert ready_sink.existing(["issues:1#0"]) == {"issues:1#0"}
+
+    def test_a_writer_stalled_past_its_lease_never_puts_its_older_version_back(
+        self, ready_sink: Sink, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A live sync held between embedding and its sink write (a GC pause, a slow sink, SIGSTOP) past its lease, while
+        its successor writes the newer version (the page made private): the newer version wins in the sink and the
+        ledger, the stalled writer ends with LeaseLost, and no one but the owner finds the page."""
+        import threading
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from pi_framework.db import Database
+        from pi_framework.db.fencing import LeaseLost
+        from pi_framework.db.models import Lease, utcnow
+        from pi_framework.embedding import HashingEmbedder
+        from pi_framework.pipeline.documents import Document
+        from pi_framework.pipeline.indexer import Indexer
+        from pi_framework.pipeline.ledger import Ledger
+        from pi_framework.settings import Settings
+        from pi_framework.sync.leases import Leases
+
+        settings = Settings(PI_DATA_DIR=str(tmp_path), PI_CHUNK_TOKENS=16, PI_CHUNK_OVERLAP=0)
+        database, embedder = Database(settings), HashingEmbedder(dimension=self.dimension)
+        leases = Leases(database, seconds=30)
+        body = " ".join(f"paragraph {n} about the zebra migration plan." for n in range(6))
+        public = Document("pages:p1", "pages", "pages", WS_A, title="Plan", body=body)
+        private = Document("pages:p1", "pages", "pages", WS_A, title="Plan", body=body, owner_id="owner-1")
+
+        stalled_fence = leases.fence("live:contract", "stalled")
+        assert stalled_fence is not None
+        stalled = Indexer([ready_sink], embedder, database, settings, fence=stalled_fence)
+        arrived, resume, outcome = threading.Event(), threading.Event(), {}
+        real_write = ready_sink.write
+
+        def held_write(chunks, version=None):  # noqa: ANN001, ANN202 - the sink's own signature
+            if threading.current_thread() is worker:
+                arrived.set()
+                assert resume.wait(60)
+            return real_write(chunks, version=version)
+
+        def run() -> None:
+            try:
+                outcome["stats"] = stalled.index([public])
+            except LeaseLost as exc:
+                outcome["lost"] = exc
+
+        monkeypatch.setattr(ready_sink, "write", held_write)
+        worker = threading.Thread(target=run)
+        worker.start()
+        try:
+            assert arrived.wait(60), "the stalled writer reached its sink write"
+            with database.session() as session:  # it renewed nothing for longer than its lease
+                session.execute(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
+            successor_fence = leases.fence("live:contract", "successor")
+            assert successor_fence is not None and successor_fence.token > stalled_fence.token
+            successor = Indexer([ready_sink], embedder, database, settings, fence=successor_fence)
+            assert successor.index([private]).documents_indexed == 1
+        finally:
+            resume.set()
+            worker.join(60)
+        assert "lost" in outcome, f"the stalled writer must learn it lost its lease, got {outcome}"
+        expected = {chunk.id: chunk.content_hash for chunk in successor.chunks_of(private)}
+        assert ready_sink.existing(list(expected)) == set(expected), "the newer version is whole"
+        assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="someone-else")) == []
+        assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="owner-1"))
+        assert Ledger(database).lookup(["pages:p1"])["pages:p1"].hashes == expected
+        database.dispose()
+
     def test_ensure_ready_rejects_another_dimension(self, ready_sink: Sink) -> None:
         self.write_all(ready_sink, [self.chunk("issues:1#0")])
         with pytest.raises(SinkError):
