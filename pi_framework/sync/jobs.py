@@ -1,9 +1,26 @@
 """Vectorization jobs: the PI database, not the broker, says what work exists.
 
 Every transition of a job — request, dispatch, claim, heartbeat, finish, re-queue, retry of a failed
-job, cancel (downgrade), reap — is a method here, and each is one conditional ``UPDATE`` (atomic on
-PostgreSQL and SQLite alike): two tasks racing for the same job cannot both win, and a task whose job
-was taken over (silent longer than ``PI_HEARTBEAT_TIMEOUT_SECONDS``) notices at its next heartbeat.
+job, cancel (downgrade), reap — is a method here, and each is a compare-and-set: one ``UPDATE … WHERE id = …
+AND status IN (<the statuses it leaves>) [AND task_id = <this task>]`` (atomic on PostgreSQL and SQLite
+alike), which reports whether it happened. Two tasks racing for the same job cannot both win, a task whose
+job was taken over (silent longer than ``PI_HEARTBEAT_TIMEOUT_SECONDS``) notices at its next heartbeat, and
+a cancel always wins: ``cancelled`` is terminal (an upgrade queues a *new* job, :meth:`Jobs.request`), so a
+finish, re-queue, heartbeat, claim or dispatch that comes after it changes nothing — no status, no live sync.
+
+=============  ===========================================  ===========  ==========================
+transition     from                                         to           reports
+=============  ===========================================  ===========  ==========================
+dispatch       queued, not sent                             (sent)       how many were sent
+claim          queued; running if silent or this task's     running      :class:`Claim`
+heartbeat      running under this task                      running      raises :class:`JobLost`
+finish         running under this task                      success or   ``bool``
+                                                            failed
+requeue        running under this task                      queued       ``bool``
+redispatch     running and silent                           queued       counts
+cancel         queued, running                              cancelled    how many were cancelled
+reap           queued, running, without progress            failed       the reaped jobs
+=============  ===========================================  ===========  ==========================
 
 Two times describe a job: ``alive_at`` (column ``alive_at``), the last sign of life of its task
 (sent, claimed, reporting), which decides re-dispatch; and ``progress_at`` (column ``progress_at``),
@@ -34,7 +51,12 @@ _MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 class JobLost(RuntimeError):
-    """Another task took this job over (this one was presumed dead): stop without touching it."""
+    """This task no longer runs its job (another task took it over, or it was cancelled or reaped): stop without
+    touching the workspace."""
+
+
+#: what :meth:`Jobs.finish` may end a run with
+_OUTCOMES = (JobStatus.SUCCESS, JobStatus.FAILED)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -137,7 +159,9 @@ class Jobs:
         for job_id, workspace_id in candidates:
             with self.database.session() as session:
                 won = session.execute(
-                    update(Job).where(Job.id == job_id, Job.alive_at.is_(None)).values(alive_at=utcnow())
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.alive_at.is_(None))
+                    .values(alive_at=utcnow())
                 ).rowcount
             if won:
                 send_task(VECTORIZE_TASK, workspace_id=workspace_id, job_id=job_id)
@@ -222,10 +246,15 @@ class Jobs:
                     error=None,
                 )
             ).rowcount
-        return Claim(job.id, bool(won), "" if won else f"job {job.id} was claimed by another task")
+        if won:
+            return Claim(job.id, True)
+        current = self.get(job.id)
+        if current is not None and current.status not in JobStatus.ACTIVE:  # cancelled or reaped meanwhile
+            return Claim(job.id, False, f"job {job.id} is {current.status}: nothing to do")
+        return Claim(job.id, False, f"job {job.id} was claimed by another task")
 
     def heartbeat(self, job_id: int, task_id: str, done: int, total: int | None) -> None:
-        """Report progress; raises :class:`JobLost` when another task has taken the job over."""
+        """Report progress; raises :class:`JobLost` when this task no longer runs the job (taken over, cancelled, reaped)."""
         now = utcnow()
         with self.database.session() as session:
             changed = session.execute(
@@ -241,29 +270,62 @@ class Jobs:
                 )
             ).rowcount
         if not changed:
-            raise JobLost(f"job {job_id} is no longer run by task {task_id}")
+            raise JobLost(f"job {job_id} is no longer run by task {task_id}: {self._whereabouts(self.get(job_id))}")
 
-    def finish(self, job_id: int, task_id: str, status: str, error: str | None = None) -> None:
-        """End this task's run: ``success`` switches live sync on; ``failed`` is retried later (:meth:`retry_failed`)."""
-        values: dict[str, Any] = {"status": status, "error": error}
-        values.update(finished_at=utcnow(), live_sync_enabled=status == JobStatus.SUCCESS)
+    def finish(self, job_id: int, task_id: str, status: str, error: str | None = None) -> bool:
+        """End this task's run; ``True`` if it did, ``False`` if the run was no longer this task's to end.
+
+        ``success`` switches live sync on; ``failed`` is retried later (:meth:`retry_failed`). Only a job still
+        ``running`` under *task_id* is ended: one cancelled meanwhile (a downgrade after the last heartbeat) stays
+        cancelled with live sync off, one reaped stays failed, one taken over stays the other task's. The caller
+        then treats the run as lost (no more writes for the workspace).
+        """
+        if status not in _OUTCOMES:
+            raise ValueError(f"a run ends as success or failed, not {status!r}")
         with self.database.session() as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.task_id == task_id).values(**values))
+            ended = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.task_id == task_id, Job.status == JobStatus.RUNNING)
+                .values(status=status, error=error, finished_at=utcnow(), live_sync_enabled=status == JobStatus.SUCCESS)
+            ).rowcount
+        if not ended:
+            self._lost(job_id, task_id, f"not ended as {status}")
         self.dispatch_queued()
+        return bool(ended)
 
-    def requeue(self, job_id: int, task_id: str, reason: str, at_once: bool = False) -> None:
-        """Give the job back to the queue; it resumes from the ledger.
+    def requeue(self, job_id: int, task_id: str, reason: str, at_once: bool = False) -> bool:
+        """Give the job back to the queue (it resumes from the ledger); ``True`` if it did.
 
         ``at_once``: send it again now (a run that checkpointed before its time limit); otherwise the
         re-dispatch pass sends it after ``PI_HEARTBEAT_TIMEOUT_SECONDS`` (a transient outage: backoff).
+        ``False``: the job was no longer ``running`` under *task_id* (cancelled, reaped or taken over) and is
+        left as it is, so a cancelled job is never sent again.
         """
         with self.database.session() as session:
-            session.execute(
+            queued = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.task_id == task_id)
+                .where(Job.id == job_id, Job.task_id == task_id, Job.status == JobStatus.RUNNING)
                 .values(status=JobStatus.QUEUED, task_id=None, error=reason, alive_at=None if at_once else utcnow())
-            )
+            ).rowcount
+        if not queued:
+            self._lost(job_id, task_id, "not re-queued")
         self.dispatch_queued()
+        return bool(queued)
+
+    @staticmethod
+    def _whereabouts(job: Job | None) -> str:
+        """Where a job a task lost stands now (for the log and :class:`JobLost`)."""
+        if job is None:
+            return "it no longer exists"
+        if job.status == JobStatus.RUNNING:
+            return f"it is running under task {job.task_id}"
+        return f"it is {job.status}" + (f" ({job.error})" if job.error else "")
+
+    def _lost(self, job_id: int, task_id: str, what: str) -> None:
+        job = self.get(job_id)
+        logger.bind(workspace=job.workspace_id if job else None, job=job_id).warning(
+            "vectorization job {}: task {} no longer runs it: {}; {}", job_id, task_id, what, self._whereabouts(job)
+        )
 
     def cancel(self, workspace_id: str, reason: str) -> int:
         """Cancel the workspace's active jobs (a downgrade): a running task stops at its next heartbeat; never retried."""
