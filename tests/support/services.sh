@@ -3,7 +3,8 @@
 # environment variables that point the tests at them (`eval "$(tests/support/services.sh)"`).
 #
 #   PostgreSQL  a throw-away cluster of the tests' own (trust auth, port $PI_TEST_POSTGRES_PORT, data under
-#               $PI_SERVICES_DIR/postgres), the way pytest-postgresql does it; from Debian's packages if missing
+#               $PI_SERVICES_DIR/postgres), the way pytest-postgresql does it; from Debian's packages if missing;
+#               wal_level=logical (the change feed), a running cluster without it is restarted
 #   RabbitMQ    the Debian package's server, started detached; guest/guest on localhost
 #   OpenSearch  an embedded node with the k-NN plugin built from Maven artifacts (tests/support/opensearch)
 #
@@ -70,6 +71,16 @@ start_postgres() {
         apt_install postgresql
         bindir=$(pg_bindir)
     fi
+    # wal_level=logical and the senders/slots: the change feed's tests (logical replication, pgoutput)
+    local options="-p $PG_PORT -h 127.0.0.1 -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    options="$options -c max_connections=300 -c wal_level=logical -c max_replication_slots=64 -c max_wal_senders=64"
+    if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" \
+        && [ "$("$bindir/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc 'show wal_level' 2>/dev/null)" != logical ]; then
+        # a cluster started by an earlier version of this script: wal_level is read only at start-up
+        say "PostgreSQL on 127.0.0.1:$PG_PORT: restarting with wal_level=logical"
+        as_pg_user "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 -m fast -o "$options" restart >/dev/null
+        wait_until 60 PostgreSQL "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
+    fi
     if ! "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
         if [ ! -f "$data/PG_VERSION" ]; then
             say "initdb $data"
@@ -77,10 +88,12 @@ start_postgres() {
             if [ "$(id -u)" = 0 ]; then chown postgres: "$data" "$SERVICES_DIR"; fi
             as_pg_user "$bindir/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
         fi
+        # replication connections (the change feed) over TCP, trusted like every other test connection
+        if ! grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$data/pg_hba.conf"; then
+            echo "host    replication     all             127.0.0.1/32            trust" >>"$data/pg_hba.conf"
+        fi
         say "PostgreSQL on 127.0.0.1:$PG_PORT"
-        as_pg_user "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-            -o "-p $PG_PORT -h 127.0.0.1 -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-            start >/dev/null
+        as_pg_user "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 -o "$options" start >/dev/null
         wait_until 60 PostgreSQL "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"
     fi
     echo "export PI_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
