@@ -149,6 +149,35 @@ class Settings(BaseSettings):
         default=3600, description="Seconds between id reconciles of a live-synced workspace (hard deletes)."
     )
 
+    # --- change feed (logical replication from Plane's PostgreSQL; polling stays on as the safety net)
+    PI_CHANGEFEED_ENABLED: bool = Field(
+        default=True,
+        description="Workers run the change feed (one process at a time, under a lease) once pi changefeed setup made the "
+        "publication and slot; 0 = polling updated_at only.",
+    )
+    PI_CHANGEFEED_DATABASE_URL: str | None = Field(
+        default=None,
+        description="Plane's PostgreSQL as a role with the REPLICATION attribute, for the change feed; unset = PLANE_DATABASE_URL.",
+    )
+    PI_CHANGEFEED_SLOT: str = Field(default="pi_changefeed", description="Logical replication slot of the change feed (pgoutput).")
+    PI_CHANGEFEED_PUBLICATION: str = Field(
+        default="pi_changefeed", description="Publication of the change feed: the tables the installed sources watch."
+    )
+    PI_CHANGEFEED_MAX_LAG_BYTES: PositiveInt = Field(
+        default=1073741824,
+        description="WAL a slot may hold back before it is dropped (then recreated, with a full compare of every live "
+        "workspace, logged at ERROR): Plane's disk never fills.",
+    )
+    PI_CHANGEFEED_BATCH_SECONDS: float = Field(
+        default=0.05, gt=0, description="Seconds received changes wait to be flagged together (one PI database commit, one confirm)."
+    )
+    PI_CHANGEFEED_FEEDBACK_SECONDS: float = Field(
+        default=5.0, gt=0, description="Seconds between confirmations to PostgreSQL, idle or not (retained WAL stays bounded)."
+    )
+    PI_CHANGEFEED_LAG_CHECK_SECONDS: float = Field(
+        default=30.0, gt=0, description="Seconds between slot lag checks (status, metric, the drop above PI_CHANGEFEED_MAX_LAG_BYTES)."
+    )
+
     # --- docs
     PI_DOCS_REPOS: list[str] = Field(
         default_factory=list, description="owner/repo[@branch][:path-prefix] or file:///path entries, comma separated."

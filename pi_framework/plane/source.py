@@ -7,7 +7,7 @@ rows, so a workspace is never loaded into memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -34,6 +34,12 @@ def _after(columns: Sequence[ColumnElement], values: Sequence[Any]) -> ColumnEle
     return or_(head, and_(columns[0] == values[0], _after(columns[1:], values[1:])))
 
 
+def _workspace_of_row(row: Mapping[str, Any]) -> list[str] | None:
+    """A Plane row's ``workspace_id`` (``None`` when the row does not carry it: a key-only DELETE)."""
+    workspace_id = row.get("workspace_id")
+    return [workspace_id] if isinstance(workspace_id, str) and workspace_id else None
+
+
 class PlaneSource:
     """Base of a workspace-scoped source read from Plane's database.
 
@@ -51,6 +57,9 @@ class PlaneSource:
     tables: ClassVar[tuple[Table, ...]] = ()
     page_size: ClassVar[int] = 200
     id_page_size: ClassVar[int] = 5000
+    #: the table whose rows are this source's documents (``<name>:<row id>``); default the first tracked one. The
+    #: change feed maps a DELETE of it that carries only the key through the ledger (see :meth:`watched_tables`)
+    document_table: ClassVar[str | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -72,6 +81,23 @@ class PlaneSource:
 
     def document_id(self, row_id: str) -> str:
         return f"{self.name}:{row_id}"
+
+    # ------------------------------------------------------------------ the change feed
+    def watched_tables(self) -> dict[str, Callable[[Mapping[str, Any]], Iterable[str] | None]]:
+        """What the change feed (:mod:`pi_framework.changefeed`) watches for this source: every tracked table, each with
+        how one of its rows maps to the workspaces whose documents it may change.
+
+        A row is what logical replication sends: column name -> text value (``None``: NULL). Every Plane table
+        tracked here has a ``workspace_id`` column, so the default reads it. ``None`` means "this row does not say":
+        a DELETE carries only the key (replica identity default); the feed then finds the workspace in the ledger
+        when the table is :attr:`document_table` (only an indexed document's delete matters), and ``pi changefeed
+        setup`` gives the other watched tables ``REPLICA IDENTITY FULL`` so their deletes carry ``workspace_id``.
+        Override it for a table whose rows name their workspace another way.
+        """
+        return {name: _workspace_of_row for name in self.tracked}
+
+    def documents_table(self) -> str | None:
+        return self.document_table or (self.tracked[0] if self.tracked else None)
 
     # ------------------------------------------------------------------ querying
     def db_now(self) -> datetime:

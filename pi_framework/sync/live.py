@@ -22,6 +22,7 @@ from typing import Any
 from loguru import logger
 
 from pi_framework import metrics, runtime
+from pi_framework.changefeed import requests as changefeed
 from pi_framework.db.models import utcnow
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sync import jobs, leases, sources, state
@@ -152,6 +153,7 @@ class _LiveSync:
         if any(cursor is None for cursor in cursors.values()):  # repaired by the job machinery, never by a full pass here
             return self.refeed("a source has no cursor")
         flagged = state.marker(workspace_id)  # read before measuring: a flag raised after this survives the sync
+        compare_asked = changefeed.compare_requested(workspace_id)  # the change feed saw a change updated_at may not show
         pending = pending_changes(workspace_id, workspace_sources, settings.PI_LIVE_SYNC_MAX_MISSING)
         if pending > settings.PI_LIVE_SYNC_MAX_MISSING:
             return self.refeed(f"more than {settings.PI_LIVE_SYNC_MAX_MISSING} pending changes")
@@ -178,8 +180,10 @@ class _LiveSync:
             state.save(state.RETRIES, workspace_id, retries)
         elif before and not retries:
             state.remove(state.RETRIES, workspace_id)
-        if force_reconcile or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
+        if force_reconcile or compare_asked is not None or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
+            if compare_asked is not None:
+                changefeed.clear_compare(workspace_id, compare_asked)  # unless asked again while this ran
         if retries:
             result["parked"] = sum(_parked(entry) for entry in retries.values())
         if retries:  # a document still to retry keeps the workspace flagged: every tick sends a live sync
