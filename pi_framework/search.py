@@ -23,6 +23,10 @@ search still answers from BM25, but every such query is logged at ERROR (sink an
 :data:`vector_query_failures`, so an outage or a misconfiguration shows in the logs at once instead of quietly
 turning hybrid search into text search for good. In ``vector`` mode nothing else could answer: the error is
 raised, like any text-search error in every mode. Other exceptions (bugs) are never caught.
+
+Documents the pipeline *withheld* (their new version was refused and a sink would not delete the old one either,
+see :meth:`~pi_framework.pipeline.ledger.Ledger.withhold`) are dropped from the results: one indexed query on the
+PI database per search that found something.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from dataclasses import replace
 from loguru import logger
 
 from pi_framework import metrics, runtime
+from pi_framework.db import get_database
+from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane.access import resolve_access
 from pi_framework.sinks.base import Hit, SearchQuery, Sink, SinkError
 
@@ -131,8 +137,12 @@ def search(
                 if mode == "vector"
                 else _vector_hits(sink, request)
             )
+    fused = reciprocal_rank_fusion(rankings)
+    withheld = Ledger(get_database()).withheld(list({hit.document_id for hit in fused})) if fused else set()
     best_per_document: dict[str, Hit] = {}
-    for hit in reciprocal_rank_fusion(rankings):
+    for hit in fused:
+        if hit.document_id in withheld:
+            continue
         if not request.allows(hit):  # defence in depth: a sink's filter bug must not leak
             logger.error("search: a sink returned chunk {} that this search may not see; dropped", hit.chunk_id)
             continue

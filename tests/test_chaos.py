@@ -1,5 +1,9 @@
 """Chaos: real workers on RabbitMQ and PostgreSQL, a real OpenSearch behind a relay that can be switched off, a seeded random
-walk of Plane edits with the worker SIGKILLed and SIGSTOPped at random moments and the sink down for a while.
+walk of Plane edits with worker groups SIGKILLed and SIGSTOPped at random moments and the sink down for a while.
+
+Two worker groups run at once (each with beat; ticks never overlap), so a group stopped for longer than the lease
+(``PI_LEASE_SECONDS``) wakes up after the other one took its workspace over and wrote newer versions: the fenced writes
+must keep the stalled group's older versions out, in the sink and in the ledger.
 
 After the faults stop, the index must equal what Plane shows: 0 stale, 0 missing, 0 duplicates (every sink chunk is
 one the ledger records), 0 private leaks. Reproducible from its seed: ``PI_CHAOS_SEED=<n> pytest tests/test_chaos.py``
@@ -168,27 +172,41 @@ def test_chaos_walk_converges_to_exactly_the_visible_set(plane_db, postgres_url,
     faults: Counter[str] = Counter()
     edits: Counter[str] = Counter()
 
-    def start_worker(n: int) -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{n}.log", beat=True, concurrency=2)
+    lease = float(env["PI_LEASE_SECONDS"])
+    started: list[WorkerProcess] = []
+
+    def start_worker() -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", beat=True, concurrency=2)
+        started.append(worker)
         worker.wait_ready()
         return worker
 
-    workers = [start_worker(0)]
+    groups = [start_worker(), start_worker()]  # two groups at once: one stalls while the other writes
     try:
         wait_for(lambda: index_report(workspace_id)["missing"] == 0, 180, 0.5, "the workspace onboarded by the plan sync")
         for step in range(STEPS):
             edits[walk.step()] += 1
             roll = rng.random()
-            if roll < 0.06:
-                os.killpg(workers[-1].process.pid, signal.SIGKILL)
-                workers[-1].process.wait()
-                workers.append(start_worker(len(workers)))
+            victim = rng.randrange(len(groups))
+            if roll < 0.05:
+                os.killpg(groups[victim].process.pid, signal.SIGKILL)
+                groups[victim].process.wait()
+                groups[victim] = start_worker()
                 faults["SIGKILL"] += 1
-            elif roll < 0.11:
-                os.killpg(workers[-1].process.pid, signal.SIGSTOP)
-                time.sleep(rng.uniform(1, 4))  # the fault lasts this long
-                os.killpg(workers[-1].process.pid, signal.SIGCONT)
+            elif roll < 0.09:
+                os.killpg(groups[victim].process.pid, signal.SIGSTOP)
+                time.sleep(rng.uniform(1, lease))  # shorter than the lease
+                os.killpg(groups[victim].process.pid, signal.SIGCONT)
                 faults["SIGSTOP"] += 1
+            elif roll < 0.13:
+                # longer than the lease: the other group takes the workspace over and writes while this one sleeps
+                os.killpg(groups[victim].process.pid, signal.SIGSTOP)
+                walk_on = time.monotonic() + rng.uniform(lease + 1, lease + 4)
+                while time.monotonic() < walk_on:
+                    edits[walk.step()] += 1
+                    time.sleep(rng.uniform(0.1, 0.4))
+                os.killpg(groups[victim].process.pid, signal.SIGCONT)
+                faults["SIGSTOP past the lease"] += 1
             elif roll < 0.16:
                 proxy.off()
                 time.sleep(rng.uniform(2, 6))  # the sink is down this long
@@ -218,7 +236,7 @@ def test_chaos_walk_converges_to_exactly_the_visible_set(plane_db, postgres_url,
             f"converged {convergence:.1f} s after the last fault; {len(get_ledger(workspace_id))} documents"
         )
     finally:
-        for worker in workers:
+        for worker in started:
             worker.stop()
         proxy.off()
         (sink,) = runtime.get_sinks()

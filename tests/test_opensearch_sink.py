@@ -211,6 +211,38 @@ def test_items_the_node_rejects_are_reported_per_item_and_the_rest_is_written(si
     assert sink.existing([chunk.id for chunk in chunks]) == {"issues:good#0", "issues:also-good#1"}
 
 
+def test_a_page_made_private_under_a_flood_stage_block_leaves_search_at_once_and_returns_after(
+    sink, client, prefix, pi_env
+):
+    """The node's flood-stage block (``read_only_allow_delete``) refuses every write *and* every document delete item
+    by item (429; only deleting the whole index is allowed). The refused private version fails closed: the page is
+    withheld from search at once, not at the next reconcile; after the block lifts the next run indexes it again, for
+    its owner only, and the public chunks are gone from the index itself."""
+    settings = pi_env(PI_CHUNK_TOKENS=16, PI_CHUNK_OVERLAP=0)
+    indexer = Indexer([sink], HashingEmbedder(dimension=DIM), get_database(settings), settings)
+    body = " ".join(f"paragraph {n} about the zebra migration plan." for n in range(6))
+    public = Document("pages:plan", "pages", "pages", "w1", title="Plan", body=body)
+    private = Document("pages:plan", "pages", "pages", "w1", title="Plan", body=body, owner_id="owner-1")
+    assert indexer.index([public]).documents_indexed == 1
+
+    def found(user_id: str) -> list[str]:
+        hits = search("zebra", "w1", user_id=user_id, all_projects=True, sinks=[sink], mode="text")
+        return [hit.document_id for hit in hits]
+
+    assert found("another-member") == ["pages:plan"]
+    client.indices.put_settings(index=f"{prefix}-pages", body={"index.blocks.read_only_allow_delete": True})
+    try:
+        refused = indexer.index([private])
+        assert "429" in refused.failed["pages:plan"] and "cluster_block_exception" in refused.failed["pages:plan"]
+        assert sink.search_text(SearchQuery("w1", text="zebra", user_id="another-member")), "the block kept the chunks"
+        assert found("another-member") == [] and found("owner-1") == [], "withheld from search at once"
+    finally:
+        client.indices.put_settings(index=f"{prefix}-pages", body={"index.blocks.read_only_allow_delete": None})
+    assert indexer.index([private]).documents_indexed == 1
+    assert found("another-member") == [] and found("owner-1") == ["pages:plan"]
+    assert sink.search_text(SearchQuery("w1", text="zebra", user_id="another-member")) == []
+
+
 def test_wrong_vectors_are_refused_before_sending(sink):
     result = sink.write([make_chunk("short", vector=[1.0, 0.0]), make_chunk("nan", vector=[float("nan"), 0, 0, 0])])
 

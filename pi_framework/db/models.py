@@ -108,6 +108,18 @@ class IndexedDocument(Base):
     __table_args__ = (Index("ix_indexed_documents_ws_source", "workspace_id", "source"),)
 
 
+class WithheldDocument(Base):
+    """A document search must not return: its new version was refused and its old chunks could not be deleted either
+    (OpenSearch's flood-stage block refuses deletes too). Gone once the document is written or removed."""
+
+    __tablename__ = "withheld_documents"
+
+    document_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class IndexedChunk(Base):
     """One chunk in the sinks with the hash of what was embedded (text + model + chunking parameters)."""
 

@@ -23,8 +23,8 @@ wrote before it learnt it lost the lease is deleted again (guarded by its own ve
 stay). Without a fence each run writes with a fresh version from the same counter.
 
 **Fail closed.** A document whose new version cannot be written (embedding failed, a sink refused a chunk, it
-could not be prepared) is deleted from every sink (deletes pass a flood-stage write block) and left out of the
-ledger: no older version, with older access fields, stays searchable while it waits for its retry.
+could not be prepared) is deleted from every sink — or, when a sink refuses that too, withheld from search — and
+left out of the ledger: no older version, with older access fields, is returned while it waits for its retry.
 """
 
 from __future__ import annotations
@@ -386,9 +386,18 @@ class Indexer:
                 raise _outage(sink, "delete", exc) from exc
 
     def _withdraw(self, plans: list[_Plan]) -> None:
-        """Fail closed: documents whose new version could not be written lose what the index holds of them."""
-        if plans:
+        """Fail closed: documents whose new version could not be written lose what the index holds of them.
+
+        A sink may refuse the delete too (OpenSearch's flood-stage block ``read_only_allow_delete`` refuses document
+        deletes as well as writes, whatever its name says): then the documents are *withheld* — search drops their
+        hits — until a later run writes or removes them. The rest of the group goes on either way."""
+        if not plans:
+            return
+        try:
             self._delete_from_sinks([plan.document.id for plan in plans])
+        except SinkOutage as exc:
+            logger.warning("index: {} refused document(s) withheld from search: {}", len(plans), exc)
+            self.ledger.withhold({plan.document.id: (plan.document.workspace_id, str(exc)) for plan in plans})
 
     def _undo(self, chunk_ids: list[str]) -> None:
         """After a lost lease: delete what this run wrote, guarded by its own version (a successor's chunks stay).

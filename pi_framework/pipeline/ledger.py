@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from pi_framework.db import Database
 from pi_framework.db.fencing import Fence, require
-from pi_framework.db.models import IndexedChunk, IndexedDocument, utcnow
+from pi_framework.db.models import IndexedChunk, IndexedDocument, WithheldDocument, utcnow
 from pi_framework.pipeline.documents import Chunk, Document
 
 #: ids per ``IN (...)`` list: well below SQLite's and PostgreSQL's parameter limits
@@ -48,7 +48,8 @@ class LedgerUpdate:
     confirmed_documents: list[tuple[Document, int]] = field(default_factory=list)  # (document, chunk count)
     confirmed_chunks: list[Chunk] = field(default_factory=list)
     removed_chunks: list[str] = field(default_factory=list)
-    #: failed, and withdrawn from every sink: forgotten (document and chunks), so they are missing until retried
+    #: failed (and withdrawn from the sinks): the document row goes and its chunks become ``PENDING``, so the document
+    #: is missing until retried and the retry rewrites every chunk and deletes those it no longer has
     unrecorded_documents: list[str] = field(default_factory=list)
     touched_documents: list[Document] = field(default_factory=list)  # unchanged text, newer source_updated_at
     removed_documents: list[str] = field(default_factory=list)
@@ -121,8 +122,15 @@ class Ledger:
             gone = update.unrecorded_documents + update.removed_documents
             for batch in _batches(gone):
                 session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch)))
-            for batch in _batches(gone):
+            for batch in _batches(update.unrecorded_documents):
+                session.execute(
+                    sa_update(IndexedChunk).where(IndexedChunk.document_id.in_(batch)).values(content_hash=PENDING)
+                )
+            for batch in _batches(update.removed_documents):
                 session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
+            settled = update.removed_documents + [document.id for document, _ in update.confirmed_documents]
+            for batch in _batches(settled):
+                session.execute(delete(WithheldDocument).where(WithheldDocument.document_id.in_(batch)))
             _upsert(
                 session,
                 IndexedChunk,
@@ -160,6 +168,30 @@ class Ledger:
                     sa_update(IndexedDocument),
                     [{"document_id": d.id, "source_updated_at": d.updated_at} for d in update.touched_documents],
                 )
+
+    def withhold(self, documents: dict[str, tuple[str | None, str]]) -> None:
+        """Keep these documents (``id -> (workspace, reason)``) out of search results until they are written or removed."""
+        now = utcnow()
+        rows = [
+            {"document_id": document_id, "workspace_id": workspace, "reason": reason[:2000], "since": now}
+            for document_id, (workspace, reason) in documents.items()
+        ]
+        if rows:
+            with self.database.session() as session:
+                _upsert(session, WithheldDocument, rows, ["document_id"])
+
+    def withheld(self, document_ids: Sequence[str]) -> set[str]:
+        """Which of *document_ids* search must not return (see :class:`~pi_framework.db.models.WithheldDocument`)."""
+        if not document_ids:
+            return set()
+        with self.database.session() as session:
+            return {
+                document_id
+                for batch in _batches(list(document_ids))
+                for document_id in session.scalars(
+                    select(WithheldDocument.document_id).where(WithheldDocument.document_id.in_(batch))
+                )
+            }
 
     def write_ahead(self, chunks: Sequence[Chunk], fence: Fence | None = None) -> None:
         """Record *chunks* as about to be written, before any sink sees them (hash :data:`PENDING`).
@@ -264,11 +296,13 @@ class Ledger:
         with self.database.session() as session:
             require(session, fence)
             for batch in _batches(ids):
+                session.execute(delete(WithheldDocument).where(WithheldDocument.document_id.in_(batch)))
                 session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
                 removed += session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch))).rowcount
         return removed
 
     def remove_workspace(self, workspace_id: str) -> int:
         with self.database.session() as session:
+            session.execute(delete(WithheldDocument).where(WithheldDocument.workspace_id == workspace_id))
             session.execute(delete(IndexedChunk).where(IndexedChunk.workspace_id == workspace_id))
             return session.execute(delete(IndexedDocument).where(IndexedDocument.workspace_id == workspace_id)).rowcount

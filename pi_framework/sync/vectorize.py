@@ -93,7 +93,10 @@ def vectorize(
         raise
     finally:
         lease.release(workspace_lease(workspace_id), holder)
-    registry.finish(claim.job_id, task_id, result["status"], result.get("error"))
+    if not registry.finish(claim.job_id, task_id, result["status"], result.get("error")):
+        # cancelled (a downgrade), reaped or taken over meanwhile: its state is not this run's to set
+        log.warning("vectorize {}: the job was cancelled, reaped or taken over before it finished", workspace_id)
+        return {"status": "lost", "job_id": claim.job_id, "reason": "the job was cancelled, reaped or taken over before it finished"}
     if result["status"] == JobStatus.SUCCESS:
         state.flag(workspace_id, "after vectorization")  # changes made while the job ran: the next tick measures them
     log.info("vectorize {}: {}", workspace_id, result)
