@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 
 import psycopg2
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from pi_framework.changefeed import requests
 from pi_framework.changefeed.feed import Runner, check_lag, plan, replication_url, setup, slot_info
@@ -55,11 +55,21 @@ def world(plane_db, plane_settings, pi_env):
     project = plane_db.project(workspace, identifier="ENG")
     triage = plane_db.state(project, group="triage", name="Triage")
     issues = [plane_db.issue(project, f"Issue about topic{n}", f"<p>body of issue {n}</p>") for n in range(6)]
-    page = plane_db.page(workspace, owner=owner, name="Zebra migration plan", description_html="<p>zebra cluster</p>", projects=(project,))
+    page = plane_db.page(
+        workspace, owner=owner, name="Zebra migration plan", description_html="<p>zebra cluster</p>", projects=(project,)
+    )
     ws = workspace["id"]
     assert vectorize(ws)["status"] == JobStatus.SUCCESS
     live_sync(ws)  # consume the overlap window of the full pass
-    yield {"plane": plane_db, "settings": settings, "ws": ws, "project": project, "issues": issues, "page": page, "triage": triage}
+    yield {
+        "plane": plane_db,
+        "settings": settings,
+        "ws": ws,
+        "project": project,
+        "issues": issues,
+        "page": page,
+        "triage": triage,
+    }
     drop(plane_db.url, slot)
 
 
@@ -68,8 +78,13 @@ def drop(url: str, slot: str) -> None:
     connection.autocommit = True
     with connection.cursor() as cur:
         for _ in range(100):
-            cur.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,))
-            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s AND NOT active", (slot,))
+            cur.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,)
+            )
+            cur.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
+                (slot,),
+            )
             cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
             if cur.fetchone() is None:
                 break
@@ -91,7 +106,11 @@ class Feed:
 
     def __enter__(self) -> Feed:
         self.thread.start()
-        wait_for(lambda: (requests.load_status().get(self.runner.settings.PI_CHANGEFEED_SLOT) or {}).get("mode") == "feed", 20, message="the feed streams")
+        wait_for(
+            lambda: (requests.load_status().get(self.runner.settings.PI_CHANGEFEED_SLOT) or {}).get("mode") == "feed",
+            20,
+            message="the feed streams",
+        )
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -171,7 +190,9 @@ def test_setup_limits_the_publication_to_watched_tables_and_gives_link_tables_fu
     with psycopg2.connect(replication_url(settings)) as connection, connection.cursor() as cur:
         cur.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (settings.PI_CHANGEFEED_PUBLICATION,))
         published = {name for (name,) in cur.fetchall()}
-        cur.execute("SELECT relname, relreplident FROM pg_class WHERE relname IN ('issues', 'project_pages', 'pages', 'projects')")
+        cur.execute(
+            "SELECT relname, relreplident FROM pg_class WHERE relname IN ('issues', 'project_pages', 'pages', 'projects')"
+        )
         identity = dict(cur.fetchall())
     assert {"issues", "pages", "project_pages", "projects", "states"} <= published
     assert "users" not in published and "workspace_members" not in published
@@ -189,7 +210,9 @@ def test_setup_without_rights_prints_the_sql_and_exits_non_zero(world, tmp_path)
         url = replication_url_of(plane.url).replace("postgres@", f"{role}@")
         env = {**os.environ, "PLANE_DATABASE_URL": url, "PI_CHANGEFEED_SLOT": world["settings"].PI_CHANGEFEED_SLOT}
         env["PI_CHANGEFEED_PUBLICATION"] = world["settings"].PI_CHANGEFEED_PUBLICATION
-        done = subprocess.run([sys.executable, "-m", "pi_framework.cli", "changefeed", "setup"], env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "pi_framework.cli", "changefeed", "setup"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 1, done.stderr
         assert f'ALTER ROLE "{role}" WITH REPLICATION;' in done.stdout
         assert f'CREATE PUBLICATION "{world["settings"].PI_CHANGEFEED_PUBLICATION}" FOR TABLE' in done.stdout
@@ -224,8 +247,15 @@ def test_polling_alone_misses_a_bulk_soft_delete_the_feed_resumes_from_the_slot(
 def test_bulk_state_change_into_triage_and_back(world, feed) -> None:
     ws, plane, issue = world["ws"], world["plane"], world["issues"][4]
     document = f"issues:{issue['id']}"
-    before = plane.engine.connect().execute(select(schema.issues.c.state_id).where(schema.issues.c.id == issue["id"])).scalar_one()
-    bulk(plane, "UPDATE issues SET state_id = :state, priority = 'high' WHERE id = :id", state=world["triage"]["id"], id=issue["id"])
+    before = (
+        plane.engine.connect().execute(select(schema.issues.c.state_id).where(schema.issues.c.id == issue["id"])).scalar_one()
+    )
+    bulk(
+        plane,
+        "UPDATE issues SET state_id = :state, priority = 'high' WHERE id = :id",
+        state=world["triage"]["id"],
+        id=issue["id"],
+    )
     applied(ws, lambda: document not in visible(ws), message="a triaged item leaves search")
     bulk(plane, "UPDATE issues SET state_id = :state WHERE id = :id", state=before, id=issue["id"])
     applied(ws, lambda: document in visible(ws), message="back from triage, searchable again")
@@ -272,7 +302,10 @@ def test_an_idle_feed_keeps_confirming_while_unwatched_tables_churn(world, feed)
 
     def caught_up() -> bool:
         with plane.engine.connect() as connection:
-            return connection.execute(text("SELECT confirmed_flush_lsn >= CAST(:head AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot"), {"head": head, "slot": settings.PI_CHANGEFEED_SLOT}).scalar_one()
+            return connection.execute(
+                text("SELECT confirmed_flush_lsn >= CAST(:head AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot"),
+                {"head": head, "slot": settings.PI_CHANGEFEED_SLOT},
+            ).scalar_one()
 
     wait_for(caught_up, 15, message=f"the slot confirmed past {head} (was {start})")
     assert requests.compare_requests() == set(), "nothing watched changed: nothing flagged"
@@ -282,8 +315,8 @@ def test_an_idle_feed_keeps_confirming_while_unwatched_tables_churn(world, feed)
 def test_a_slot_dropped_under_a_running_consumer_is_recreated_with_a_full_compare(world, feed) -> None:
     ws, plane, settings = world["ws"], world["plane"], world["settings"]
     drop(plane.url, settings.PI_CHANGEFEED_SLOT)  # a DBA (or a failover) removes it under the consumer
-    wait_for(lambda: slot_info(settings).active_pid, 20, message="the slot is recreated and streamed again")
-    assert requests.compare_requested(ws) is not None, "every live workspace gets a full compare"
+    wait_for(lambda: requests.compare_requested(ws), 20, message="every live workspace gets a full compare")
+    assert "recreated" in state.marker(ws)[0]["path"]
     live_sync(ws)
     issue = world["issues"][0]
     bulk(plane, "UPDATE issues SET archived_at = current_date WHERE id = :id", id=issue["id"])
@@ -329,7 +362,9 @@ def consumer_process(settings, tmp_path, **env):  # noqa: ANN001, ANN003
         **{name: str(value) for name, value in env.items()},
     }
     log = open(tmp_path / f"consumer-{uuid.uuid4().hex[:6]}.log", "wb")  # noqa: SIM115 - the process owns it
-    return subprocess.Popen([sys.executable, "-m", "pi_framework.cli", "changefeed", "run"], env=environment, stdout=log, stderr=log)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pi_framework.cli", "changefeed", "run"], env=environment, stdout=log, stderr=log
+    )
 
 
 def test_a_consumer_killed_before_confirming_loses_nothing(world, tmp_path) -> None:
@@ -347,8 +382,11 @@ def test_a_consumer_killed_before_confirming_loses_nothing(world, tmp_path) -> N
         def sent() -> bool:  # the walsender sent the change: the consumer holds it, unconfirmed
             with plane.engine.connect() as connection:
                 return connection.execute(
-                    text("SELECT sent_lsn >= CAST(:head AS pg_lsn) FROM pg_stat_replication WHERE application_name = 'pi-changefeed'"),
-                    {"head": head},
+                    text(
+                        "SELECT r.sent_lsn >= CAST(:head AS pg_lsn) FROM pg_stat_replication r "
+                        "JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = :slot"
+                    ),
+                    {"head": head, "slot": settings.PI_CHANGEFEED_SLOT},
                 ).scalar()
 
         wait_for(sent, 15, message="the change reached the consumer")
@@ -359,7 +397,10 @@ def test_a_consumer_killed_before_confirming_loses_nothing(world, tmp_path) -> N
             slow.kill()
     assert requests.compare_requested(ws) is None, "killed before it flagged anything"
     with plane.engine.connect() as connection:
-        confirmed = connection.execute(text("SELECT confirmed_flush_lsn < CAST(:head AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot"), {"head": head, "slot": settings.PI_CHANGEFEED_SLOT}).scalar_one()
+        confirmed = connection.execute(
+            text("SELECT confirmed_flush_lsn < CAST(:head AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot"),
+            {"head": head, "slot": settings.PI_CHANGEFEED_SLOT},
+        ).scalar_one()
     assert confirmed, "nothing past the change was confirmed"
     restarted = consumer_process(settings, tmp_path)
     try:
@@ -392,12 +433,12 @@ def test_archived_items_leave_search_through_a_real_worker(world, tmp_path, rabb
     worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=1, pool="solo")
     try:
         worker.wait_ready()
-        wait_for(lambda: slot_info(settings).active_pid, 30, message=f"the worker's feed streams\n{worker.log}")
+        wait_for(lambda: slot_info(settings).active_pid, 30, message=f"the worker's feed streams\n{worker.log()}")
         gone = ids(world["issues"][:4])
         bulk(plane, "UPDATE issues SET archived_at = current_date WHERE id = ANY(CAST(:ids AS uuid[]))", ids=gone)
         documents = {f"issues:{issue}" for issue in gone}
-        wait_for(lambda: not documents & ledger(ws), 20, message=f"archived items leave the index\n{worker.log}")
+        wait_for(lambda: not documents & ledger(ws), 20, message=f"archived items leave the index\n{worker.log()}")
         assert not documents & visible(ws)
-        assert "change feed: on" in worker.log
+        assert "change feed: on" in worker.log()
     finally:
         worker.stop()

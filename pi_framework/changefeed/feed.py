@@ -171,7 +171,9 @@ def plan(settings: Settings, connection: Any = None) -> Plan:
             cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (settings.PI_CHANGEFEED_SLOT,))
             result.slot_exists = cur.fetchone() is not None
             if not result.slot_exists:
-                result.statements.append(f"SELECT pg_create_logical_replication_slot('{settings.PI_CHANGEFEED_SLOT}', 'pgoutput');")
+                result.statements.append(
+                    f"SELECT pg_create_logical_replication_slot('{settings.PI_CHANGEFEED_SLOT}', 'pgoutput');"
+                )
             return result
     finally:
         if own:
@@ -218,7 +220,11 @@ def setup(settings: Settings) -> Plan:
         requests.save_status(settings.PI_CHANGEFEED_SLOT, set_up=True, publication=settings.PI_CHANGEFEED_PUBLICATION)
         from pi_framework.sync import state
 
-        state.save(requests.SETUP, settings.PI_CHANGEFEED_SLOT, {"tables": found.tables, "publication": settings.PI_CHANGEFEED_PUBLICATION})
+        state.save(
+            requests.SETUP,
+            settings.PI_CHANGEFEED_SLOT,
+            {"tables": found.tables, "publication": settings.PI_CHANGEFEED_PUBLICATION},
+        )
         return found
     finally:
         connection.close()
@@ -603,7 +609,7 @@ class Runner:
         self.stop = stop or threading.Event()
         self.retry_seconds = retry_seconds
         self.holder = f"changefeed:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.said: str | None = None
+        self.said: object = Runner  # nothing said yet (a sentinel: None means "on")
         self.lag_checked = 0.0
 
     def say(self, reason: str | None) -> None:
@@ -655,7 +661,9 @@ class Runner:
                 except Exception as exc:  # noqa: BLE001 - the feed must never take the worker down; polling goes on
                     failures += 1
                     wait = min(0.5 * 2**failures, 30.0)
-                    logger.warning("change feed: {}: {} (again in {:.1f} s; polling goes on)", type(exc).__name__, str(exc).strip(), wait)
+                    logger.warning(
+                        "change feed: {}: {} (again in {:.1f} s; polling goes on)", type(exc).__name__, str(exc).strip(), wait
+                    )
                 self.stop.wait(wait)
         finally:
             try:

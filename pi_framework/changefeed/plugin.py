@@ -148,7 +148,9 @@ def changefeed_commands(cli: click.Group) -> None:
         status = report(settings)
         try:
             info = slot_info(settings)
-            status.update(slot_exists=info.exists, lag_bytes=info.lag_bytes, confirmed_lsn=info.confirmed_lsn, active_pid=info.active_pid)
+            status.update(
+                slot_exists=info.exists, lag_bytes=info.lag_bytes, confirmed_lsn=info.confirmed_lsn, active_pid=info.active_pid
+            )
         except Unavailable as exc:
             status.update(slot_exists=None, slot_error=exc.reason)
         if as_json:
@@ -173,5 +175,7 @@ def changefeed_commands(cli: click.Group) -> None:
         finally:
             connection.close()
         state.remove(requests.SETUP, settings.PI_CHANGEFEED_SLOT)
-        requests.save_status(settings.PI_CHANGEFEED_SLOT, mode="polling", reason="torn down (pi changefeed teardown)", lag_bytes=None)
+        requests.save_status(
+            settings.PI_CHANGEFEED_SLOT, mode="polling", reason="torn down (pi changefeed teardown)", lag_bytes=None
+        )
         click.echo(f"dropped slot {settings.PI_CHANGEFEED_SLOT} and publication {settings.PI_CHANGEFEED_PUBLICATION}")

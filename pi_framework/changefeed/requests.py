@@ -50,7 +50,12 @@ def flag_for_compare(workspace_ids: Iterable[str], path: str = FEED_PATH) -> int
         with get_database().session() as session:
             insert = _insert(session)
             markers = [
-                {"source": state.PENDING, "scope": ws, "cursor": {"since": now.isoformat(), "pending": None, "path": path}, "updated_at": now}
+                {
+                    "source": state.PENDING,
+                    "scope": ws,
+                    "cursor": {"since": now.isoformat(), "pending": None, "path": path},
+                    "updated_at": now,
+                }
                 for ws in batch
             ]
             statement = insert(SyncState).values(markers)
@@ -78,7 +83,9 @@ def clear_compare(workspace_id: str, version: datetime) -> bool:
     with get_database().session() as session:
         return bool(
             session.execute(
-                delete(SyncState).where(SyncState.source == COMPARE, SyncState.scope == workspace_id, SyncState.updated_at == version)
+                delete(SyncState).where(
+                    SyncState.source == COMPARE, SyncState.scope == workspace_id, SyncState.updated_at == version
+                )
             ).rowcount
         )
 
