@@ -584,6 +584,9 @@ class StateCollector:
         for name in _SETTINGS_SECONDS:
             settings.add_metric([name], float(getattr(self.settings, name)))
         yield settings
+        from pi_framework.changefeed.requests import metric_families
+
+        yield from metric_families(self.settings)  # the change feed's slot lag and state
         live, pending = figures["live"], figures["pending"]
         workspaces = sorted(set(live) | set(pending))
         per_workspace = len(workspaces) <= self.settings.PI_METRICS_MAX_WORKSPACES

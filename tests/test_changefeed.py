@@ -347,6 +347,27 @@ def test_the_feed_says_why_it_is_off(world, pi_env) -> None:
     assert "not PostgreSQL" in availability(settings)
     line = describe(report(settings))
     assert "polling" in line and "not PostgreSQL" in line
+    Runner(settings).say(availability(settings))  # what a worker logs once at start-up, and records for pi status
+    from click.testing import CliRunner
+
+    from pi_framework.cli import build_cli
+
+    shown = CliRunner().invoke(build_cli(), ["status"])
+    assert shown.exit_code == 0, shown.output
+    assert f"change feed {settings.PI_CHANGEFEED_SLOT}: polling (Plane's database is not PostgreSQL)" in shown.output
+    assert "changes are found by polling updated_at" in shown.output
+
+
+def test_a_lost_connection_resumes_from_the_slot(world, feed) -> None:
+    """What a PostgreSQL restart does to the consumer: its connection ends; it reconnects and resumes from the slot."""
+    ws, plane, settings = world["ws"], world["plane"], world["settings"]
+    first = slot_info(settings).active_pid
+    with plane.engine.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    issue = world["issues"][3]
+    bulk(plane, "UPDATE issues SET deleted_at = now() WHERE id = :id", id=issue["id"])  # while the consumer is away
+    wait_for(lambda: slot_info(settings).active_pid not in (None, first), 20, message="the consumer reconnected")
+    applied(ws, lambda: f"issues:{issue['id']}" not in visible(ws), message="the change made while away is applied")
 
 
 # ---------------------------------------------------------------------- crashes and restarts

@@ -107,3 +107,26 @@ def load_status(slot: str | None = None) -> dict[str, dict[str, Any]]:
     """``slot -> status`` of every slot (or of *slot*)."""
     rows = state.all_of(STATUS)
     return {name: value for name, value in rows.items() if slot in (None, name)}
+
+
+def metric_families(settings: Any) -> list[Any]:
+    """The feed's gauges for the exporter's scrape (:class:`pi_framework.metrics.StateCollector`), read from the status
+    row the feed threads refresh every ``PI_CHANGEFEED_LAG_CHECK_SECONDS``; exposed even while the feed is off."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    slot = settings.PI_CHANGEFEED_SLOT
+    status = load_status(slot).get(slot) or {}
+    lag = GaugeMetricFamily(
+        "pi_changefeed_lag_bytes", "WAL the change feed's replication slot holds back on Plane's PostgreSQL.", labels=["slot"]
+    )
+    lag.add_metric([slot], float(status.get("lag_bytes") or 0))
+    streaming = GaugeMetricFamily(
+        "pi_changefeed_streaming", "1 while the change feed streams; 0: changes are found by polling only.", labels=["slot"]
+    )
+    streaming.add_metric([slot], float(status.get("mode") == "feed"))
+    limit = GaugeMetricFamily(
+        "pi_changefeed_max_lag_bytes",
+        "PI_CHANGEFEED_MAX_LAG_BYTES: the slot is dropped beyond it.",
+        value=settings.PI_CHANGEFEED_MAX_LAG_BYTES,
+    )
+    return [lag, streaming, limit]

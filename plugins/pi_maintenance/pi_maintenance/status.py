@@ -55,6 +55,26 @@ def _docs(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+#: the change feed's status rows (``pi_framework.changefeed.requests.STATUS``), one per slot
+CHANGEFEED_STATUS = "changefeed:status"
+
+
+def _changefeed(session: Session) -> list[dict[str, Any]]:
+    rows = session.scalars(select(SyncState).where(SyncState.source == CHANGEFEED_STATUS).order_by(SyncState.scope))
+    return [{"slot": row.scope, **(row.cursor or {})} for row in rows]
+
+
+def _changefeed_line(feed: dict[str, Any]) -> str:
+    line = f"change feed {feed['slot']}: {feed.get('mode') or '?'}"
+    if feed.get("reason"):
+        line += f" ({feed['reason']})"
+    if feed.get("lag_bytes") is not None:
+        line += f", slot lag {feed['lag_bytes']} bytes"
+    if feed.get("mode") != "feed":
+        line += "; changes are found by polling updated_at"
+    return line
+
+
 def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
     """Job counts by status, the latest job of each workspace with its progress, workspaces with pending work
     (since when, and why), and the docs SHA of each repository."""
@@ -65,6 +85,7 @@ def collect_status(database: Database, workspace_id: str | None = None) -> dict[
             "workspaces": _workspaces(session, workspace_id),
             "pending": pending,
             "docs": _docs(session),
+            "changefeed": _changefeed(session),
         }
 
 
@@ -88,6 +109,10 @@ def _print(report: dict[str, Any]) -> None:
         )
     for row in report["pending"]:
         click.echo(f"pending {row['workspace_id']}: {row['pending']} change(s) since {row['pending_since']}: {row['why']}")
+    for feed in report.get("changefeed") or []:
+        click.echo(_changefeed_line(feed))
+    if not report.get("changefeed"):
+        click.echo("change feed: never started (pi changefeed status); changes are found by polling updated_at")
     for repo in report["docs"]:
         click.echo(f"docs {repo['repo']}: {repo['sha'] or '-'} (updated {repo['updated_at']})")
 
