@@ -23,7 +23,15 @@ def cli() -> None:
 @click.option("--beat/--no-beat", default=True, show_default=True, help="Run beat inside the worker.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--pool", default="prefork", show_default=True)
-def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
+@click.option(
+    "--hostname",
+    "-n",
+    default="celery@%h",
+    show_default=True,
+    help="The worker's node name, as `celery worker -n` (%h: host, %n: host name, %d: domain); give each worker on one "
+    "host its own, e.g. `-n vectorizer@%h`: two workers of one name on one broker collide.",
+)
+def worker(concurrency: int, beat: bool, loglevel: str, pool: str, hostname: str) -> None:
     """Run a worker (with embedded beat by default): the whole service on one machine."""
     from pi_framework.celery_app import celery_app
 
@@ -32,6 +40,7 @@ def worker(concurrency: int, beat: bool, loglevel: str, pool: str) -> None:
         f"--concurrency={concurrency}",
         f"--loglevel={loglevel}",
         f"--pool={pool}",
+        f"--hostname={hostname}",
         "-Q",
         get_settings().CELERY_DEFAULT_QUEUE,
     ]

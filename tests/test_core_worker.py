@@ -126,3 +126,38 @@ def test_embedded_broker_needs_no_services(worker_env, tmp_path):
     finally:
         worker.stop()
     assert "CELERY_BROKER_URL is unset: using the embedded SQLite broker" in worker.log()
+
+
+def test_two_pi_workers_on_one_host_run_side_by_side_with_their_own_names(worker_env, rabbitmq_url, tmp_path):
+    """``pi worker -n``: a second worker of the same node name exits at start (RESOURCE_LOCKED on its pidbox queue);
+    with names of their own both serve, and each answers a ping under its name."""
+    env = {**os.environ, **worker_env(CELERY_BROKER_URL=rabbitmq_url)}
+    names = [f"first-{uuid.uuid4().hex[:6]}@%h", f"second-{uuid.uuid4().hex[:6]}@%h"]
+    workers, logs = [], []
+    try:
+        for name in names:
+            log = open(tmp_path / f"{name.split('@')[0]}.log", "wb")  # noqa: SIM115 - closed below
+            logs.append(log)
+            command = [sys.executable, "-m", "pi_framework.cli", "worker", "-c", "1", "--no-beat", "-n", name]
+            workers.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        for worker, log in zip(workers, logs, strict=True):
+            path = Path(log.name)
+            wait_for(lambda w=worker, p=path: w.poll() is None and " ready." in p.read_text(errors="replace"), 90, 0.5,
+                     f"pi worker ready ({path})")
+        from celery import Celery
+
+        app = Celery(broker=rabbitmq_url)
+        try:
+            answered = wait_for(lambda: {name for reply in app.control.ping(timeout=2) for name in reply}, 30, 0.5, "pings")
+        finally:
+            app.close()
+        host = os.uname().nodename
+        assert {name.replace("%h", host) for name in names} <= answered
+        assert all(worker.poll() is None for worker in workers), "both still running"
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(30)
+        for log in logs:
+            log.close()

@@ -50,7 +50,7 @@ def _recorded(run: Any, kind: str) -> Any:
                     "INSERT INTO test_writer_runs (workspace_id, kind, holder, pid, started) "
                     "VALUES (:workspace, :kind, :holder, :pid, clock_timestamp()) RETURNING id"
                 ),
-                {"workspace": self.workspace_id, "kind": kind, "holder": self.holder, "pid": os.getpid()},
+                {"workspace": self.workspace_id, "kind": kind, "holder": self.fence.holder, "pid": os.getpid()},
             ).scalar_one()
         try:
             time.sleep(float(os.environ.get("PI_TEST_SLOW_SYNC") or 0))
