@@ -156,7 +156,7 @@ def _indexer(data_dir: str):  # noqa: ANN202 - an Indexer, imported lazily
 
 def timed(indexer, name: str, body: str, body_format: str, repeat: int = 1) -> float:  # noqa: ANN001
     """Best of *repeat* runs of ``indexer.chunks_of`` on one document (CPU seconds of this process)."""
-    from pi_framework.pipeline.documents import Document
+    from pi_framework.contract.documents import Document
 
     document = Document(
         id=f"bench:{name}", source="bench", kind="bench", workspace_id="w", title=name, body=body, body_format=body_format

@@ -98,10 +98,10 @@ def main() -> None:
         for name in ("PI_DATABASE_URL", "OPENSEARCH_URL", "PI_SINKS", "PLANE_DATABASE_URL"):
             os.environ.pop(name, None)
         from pi_framework import runtime
+        from pi_framework.contract.documents import Chunk
+        from pi_framework.contract.sinks import SearchQuery
         from pi_framework.embedding import HashingEmbedder
-        from pi_framework.pipeline.documents import Chunk
         from pi_framework.search import search
-        from pi_framework.sinks.base import SearchQuery
         from pi_framework.sinks.embedded import EmbeddedSink
         from pi_framework.sinks.opensearch.sink import OpenSearchSink
 

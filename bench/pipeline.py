@@ -98,7 +98,7 @@ def _html(rng: random.Random, paragraphs: list[str]) -> str:
 
 def corpus(count: int, seed: int = 7, edited: frozenset[int] = frozenset()) -> Iterator:
     """*count* Plane-like issues, generated lazily (a 20,000-document corpus never sits in memory)."""
-    from pi_framework.pipeline.documents import Document
+    from pi_framework.contract.documents import Document
 
     for number in range(count):
         rng = random.Random(seed * 1_000_003 + number)
@@ -222,9 +222,9 @@ def search_latency(chunks: int, queries: int = 60) -> None:
     import numpy as np
 
     from pi_framework import runtime
-    from pi_framework.pipeline.documents import Chunk
+    from pi_framework.contract.documents import Chunk
+    from pi_framework.contract.sinks import SearchQuery
     from pi_framework.search import search
-    from pi_framework.sinks.base import SearchQuery
 
     with tempfile.TemporaryDirectory() as tmp:
         _fresh_environment(Path(tmp))

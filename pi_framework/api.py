@@ -37,7 +37,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from pi_framework import hookimpl
-from pi_framework.contributions import (
+from pi_framework.contract.contributions import (
     TASK_PREFIX,
     BaseSource,
     Changes,
@@ -49,9 +49,9 @@ from pi_framework.contributions import (
     Source,
     TaskSpec,
 )
-from pi_framework.pipeline.documents import BodyFormat, Chunk, Document, chunk_id
+from pi_framework.contract.documents import BodyFormat, Chunk, Document, chunk_id
+from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, Sink, SinkError, WriteResult
 from pi_framework.settings import Settings, SettingsError, get_settings
-from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery, Sink, SinkError, WriteResult
 
 if TYPE_CHECKING:
     from pi_framework import metrics

@@ -1,6 +1,6 @@
 """Built-in embedders (plugin ``fastembed``): the real fastembed model and a deterministic hashing embedder for tests.
 
-Both implement :class:`~pi_framework.contributions.Embedder` (the protocol lives with the other contributions and
+Both implement :class:`~pi_framework.contract.contributions.Embedder` (the protocol lives with the other contributions and
 is exported by :mod:`pi_framework.api`).
 
 An embedder turns texts into L2-normalised float32 vectors and exposes its tokenizer, so that the

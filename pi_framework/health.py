@@ -1,4 +1,4 @@
-"""Health report: every registered :class:`~pi_framework.contributions.HealthCheck` plus plugin status.
+"""Health report: every registered :class:`~pi_framework.contract.contributions.HealthCheck` plus plugin status.
 
 Used in-process by ``pi health`` and by the ``pi.celery_app.health_check`` task, so the two
 always agree. Checks never raise out of here: a failing check is reported with its error.

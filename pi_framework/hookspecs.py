@@ -21,7 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from pi_framework.contributions import EmbedderFactory, HealthCheck, PeriodicJob, SinkFactory, Source
+    from pi_framework.contract.contributions import EmbedderFactory, HealthCheck, PeriodicJob, SinkFactory, Source
     from pi_framework.settings import Settings
 
 hookspec = pluggy.HookspecMarker("pi_framework")
@@ -29,7 +29,7 @@ hookspec = pluggy.HookspecMarker("pi_framework")
 
 @hookspec
 def register_sources(register: Callable[[Source], None], settings: Settings) -> None:
-    """Contribute content sources: call ``register(source)`` for each :class:`~pi_framework.contributions.Source`."""
+    """Contribute content sources: call ``register(source)`` for each :class:`~pi_framework.contract.contributions.Source`."""
 
 
 @hookspec

@@ -29,7 +29,7 @@ import pluggy
 from loguru import logger
 
 from pi_framework import hookspecs
-from pi_framework.contributions import (
+from pi_framework.contract.contributions import (
     EmbedderFactory,
     HealthCheck,
     PeriodicJob,

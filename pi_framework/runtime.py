@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from pi_framework.contributions import Embedder
+from pi_framework.contract.contributions import Embedder
+from pi_framework.contract.sinks import Sink
 from pi_framework.plugins import Registry, load_plugins
 from pi_framework.settings import Settings, get_settings
-from pi_framework.sinks.base import Sink
 
 _registry: Registry | None = None
 _sinks: list[Sink] | None = None

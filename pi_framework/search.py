@@ -17,7 +17,7 @@ Who sees what (:mod:`pi_framework.plane.access` resolves it from Plane's databas
 * ``all_projects=True`` (operators, ``pi search --all-projects``): no project filter and no membership check,
   logged; privacy still applies.
 
-A sink's failed vector query (a :class:`~pi_framework.sinks.base.SinkError`: cluster down, HTTP 400 because the
+A sink's failed vector query (a :class:`~pi_framework.contract.sinks.SinkError`: cluster down, HTTP 400 because the
 index's vector dimension is not the embedder's, a missing k-NN plugin) is never hidden. In ``hybrid`` mode the
 search still answers from BM25, but every such query is logged at ERROR (sink and reason) and counted in
 :data:`vector_query_failures`, so an outage or a misconfiguration shows in the logs at once instead of quietly
@@ -38,10 +38,10 @@ from dataclasses import replace
 from loguru import logger
 
 from pi_framework import metrics, runtime
+from pi_framework.contract.sinks import Hit, SearchQuery, Sink, SinkError
 from pi_framework.db import get_database
 from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane.access import resolve_access
-from pi_framework.sinks.base import Hit, SearchQuery, Sink, SinkError
 
 MODES = ("hybrid", "text", "vector")
 #: the usual RRF constant: damps the head of each list so one list alone cannot dominate

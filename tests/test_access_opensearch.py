@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pi_framework.pipeline.documents import Chunk
-from pi_framework.sinks.base import SearchQuery
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
 from pi_framework.testing.access_matrix import AccessContract

@@ -10,7 +10,7 @@ import pytest
 
 from pi_framework import hookimpl
 from pi_framework.celery_app import create_app
-from pi_framework.contributions import HealthCheck, PeriodicJob
+from pi_framework.contract.contributions import HealthCheck, PeriodicJob
 from pi_framework.plugins import ESSENTIAL_PLUGINS, PluginConflictError, load_plugins
 from pi_framework.settings import SettingsError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pi_framework.sinks.base import SearchQuery
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.sinks.embedded import EmbeddedSink, fts_query, query_terms
 from pi_framework.testing.sink_contract import WS_A, WS_B, SinkContract
 

@@ -33,10 +33,10 @@ from types import ModuleType
 import pytest
 from loguru import logger
 
+from pi_framework.contract.documents import Document, chunk_id
 from pi_framework.db import Database
 from pi_framework.embedding import FastEmbedder, HashingEmbedder
 from pi_framework.pipeline.chunking import _headings
-from pi_framework.pipeline.documents import Document, chunk_id
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.pipeline.normalise import (
     _HTML_TAG,

@@ -23,14 +23,14 @@ from click.testing import CliRunner
 from sqlalchemy.exc import OperationalError
 
 from pi_framework import metrics
+from pi_framework.contract.documents import Chunk, Document
+from pi_framework.contract.sinks import WriteResult
 from pi_framework.db import Database, DatabaseUnavailable, get_database
 from pi_framework.db.breaker import CircuitBreaker
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
 from pi_framework.embedding import HashingEmbedder
-from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.settings import Settings
-from pi_framework.sinks.base import WriteResult
 from pi_framework.sinks.embedded import EmbeddedSink
 from pi_framework.sync import state
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pi_framework.pipeline.documents import Chunk
-from pi_framework.sinks.base import SearchQuery
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.sinks.opensearch import queries
 
 WORKSPACE = {

@@ -21,13 +21,13 @@ from opensearchpy import OpenSearch
 from pi_framework import runtime
 from pi_framework import search as search_module
 from pi_framework.cli import build_cli
+from pi_framework.contract.documents import Chunk, Document
+from pi_framework.contract.sinks import SearchQuery, SinkError
 from pi_framework.db import get_database
 from pi_framework.embedding import HashingEmbedder
-from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.search import search
 from pi_framework.settings import SettingsError, load_settings
-from pi_framework.sinks.base import SearchQuery, SinkError
 from pi_framework.sinks.opensearch import queries
 from pi_framework.sinks.opensearch.sink import OpenSearchSink
 from pi_framework.testing.sink_contract import SinkContract

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pi_framework.contract.documents import Document
 from pi_framework.embedding import FastEmbedder
 from pi_framework.pipeline.chunking import ChunkingParams, split
-from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.settings import load_settings
 

@@ -13,14 +13,14 @@ import pytest
 from loguru import logger
 from sqlalchemy import select
 
+from pi_framework.contract.documents import Chunk, Document
+from pi_framework.contract.sinks import SearchQuery, SinkError, WriteResult
 from pi_framework.db import Database
 from pi_framework.db.models import IndexedChunk, IndexedDocument
 from pi_framework.embedding import HashingEmbedder
-from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer, SinkOutage
 from pi_framework.pipeline.ledger import PENDING, same_instant
 from pi_framework.settings import Settings, load_settings
-from pi_framework.sinks.base import SearchQuery, SinkError, WriteResult
 from pi_framework.sinks.embedded import EmbeddedSink
 
 WS = "ws-1"

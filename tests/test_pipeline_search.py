@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from loguru import logger
 
 from pi_framework import runtime
-from pi_framework.pipeline.documents import Document
+from pi_framework.contract.documents import Document
+from pi_framework.contract.sinks import Hit, SearchQuery, SinkError
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.search import reciprocal_rank_fusion, search
-from pi_framework.sinks.base import Hit, SearchQuery, SinkError
 from pi_framework.sinks.embedded import EmbeddedSink
 
 WS_A = "aaaaaaaa-0000-4000-8000-000000000001"

@@ -10,12 +10,12 @@ from loguru import logger
 
 from pi_framework import runtime
 from pi_framework.cli import build_cli
-from pi_framework.pipeline.documents import Document
+from pi_framework.contract.documents import Document
+from pi_framework.contract.sinks import Hit, SearchQuery
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import reset_plane_engine, schema
 from pi_framework.plane.access import NO_ACCESS, Access, AccessUnavailable, clear_access_cache, resolve_access
 from pi_framework.search import search
-from pi_framework.sinks.base import Hit, SearchQuery
 from pi_framework.sinks.opensearch import queries
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import pi_framework.api as api
-from pi_framework.contributions import BaseSource, Source, source_name_problem
-from pi_framework.sinks.base import Sink
+from pi_framework.contract.contributions import BaseSource, Source, source_name_problem
+from pi_framework.contract.sinks import Sink
 
 ROOT = Path(__file__).parents[1]
 PLUGIN_MODULES = sorted(path for path in ROOT.glob("plugins/pi_*/pi_*/**/*.py") if "build" not in path.parts)

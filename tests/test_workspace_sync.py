@@ -15,10 +15,10 @@ from sqlalchemy import func, select, text, update
 
 from pi_framework import hookimpl
 from pi_framework.cli import build_cli
-from pi_framework.contributions import BaseSource, Changes
+from pi_framework.contract.contributions import BaseSource, Changes
+from pi_framework.contract.documents import Document
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, WorkspaceVectorization, utcnow
-from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import schema
 from pi_framework.search import search

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pi_framework import hookimpl, runtime
-from pi_framework.contributions import HealthCheck
+from pi_framework.contract.contributions import HealthCheck
 from pi_framework.db import get_database
 from pi_framework.redaction import redact_url
 

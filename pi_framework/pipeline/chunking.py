@@ -12,7 +12,7 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from pi_framework.contributions import Embedder
+from pi_framework.contract.contributions import Embedder
 
 #: a title longer than this share of the window is cut, so every chunk keeps room for body text
 _TITLE_SHARE = 4

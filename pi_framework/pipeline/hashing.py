@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pi_framework.pipeline.documents import Document
+from pi_framework.contract.documents import Document
 
 #: bump when normalisation or chunking changes in a way that should re-embed everything
 PIPELINE_VERSION = "1"

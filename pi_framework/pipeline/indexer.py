@@ -35,16 +35,16 @@ from dataclasses import asdict, dataclass, field
 from loguru import logger
 
 from pi_framework import metrics, runtime
-from pi_framework.contributions import Embedder
+from pi_framework.contract.contributions import Embedder
+from pi_framework.contract.documents import Chunk, Document, chunk_id
+from pi_framework.contract.sinks import Sink, SinkError
 from pi_framework.db import Database, get_database
 from pi_framework.db.fencing import Fence, LeaseLost, next_token
 from pi_framework.pipeline.chunking import ChunkingParams, split
-from pi_framework.pipeline.documents import Chunk, Document, chunk_id
 from pi_framework.pipeline.hashing import content_hash
 from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate, same_instant
 from pi_framework.pipeline.normalise import normalise, to_str
 from pi_framework.settings import Settings, get_settings
-from pi_framework.sinks.base import Sink, SinkError
 
 _MAX_ID_LENGTH = 512
 #: documents per group at most, whatever their size (bounds the ledger read and the memory held)

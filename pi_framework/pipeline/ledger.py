@@ -16,10 +16,10 @@ from sqlalchemy import delete, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
+from pi_framework.contract.documents import Chunk, Document
 from pi_framework.db import Database
 from pi_framework.db.fencing import Fence, require
 from pi_framework.db.models import IndexedChunk, IndexedDocument, WithheldDocument, utcnow
-from pi_framework.pipeline.documents import Chunk, Document
 
 #: ids per ``IN (...)`` list: well below SQLite's and PostgreSQL's parameter limits
 _IN_BATCH = 500

@@ -15,8 +15,8 @@ from loguru import logger
 from sqlalchemy import ColumnElement, Engine, Row, Select, Table, and_, func, or_, select, type_coerce
 
 from pi_framework.batching import chunked  # noqa: F401 - part of what Plane sources use (exported by the API)
-from pi_framework.contributions import Changes
-from pi_framework.pipeline.documents import Document
+from pi_framework.contract.contributions import Changes
+from pi_framework.contract.documents import Document
 from pi_framework.plane.db import plane_engine
 from pi_framework.plane.schema import UTCDateTime, metadata
 from pi_framework.plane.watermark import Watermark

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from pi_framework import hookimpl
-from pi_framework.pipeline.documents import Chunk
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.settings import Settings
-from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
 
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
 _IN_BATCH = 500

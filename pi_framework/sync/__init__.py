@@ -21,7 +21,7 @@ modules with no code of its own (the Celery tasks that drive them are the built-
 from __future__ import annotations
 
 from pi_framework import runtime
-from pi_framework.contributions import Source
+from pi_framework.contract.contributions import Source
 from pi_framework.db import get_database
 from pi_framework.sync.jobs import Jobs
 from pi_framework.sync.leases import Leases

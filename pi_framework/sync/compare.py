@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pi_framework.batching import chunked
-from pi_framework.contributions import Source
+from pi_framework.contract.contributions import Source
+from pi_framework.contract.documents import Document
 from pi_framework.db import get_database
-from pi_framework.pipeline.documents import Document
 from pi_framework.pipeline.ledger import Ledger, LedgerEntry, same_instant
 from pi_framework.sync import state
 from pi_framework.sync.jobs import as_utc

@@ -1,15 +1,15 @@
 """What the sync machinery remembers per workspace in ``sync_states``: cursors, reconcile stamps, markers.
 
 Rows are keyed ``(source, scope)``: a source's cursor is ``(source name, workspace)``; the machinery's own
-rows use names no source may take (:data:`RESERVED`), and the registry refuses a source named like one
-(:func:`pi_framework.contributions.source_name_problem`).
+rows use names no source may take (:data:`~pi_framework.contract.names.RESERVED`), and the registry refuses a source named like one
+(:func:`pi_framework.contract.contributions.source_name_problem`).
 
 Rows that are not a source's cursor belong to one owner each, so no owner can collide with another:
 
 * a source: its own name (never contains ``:``, never one of the names below);
-* the sync machinery: :data:`RESERVED`, and names with ``:`` of its own (``global-scan:<source>``);
+* the sync machinery: :data:`~pi_framework.contract.names.RESERVED`, and names with ``:`` of its own (``global-scan:<source>``);
 * a plugin: ``plugin:<plugin name>`` (any scope it likes; a name with ``:`` is never a source's);
-* the bundled plugins' rows from before that rule (:data:`PLUGIN_KEYS`) keep their names, reserved like the
+* the bundled plugins' rows from before that rule (:data:`~pi_framework.contract.names.PLUGIN_KEYS`) keep their names, reserved like the
   machinery's. They are not renamed: a worker of the previous version still running during a rolling upgrade
   would write the old name again after the rename, and pi_plans would lose a downgrade marker (the workspace then
   never re-onboarded). Refusing a source named like them protects them just as well.
@@ -23,21 +23,12 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from pi_framework.contract.names import PENDING, PLUGIN_KEYS, PLUGIN_PREFIX, RECONCILE, RESERVED, RETRIES
 from pi_framework.db import get_database
 from pi_framework.db.models import SyncState, utcnow
 
-#: ``{"at": iso}``: when every id of the workspace was last compared with the ledger
-RECONCILE = "reconcile"
-#: ``{"since": iso, "pending": n, "path": ...}``: the workspace has had pending work since then
-PENDING = "pending-work"
-#: ``{document id: {"attempts": n, "reason": ...}}``: documents a live sync could not index, retried next tick
-RETRIES = "document-retries"
-RESERVED = frozenset({RECONCILE, PENDING, RETRIES})
-#: what the bundled plugins keep under names of their own: pi_plans' downgrade marker (``plans``, per workspace),
-#: pi_docs' commit SHAs and ledger rows (``docs``), pi_chats' ledger rows (``chats``) and re-key marker (``pi_chats``)
-PLUGIN_KEYS = frozenset({"plans", "docs", "chats", "pi_chats"})
-#: prefix of a plugin's own rows: ``plugin:<plugin name>``
-PLUGIN_PREFIX = "plugin:"
+__all__ = ["PENDING", "PLUGIN_KEYS", "PLUGIN_PREFIX", "RECONCILE", "RESERVED", "RETRIES", "PluginState"]
+
 
 
 def load(source: str, workspace_id: str) -> dict[str, Any] | None:

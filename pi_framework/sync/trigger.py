@@ -26,7 +26,7 @@ from typing import Any
 from loguru import logger
 
 from pi_framework import runtime
-from pi_framework.contributions import Source
+from pi_framework.contract.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task

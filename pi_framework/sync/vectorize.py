@@ -27,13 +27,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
-from pi_framework.contributions import Source
+from pi_framework.contract.contributions import Source
+from pi_framework.contract.documents import Document, chunk_id
+from pi_framework.contract.sinks import SinkError
 from pi_framework.db import DatabaseUnavailable, get_database
 from pi_framework.db.models import JobStatus
-from pi_framework.pipeline.documents import Document, chunk_id
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.pipeline.ledger import Ledger
-from pi_framework.sinks.base import SinkError
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare
 from pi_framework.sync.jobs import JobLost, as_utc

@@ -36,14 +36,14 @@ import pytest
 from loguru import logger
 
 from pi_framework import runtime
+from pi_framework.contract.documents import Chunk, Document
+from pi_framework.contract.sinks import SearchQuery, Sink
 from pi_framework.db import get_database
-from pi_framework.pipeline.documents import Chunk, Document
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import reset_plane_engine, schema
 from pi_framework.plane.access import clear_access_cache
 from pi_framework.plane.sample import PlaneFactory, utcnow
 from pi_framework.search import MODES, search
-from pi_framework.sinks.base import SearchQuery, Sink
 
 #: the word every item of the matrix contains, so one query can reach all of them
 WORD = "zephyr"

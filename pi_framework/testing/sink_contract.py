@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from pi_framework.pipeline.documents import Chunk
-from pi_framework.sinks.base import SearchQuery, Sink, SinkError
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import SearchQuery, Sink, SinkError
 
 WS_A = "11111111-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 WS_B = "22222222-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 
 
 class SinkContract:
-    """The behaviour the pipeline and search rely on, for any :class:`~pi_framework.sinks.base.Sink`."""
+    """The behaviour the pipeline and search rely on, for any :class:`~pi_framework.contract.sinks.Sink`."""
 
     dimension = 8
     supports_vector_search = True
@@ -184,9 +184,9 @@ class SinkContract:
     ) -> None:
         """A document written with 3 chunks, the process dying before the ledger commit, then rewritten shorter
         (and private): no chunk of the first version remains, whether or not the ledger ever recorded it."""
+        from pi_framework.contract.documents import Document
         from pi_framework.db import Database
         from pi_framework.embedding import HashingEmbedder
-        from pi_framework.pipeline.documents import Document
         from pi_framework.pipeline.indexer import Indexer
         from pi_framework.pipeline.ledger import Ledger
         from pi_framework.settings import Settings
@@ -250,11 +250,11 @@ class SinkContract:
 
         from sqlalchemy import update
 
+        from pi_framework.contract.documents import Document
         from pi_framework.db import Database
         from pi_framework.db.fencing import LeaseLost
         from pi_framework.db.models import Lease, utcnow
         from pi_framework.embedding import HashingEmbedder
-        from pi_framework.pipeline.documents import Document
         from pi_framework.pipeline.indexer import Indexer
         from pi_framework.pipeline.ledger import Ledger
         from pi_framework.settings import Settings

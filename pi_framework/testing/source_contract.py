@@ -37,7 +37,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pi_framework.api import Source
-from pi_framework.contributions import source_name_problem
+from pi_framework.contract.contributions import source_name_problem
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pi_framework import hookimpl
+from pi_framework.contract.sinks import SinkError
 from pi_framework.settings import Settings
-from pi_framework.sinks.base import SinkError
 
 if TYPE_CHECKING:
     from pi_framework.sinks.opensearch.sink import OpenSearchSink

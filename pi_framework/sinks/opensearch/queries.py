@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pi_framework.pipeline.documents import Chunk
-from pi_framework.sinks.base import CREATED_BY, Hit, SearchQuery
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery
 
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title^2", "text", "key^3")

@@ -29,9 +29,9 @@ from opensearchpy.exceptions import OpenSearchException, SerializationError
 from opensearchpy.helpers import parallel_bulk, streaming_bulk
 from opensearchpy.serializer import JSONSerializer
 
-from pi_framework.pipeline.documents import Chunk
+from pi_framework.contract.documents import Chunk
+from pi_framework.contract.sinks import Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.redaction import redact_text, redact_url, url_secrets, userinfo_needs_encoding
-from pi_framework.sinks.base import Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.sinks.opensearch import queries
 
 #: ids per request for deletes and existence checks (well under OpenSearch's 10,000 result window)
@@ -62,7 +62,7 @@ def _item_reason(item: dict[str, Any]) -> str:
 
 
 class OpenSearchSink:
-    """:class:`~pi_framework.sinks.base.Sink` backed by an OpenSearch cluster (2.x or later, k-NN plugin)."""
+    """:class:`~pi_framework.contract.sinks.Sink` backed by an OpenSearch cluster (2.x or later, k-NN plugin)."""
 
     name = "opensearch"
 

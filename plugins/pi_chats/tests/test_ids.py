@@ -8,7 +8,7 @@ import pytest
 from pi_chats import ids
 from pi_chats.payloads import ChatMessage
 
-from pi_framework.pipeline.documents import chunk_id
+from pi_framework.contract.documents import chunk_id
 
 #: ids the payloads accept that used to be trouble: separators, escapes, the hash marker, long and multi-byte ones
 TRICKY = ["a", "a:b", "a%3Ab", "a%b", "a#0", "~", "~" + "0" * 40, "x" * 150, "x" * 151, "é" * 75, "é" * 76, "📎" * 200]

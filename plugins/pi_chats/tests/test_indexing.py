@@ -10,7 +10,7 @@ from pi_chats import backlog, ids
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatMessage
 
-from pi_framework.sinks.base import SinkError
+from pi_framework.contract.sinks import SinkError
 
 
 def doc_id(chat_id: str, message: dict | None = None, workspace_id: str = "ws-a") -> str:

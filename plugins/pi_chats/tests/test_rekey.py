@@ -16,11 +16,11 @@ from pi_chats.payloads import ChatMessage
 from sqlalchemy import create_engine, select, text
 
 from pi_framework import runtime
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.db import with_driver
 from pi_framework.db.models import IndexedChunk, IndexedDocument, SyncState
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.pipeline.ledger import Ledger
-from pi_framework.sinks.base import SearchQuery
 
 ALICE = [
     {"chat_id": "c1", "message_id": "m1", "text": "How do we rotate the staging certificates?", "minute": 0},

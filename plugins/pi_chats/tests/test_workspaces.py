@@ -17,8 +17,8 @@ from pi_chats.payloads import ChatMessage
 from sqlalchemy import select
 
 from pi_framework import runtime
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.db.models import IndexedChunk, IndexedDocument
-from pi_framework.sinks.base import SearchQuery
 
 A_TEXT = "alpine hiking itinerary for the team offsite"
 B_TEXT = "confidential payroll figures for the quarter"

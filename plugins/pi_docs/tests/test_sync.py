@@ -7,8 +7,8 @@ import pytest
 from conftest import REPO, indexed_ids
 
 from pi_framework import runtime
+from pi_framework.contract.sinks import SearchQuery
 from pi_framework.pipeline.indexer import Indexer
-from pi_framework.sinks.base import SearchQuery
 
 pytestmark = pytest.mark.slow  # real git repositories (a git subprocess per commit) behind a local fake GitHub
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from pi_framework import hookimpl
-from pi_framework.contributions import PeriodicJob
+from pi_framework.contract.contributions import PeriodicJob
 
 
 def marker_dir() -> Path:

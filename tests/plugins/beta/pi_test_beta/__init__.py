@@ -3,7 +3,7 @@
 import click
 
 from pi_framework import hookimpl
-from pi_framework.contributions import PeriodicJob
+from pi_framework.contract.contributions import PeriodicJob
 
 
 def beta_marker(name: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pi_framework.pipeline.documents import Chunk
+from pi_framework.contract.documents import Chunk
 
 
 class SinkError(RuntimeError):

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from pi_framework.contract.names import PLUGIN_KEYS, RESERVED
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from pi_framework.pipeline.documents import Document
+    from pi_framework.contract.documents import Document
+    from pi_framework.contract.sinks import Sink
     from pi_framework.settings import Settings
-    from pi_framework.sinks.base import Sink
 
 TASK_PREFIX = "pi.celery_app."
 
@@ -141,11 +143,9 @@ def source_name_problem(source: Source) -> str | None:
     A name with ``:`` would make its document ids' prefix (``<name>:``) overlap another source's. A workspace
     source's cursors are ``sync_states`` rows ``(name, workspace id)`` and its documents are ledger rows of
     ``source=name`` that the comparison deletes when not visible, so it may not take a name the machinery keeps
-    rows of its own under (:data:`pi_framework.sync.state.RESERVED`) or one a bundled plugin keeps rows under
-    (:data:`pi_framework.sync.state.PLUGIN_KEYS`).
+    rows of its own under (:data:`~pi_framework.contract.names.RESERVED`) or one a bundled plugin keeps rows under
+    (:data:`~pi_framework.contract.names.PLUGIN_KEYS`).
     """
-    from pi_framework.sync.state import PLUGIN_KEYS, RESERVED
-
     name = source.name
     if not isinstance(name, str) or not name:
         return f"source name {name!r} must be a non-empty string"
