@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
+from sqlalchemy import Table
+
 from pi_framework.contract.contributions import Embedder
 from pi_framework.contract.sinks import Sink
+from pi_framework.plane.source import PlaneSource
 from pi_framework.plugins import Registry, load_plugins
 from pi_framework.settings import Settings, get_settings
 
@@ -91,3 +94,10 @@ def reset() -> None:
     get_settings.cache_clear()
     reset_database()
     reset_plane_engine()
+
+
+def plane_tables() -> tuple[Table, ...]:
+    """The Plane tables the installed plugins' sources declare themselves (``PlaneSource.tables``), so that a sample or
+    test database serves every installed source, not only those reading the tables the core declares."""
+    sources = get_registry().sources.values()
+    return tuple(dict.fromkeys(table for source in sources if isinstance(source, PlaneSource) for table in source.tables))

@@ -154,7 +154,7 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     click.secho(f"1. A Plane database with sample content: {base / 'plane.sqlite'}", bold=True)
-    plane, seconds = _timed(lambda: create_sqlite_plane(str(base / "plane.sqlite")))
+    plane, seconds = _timed(lambda: create_sqlite_plane(str(base / "plane.sqlite"), runtime.plane_tables()))
     workspaces, seconds = _timed(lambda: _seed(plane, issues_per_project))
     for name, rows in workspaces.items():
         click.echo(

@@ -14,7 +14,6 @@ lives in :mod:`pi_framework.testing.plane`.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 import uuid
@@ -339,24 +338,12 @@ class PlaneFactory:
         self.update(table, row_id, archived_at=when)
 
 
-def create_sqlite_plane(path: str) -> PlaneFactory:
-    """A Plane-shaped SQLite database at *path* (for the demo and quick experiments), with the tables of every
-    installed Plane source (:func:`installed_source_tables`)."""
+def create_sqlite_plane(path: str, tables: Iterable[Table] = ()) -> PlaneFactory:
+    """A Plane-shaped SQLite database at *path* (for the demo and quick experiments): Plane's tables, and *tables*
+    (those of every installed Plane source: :func:`pi_framework.runtime.plane_tables`)."""
     engine = make_engine(f"sqlite:///{path}")
-    load_schema(engine, installed_source_tables())
+    load_schema(engine, list(tables))
     return PlaneFactory(engine)
-
-
-@functools.cache
-def installed_source_tables() -> tuple[Table, ...]:
-    """The Plane tables the installed plugins' sources declare themselves (``PlaneSource.tables``), so that a sample or
-    test database serves every installed source, not only those reading the tables the core declares."""
-    from pi_framework.plane.source import PlaneSource
-    from pi_framework.plugins import load_plugins
-    from pi_framework.settings import get_settings
-
-    sources = load_plugins(get_settings()).sources.values()
-    return tuple(dict.fromkeys(table for source in sources if isinstance(source, PlaneSource) for table in source.tables))
 
 
 # ---------------------------------------------------------------------- realistic sample content

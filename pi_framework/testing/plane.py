@@ -25,12 +25,12 @@ from pi_framework.plane import reset_plane_engine
 from pi_framework.plane.sample import (
     PlaneFactory,
     create_sqlite_plane,
-    installed_source_tables,
     load_schema,
     sample_issue,
     strip_tags,
     utcnow,
 )
+from pi_framework.runtime import plane_tables
 from pi_framework.settings import Settings
 
 __all__ = [
@@ -51,7 +51,7 @@ def plane_extra_schema() -> list[Path | str | MetaData | Table]:
     """Plane tables the core does not declare, created by ``plane_db`` after Plane's own. The default is the tables every
     installed Plane source declares (``PlaneSource.tables``), created from their Core definitions; a plugin's tests may
     override it with the plugin's reference DDL (a ``.sql`` path or its text)."""
-    return list(installed_source_tables())
+    return list(plane_tables())
 
 
 @pytest.fixture
