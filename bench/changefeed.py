@@ -211,7 +211,7 @@ def bench_latency(size: int = 2_000, rate: float = 20.0, seconds: float = 10.0, 
                         start = time.perf_counter()
                         vectorize.request_vectorization(workspace_id)
                         jobs = Jobs(get_database(), get_settings())
-                        wait_for(lambda: jobs.latest(workspace_id).status == JobStatus.SUCCESS, 900, 0.5, "vectorization")
+                        wait_for(lambda jobs=jobs: jobs.latest(workspace_id).status == JobStatus.SUCCESS, 900, 0.5, "vectorization")
                         print(f"   ({size:,} issues vectorized by the worker in {time.perf_counter() - start:.1f} s)")
                         time.sleep(2 * interval)  # the overlap window of the full pass is consumed
                     else:

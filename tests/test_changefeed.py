@@ -463,3 +463,80 @@ def test_archived_items_leave_search_through_a_real_worker(world, tmp_path, rabb
         assert "change feed: on" in worker.log()
     finally:
         worker.stop()
+
+
+# ---------------------------------------------------------------------- a real PostgreSQL restart (a cluster of its own)
+@pytest.fixture
+def own_cluster(postgres_admin_url):  # noqa: ARG001 - only where the tests' PostgreSQL runs: the binaries are there
+    """A throw-away PostgreSQL cluster of this test (the shared one serves other tests and must not restart)."""
+    import glob
+    import shutil
+    import socket
+    import tempfile
+
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bindirs:
+        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql")
+    bindir = bindirs[-1]
+    data = tempfile.mkdtemp(prefix="pi-changefeed-pg-")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    if os.getuid() == 0:
+        shutil.chown(data, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = (
+        f"-p {port} -h 127.0.0.1 -k {data} -c fsync=off -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4"
+    )
+
+    def pg_ctl(*args: str) -> None:
+        subprocess.run(
+            [*as_postgres, f"{bindir}/pg_ctl", "-D", data, "-l", f"{data}/server.log", "-w", "-t", "60", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    subprocess.run(
+        [*as_postgres, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+    )
+    pg_ctl("-o", options, "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", lambda: pg_ctl("-m", "fast", "-o", options, "restart")
+    finally:
+        subprocess.run([*as_postgres, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_postgresql_restart_loses_nothing(own_cluster, pi_env) -> None:
+    from pi_framework.db import make_engine
+    from pi_framework.plane import reset_plane_engine
+    from pi_framework.plane.sample import PlaneFactory, load_schema
+    from pi_framework.runtime import plane_tables
+
+    url, restart = own_cluster
+    engine = make_engine(url, pool_size=2)
+    load_schema(engine, list(plane_tables()))
+    plane = PlaneFactory(engine, url)
+    reset_plane_engine()
+    settings = pi_env(PLANE_DATABASE_URL=url, PI_EMBEDDER="hashing", PI_CHUNK_TOKENS=24, PI_CHUNK_OVERLAP=0, PI_LEASE_SECONDS=3)
+    workspace = plane.workspace()
+    project = plane.project(workspace, identifier="OPS")
+    issues = [plane.issue(project, f"Issue about topic{n}") for n in range(3)]
+    ws = workspace["id"]
+    assert vectorize(ws)["status"] == JobStatus.SUCCESS
+    live_sync(ws)
+    setup(settings)
+    try:
+        with Feed(settings):
+            engine.dispose()
+            restart()  # the consumer's connection ends; the slot survives on disk
+            reset_plane_engine()
+            bulk(plane, "UPDATE issues SET archived_at = current_date WHERE id = :id", id=issues[0]["id"])
+            applied(
+                ws, lambda: f"issues:{issues[0]['id']}" not in visible(ws), timeout=30, message="the change after the restart"
+            )
+            bulk(plane, "UPDATE issues SET deleted_at = now() WHERE id = :id", id=issues[1]["id"])
+            applied(ws, lambda: f"issues:{issues[1]['id']}" not in visible(ws), message="and the next one")
+    finally:
+        engine.dispose()
+        reset_plane_engine()

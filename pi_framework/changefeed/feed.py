@@ -98,13 +98,19 @@ def replication_url(settings: Settings) -> str | None:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def not_postgresql(settings: Settings) -> str:
+    if not (settings.PI_CHANGEFEED_DATABASE_URL or settings.PLANE_DATABASE_URL):
+        return "PLANE_DATABASE_URL is not set"
+    return "Plane's database is not PostgreSQL"
+
+
 def _connect(settings: Settings, replication: bool = False) -> Any:
     import psycopg2
     import psycopg2.extras
 
     url = replication_url(settings)
     if url is None:
-        raise Unavailable("Plane's database is not PostgreSQL (PLANE_DATABASE_URL): the change feed needs logical replication")
+        raise Unavailable(not_postgresql(settings))
     factory = psycopg2.extras.LogicalReplicationConnection if replication else None
     try:
         connection = psycopg2.connect(url, connection_factory=factory, connect_timeout=10, application_name="pi-changefeed")
@@ -582,7 +588,7 @@ def availability(settings: Settings) -> str | None:
     if not settings.PI_CHANGEFEED_ENABLED:
         return "PI_CHANGEFEED_ENABLED is off"
     if replication_url(settings) is None:
-        return "Plane's database is not PostgreSQL"
+        return not_postgresql(settings)
     try:
         found = plan(settings)
     except Unavailable as exc:
