@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,6 +109,11 @@ class Sink(Protocol):
         chunks an interrupted run wrote but never recorded go too. Missing documents are not an error; return how
         many chunks were removed. The pipeline deletes documents only this way. With a *version*, a chunk stored with
         a larger version stays (as in :meth:`delete_chunks`)."""
+
+    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
+        """Stream the stored chunks, vectors included, of the documents named (``documents``) or of every document of
+        one workspace (``workspace_id``); exactly one of the two is given. Chunks come in pages, never all at once;
+        a ``content_hash`` the sink does not keep is ``""``. For tools that move chunks without re-embedding them."""
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         """Remove every chunk of a workspace (optionally of one kind); return how many were removed."""

@@ -363,6 +363,59 @@ class EmbeddedSink:
         """Every chunk of these documents (also chunks the ledger never recorded); returns how many."""
         return self._delete_where("document_id", document_ids, version) if document_ids and self._has_table() else 0
 
+    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
+        """Stored chunks of *documents* or of *workspace_id*, in pages of ``_IN_BATCH`` rows (see the Sink protocol)."""
+        if (documents is None) == (workspace_id is None):
+            raise ValueError("read_chunks needs documents or a workspace_id (exactly one)")
+        if not self._has_table():
+            return
+        if documents is not None:
+            for batch in _batches(list(dict.fromkeys(documents))):
+                yield from self._read_page(f"document_id IN ({_marks(len(batch))})", list(batch))
+            return
+        last = -1
+        while True:
+            with self._lock:
+                rowids = [
+                    row[0]
+                    for row in self.connection.execute(
+                        "SELECT rowid FROM chunks WHERE workspace_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                        (workspace_id, last, _IN_BATCH),
+                    )
+                ]
+            if not rowids:
+                return
+            yield from self._read_page(f"rowid IN ({_marks(len(rowids))})", rowids)
+            last = rowids[-1]
+
+    def _read_page(self, where: str, params: list[Any]) -> list[Chunk]:
+        with self._lock:
+            rows = self.connection.execute(
+                "SELECT id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, "
+                f"vector FROM chunks WHERE {where} ORDER BY document_id, rowid",
+                params,
+            ).fetchall()
+        return [
+            Chunk(
+                id=chunk_id_,
+                document_id=document_id,
+                index=int(chunk_id_.rpartition("#")[2] or 0),
+                text=text,
+                content_hash="",  # not kept here: the ledger has it
+                source=source,
+                kind=kind,
+                workspace_id=workspace,
+                title=title,
+                key=key,
+                url=url,
+                project_ids=json.loads(projects),
+                owner_id=owner_id,
+                metadata=json.loads(metadata),
+                vector=None if vector is None else np.frombuffer(vector, dtype=np.float32).tolist(),
+            )
+            for chunk_id_, document_id, workspace, kind, owner_id, source, title, key, url, text, projects, metadata, vector in rows
+        ]
+
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         if not self._has_table():
             return 0

@@ -217,6 +217,39 @@ class SinkContract:
         assert ready_sink.existing(written) == kept & set(written), "no chunk of the first version is left"
         assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="someone-else")) == []
 
+    # ------------------------------------------------------------------ reading back
+    def test_chunks_read_back_by_document_and_by_workspace_whole_and_streamed(self, ready_sink: Sink) -> None:
+        """``read_chunks`` gives back what was written (vectors included: tools move chunks without re-embedding them),
+        by document or by workspace, never another workspace's, in pages rather than all at once."""
+        many = [
+            self.chunk(f"issues:{n}#{i}", text=f"text {n} {i}", vector=self.vector(i, tilt=0.25), title=f"T{n}")
+            for n in range(120)
+            for i in range(5)
+        ]
+        private = self.chunk(
+            "pages:p#0", kind="pages", source="pages", key="WEB-1", url="https://plane.example/p", owner_id="owner-1",
+            project_ids=["p1", "p2"], metadata={"created_by": "u1", "state": "open"}, vector=self.vector(3),
+        )
+        self.write_all(ready_sink, [*many, private, self.chunk("issues:other#0", WS_B)])
+        (back,) = ready_sink.read_chunks(documents=["pages:p"])
+        assert (back.id, back.document_id, back.index, back.text, back.kind, back.source, back.workspace_id) == (
+            "pages:p#0", "pages:p", 0, "some text", "pages", "pages", WS_A
+        )
+        assert (back.key, back.url, back.owner_id, sorted(back.project_ids), back.metadata) == (
+            "WEB-1", "https://plane.example/p", "owner-1", ["p1", "p2"], {"created_by": "u1", "state": "open"}
+        )
+        assert back.vector is not None and len(back.vector) == self.dimension and max(back.vector) > 0.5
+        stream = ready_sink.read_chunks(workspace_id=WS_A)
+        assert not isinstance(stream, list | tuple), "streamed, not a list"
+        everything = list(stream)
+        assert sorted(chunk.id for chunk in everything) == sorted([chunk.id for chunk in many] + ["pages:p#0"])
+        assert {chunk.id for chunk in ready_sink.read_chunks(documents=["issues:3", "issues:other"])} == {
+            *(f"issues:3#{i}" for i in range(5)), "issues:other#0"
+        }
+        assert list(ready_sink.read_chunks(documents=["issues:missing"])) == []
+        with pytest.raises(ValueError):
+            list(ready_sink.read_chunks())
+
     # ------------------------------------------------------------------ fencing
     def test_an_older_version_never_replaces_or_deletes_a_newer_one(self, ready_sink: Sink) -> None:
         """Versioned writes and deletes (the pipeline writes with its lease's fencing token): a smaller version is

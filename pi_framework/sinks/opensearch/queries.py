@@ -244,6 +244,28 @@ def scope_query(workspace_id: str | None = None, kind: str | None = None) -> dic
     return {"bool": {"filter": terms}} if terms else {"match_all": {}}
 
 
+def chunk_from(raw: dict[str, Any]) -> Chunk:
+    """The chunk a stored document holds (:func:`chunk_source` read back)."""
+    source = raw.get("_source") or {}
+    return Chunk(
+        id=source.get("chunk_id", raw["_id"]),
+        document_id=source.get("document_id", ""),
+        index=int(source.get("chunk_index", 0)),
+        text=source.get("text", ""),
+        content_hash=source.get("content_hash", ""),
+        source=source.get("source", ""),
+        kind=source.get("kind", ""),
+        workspace_id=source.get("workspace_id"),
+        title=source.get("title", ""),
+        key=source.get("key"),
+        url=source.get("url"),
+        project_ids=list(source.get("project_ids") or []),
+        owner_id=source.get("owner_id"),
+        metadata=source.get("metadata") or {},
+        vector=source.get(VECTOR_FIELD),
+    )
+
+
 def hit_from(raw: dict[str, Any]) -> Hit:
     source = raw.get("_source") or {}
     return Hit(

@@ -36,6 +36,8 @@ from pi_framework.sinks.opensearch import queries
 
 #: ids per request for deletes and existence checks (well under OpenSearch's 10,000 result window)
 ID_BATCH = 1000
+#: chunks per page when reading chunks back (vectors included: pages stay a few MB)
+READ_PAGE = 500
 #: statuses of a bulk item worth retrying: throttled or a shard momentarily unavailable
 RETRYABLE = frozenset({429, 502, 503, 504})
 
@@ -366,6 +368,31 @@ class OpenSearchSink:
         if response.get("failures"):
             raise SinkError(f"opensearch: {what} left failures: {response['failures'][:3]}")
         return int(response.get("deleted", 0))
+
+    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
+        """Stored chunks of *documents* or of *workspace_id*, pages of :data:`READ_PAGE` by ``search_after`` on the
+        chunk id (see the Sink protocol)."""
+        if (documents is None) == (workspace_id is None):
+            raise ValueError("read_chunks needs documents or a workspace_id (exactly one)")
+        self._refresh()
+        if documents is not None:
+            ids = list(dict.fromkeys(documents))
+            for start in range(0, len(ids), ID_BATCH):
+                yield from self._read({"terms": {"document_id": ids[start : start + ID_BATCH]}})
+            return
+        yield from self._read({"term": {"workspace_id": workspace_id}})
+
+    def _read(self, query: dict[str, Any]) -> Iterator[Chunk]:
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {"size": READ_PAGE, "query": query, "sort": [{"chunk_id": "asc"}]}
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search(self._all_indices(), body, "reading chunks back")
+            yield from (queries.chunk_from(hit) for hit in hits)
+            if len(hits) < READ_PAGE:
+                return
+            after = hits[-1]["sort"]
 
     # ------------------------------------------------------------------ reads
     def _scope_indices(self, kind: str | None) -> str | None:

@@ -4,8 +4,8 @@ The first version's ids, ``chats:<chat>`` and ``chats:<chat>:<message>``, had no
 workspaces using the same chat id overwrote each other. This module moves every such document of the
 ledger (source ``chats``) to its id of :func:`pi_chats.ids.document_id`, using the workspace the ledger
 recorded it under. Chats are pushed, not re-enumerable, so the content comes from the index itself:
-the chunks (text, vector, owner, metadata) are read back from a sink that can be read (embedded,
-OpenSearch) and written under the new ids to every sink, without embedding anything again.
+the chunks (text, vector, owner, metadata) are read back from the sinks (``Sink.read_chunks``, part of the
+sink contract) and written under the new ids to every sink, without embedding anything again.
 
 Per batch of old documents, in this order:
 
@@ -31,17 +31,15 @@ cost one query; the start and the end are logged once, at INFO.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from loguru import logger
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
@@ -56,7 +54,6 @@ from pi_framework.api import (
     LedgerUpdate,
     Settings,
     Sink,
-    SinkError,
     SyncState,
     chunk_id,
     get_database,
@@ -70,12 +67,9 @@ MARKER_SOURCE, MARKER_SCOPE = "pi_chats", "document-ids"
 VERSION = 2
 #: old documents per batch (one ledger read, one write per sink, one ledger transaction)
 BATCH = 200
-#: chunks asked of a sink in one read (OpenSearch answers at most 10,000 hits per request)
-READ_CHUNKS = 5000
 #: PostgreSQL advisory lock of the upgrade ("pi-rekey" as an int64)
 _LOCK_KEY = int.from_bytes(b"pi-rekey", "big")
 
-Reader = Callable[[Sequence[str]], list[Chunk]]
 _finished: set[tuple[int, str]] = set()  # (pid, database url) where the marker was seen
 
 
@@ -239,21 +233,12 @@ def rekey(database: Database, sinks: Sequence[Sink], batch: int = BATCH) -> Reke
     if not stats.legacy:
         stats.complete = True
         return stats
-    readers = [reader for reader in map(reader_of, sinks) if reader is not None]
-    if not readers:
-        logger.warning(
-            "chats: {} chat document(s) still have first-version ids, but no configured sink ({}) can be read back "
-            "to re-key them; they stay searchable under their old ids",
-            stats.legacy,
-            ", ".join(sink.name for sink in sinks) or "none",
-        )
-        return stats
     logger.info(
         "chats: re-keying {} chat document(s) from first-version ids (chats:<chat>:<message>) to workspace-scoped ids "
         "(chat:<workspace>:<chat>:<message>)",
         stats.legacy,
     )
-    run = _Run(database, sinks, readers, stats)
+    run = _Run(database, sinks, stats)
     after = ""  # keyset paging by id (any collation: every id sorts after the empty string)
     while rows := _legacy(database, after, batch):
         run.batch(rows)
@@ -274,10 +259,9 @@ def rekey(database: Database, sinks: Sequence[Sink], batch: int = BATCH) -> Reke
 
 
 class _Run:
-    def __init__(self, database: Database, sinks: Sequence[Sink], readers: list[Reader], stats: RekeyStats) -> None:
+    def __init__(self, database: Database, sinks: Sequence[Sink], stats: RekeyStats) -> None:
         self.database = database
         self.sinks = list(sinks)
-        self.readers = readers
         self.stats = stats
         self.indexer = Indexer(sinks=self.sinks, database=database)
         self.ready = False
@@ -317,12 +301,11 @@ class _Run:
         hashes = {
             chunk: digest for entry in self.indexer.ledger.lookup(list(wanted)).values() for chunk, digest in entry.hashes.items()
         }
-        for reader in self.readers:
+        for sink in self.sinks:
             missing = [old for old in wanted if old not in found]
-            for group in _groups(missing, {old: wanted[old].chunk_count for old in missing}):
-                for chunk in reader(group):
-                    if chunk.workspace_id == wanted[chunk.document_id].workspace_id:  # never another workspace's text
-                        found.setdefault(chunk.document_id, []).append(chunk)
+            for chunk in sink.read_chunks(documents=missing):  # streamed; a batch holds BATCH documents at most
+                if chunk.workspace_id == wanted[chunk.document_id].workspace_id:  # never another workspace's text
+                    found.setdefault(chunk.document_id, []).append(chunk)
         copies: dict[str, list[Chunk] | None] = {}
         for old, row in wanted.items():
             chunks = sorted(found.get(old, []), key=lambda chunk: chunk.index)
@@ -397,116 +380,6 @@ def _moved(chunk: Chunk, doc_id: str, content_hash: str) -> Chunk:
         metadata=dict(chunk.metadata),
         vector=chunk.vector,
     )
-
-
-def _groups(doc_ids: list[str], counts: dict[str, int]) -> Iterator[list[str]]:
-    """*doc_ids* in groups of at most :data:`READ_CHUNKS` chunks (by the ledger's counts)."""
-    group: list[str] = []
-    size = 0
-    for doc_id in doc_ids:
-        weight = max(counts.get(doc_id) or 0, 1)
-        if group and size + weight > READ_CHUNKS:
-            yield group
-            group, size = [], 0
-        group.append(doc_id)
-        size += weight
-    if group:
-        yield group
-
-
-# ---------------------------------------------------------------------- reading chunks back from a sink
-def reader_of(sink: Sink) -> Reader | None:
-    """A function returning the chunks (with vectors) of documents, for the sinks that can be read back."""
-    from pi_framework.api import EmbeddedSink
-
-    if isinstance(sink, EmbeddedSink):
-        return lambda doc_ids: _read_embedded(sink, doc_ids)
-    try:
-        from pi_framework.api import OpenSearchSink
-    except ImportError:  # the opensearch extra is not installed
-        return None
-    if isinstance(sink, OpenSearchSink):
-        return lambda doc_ids: _read_opensearch(sink, doc_ids)
-    return None
-
-
-_EMBEDDED_COLUMNS = "id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, vector"
-
-
-def _read_embedded(sink: Any, doc_ids: Sequence[str]) -> list[Chunk]:
-    if not doc_ids or not sink._has_table():  # noqa: SLF001 - the embedded sink is read back through its own file
-        return []
-    marks = ",".join("?" * len(doc_ids))
-    with sink._lock:  # noqa: SLF001 - the sink's connection is shared with its other users in this process
-        rows = sink.connection.execute(
-            f"SELECT {_EMBEDDED_COLUMNS} FROM chunks WHERE document_id IN ({marks})", list(doc_ids)
-        ).fetchall()
-    chunks = []
-    for chunk_id_, doc_id, workspace_id, kind, owner_id, source, title, key, url, body, projects, metadata, vector in rows:
-        chunks.append(
-            Chunk(
-                id=chunk_id_,
-                document_id=doc_id,
-                index=int(chunk_id_.rpartition("#")[2]),
-                text=body,
-                content_hash="",  # not kept by this sink; the ledger's is used
-                source=source,
-                kind=kind,
-                workspace_id=workspace_id,
-                title=title,
-                key=key,
-                url=url,
-                project_ids=json.loads(projects),
-                owner_id=owner_id,
-                metadata=json.loads(metadata),
-                vector=None if vector is None else np.frombuffer(vector, dtype=np.float32).tolist(),
-            )
-        )
-    return chunks
-
-
-def _read_opensearch(sink: Any, doc_ids: Sequence[str]) -> list[Chunk]:
-    from opensearchpy.exceptions import NotFoundError, OpenSearchException
-
-    from pi_framework.api import opensearch_index_name
-
-    if not doc_ids:
-        return []
-    index = opensearch_index_name(sink.prefix, KIND)
-    size = 10_000
-    try:
-        sink.client.indices.refresh(index=index)
-        response = sink.client.search(index=index, body={"size": size, "query": {"terms": {"document_id": list(doc_ids)}}})
-    except NotFoundError:
-        return []
-    except OpenSearchException as exc:
-        raise SinkError(f"OpenSearch at {sink.safe_url}: reading chats to re-key them failed: {type(exc).__name__}") from None
-    hits = response["hits"]["hits"]
-    if len(hits) >= size:
-        raise SinkError(f"opensearch: more than {size} chunks for {len(doc_ids)} chat documents; cannot re-key them")
-    chunks = []
-    for raw in hits:
-        source = raw.get("_source") or {}
-        chunks.append(
-            Chunk(
-                id=source.get("chunk_id", raw["_id"]),
-                document_id=source["document_id"],
-                index=int(source.get("chunk_index", 0)),
-                text=source.get("text", ""),
-                content_hash=source.get("content_hash", ""),
-                source=source.get("source", SOURCE),
-                kind=source.get("kind", KIND),
-                workspace_id=source.get("workspace_id"),
-                title=source.get("title", ""),
-                key=source.get("key"),
-                url=source.get("url"),
-                project_ids=list(source.get("project_ids") or []),
-                owner_id=source.get("owner_id"),
-                metadata=source.get("metadata") or {},
-                vector=source.get("vector"),
-            )
-        )
-    return chunks
 
 
 def describe(stats: RekeyStats | None) -> str:
