@@ -14,21 +14,77 @@
 
 What is here is the contract: these names keep their meaning across versions, while the modules behind them may
 move. The plugins of this repository import nothing else of ``pi_framework`` (``tests/test_public_api.py``
-enforces it); their tests may also use :mod:`pi_framework.testing`.
+enforces it); their tests may also use :mod:`pi_framework.testing`. Every name is listed below with what it is
+(a test fails when a name is exported without a line here). The contract's own types live in
+:mod:`pi_framework.contract` and are loaded with this module; the core's services are imported on first use, so a
+plugin's ``import`` costs nothing.
 
-* **The plugin contract** (cheap to import, loaded with this module): ``hookimpl``; the protocols ``Source``,
-  ``Sink`` and ``Embedder`` (every method the core calls; ``BaseSource`` gives a source its one default); the
-  contributions ``TaskSpec``, ``PeriodicJob``, ``HealthCheck``, ``Changes``; the data types ``Document``,
-  ``Chunk``, ``SearchQuery``, ``Hit``, ``WriteResult``; ``SinkError``; ``Settings`` and ``get_settings``.
-* **The core's services** (imported on first use, so a plugin's ``import`` costs nothing): the process-wide
-  registry, sinks and embedder (``get_registry``, ``get_sinks``, ``get_embedder``); the PI database
-  (``get_database``, ``Database``, its tables, ``PluginState`` for a plugin's own rows); the ``Indexer``; jobs
-  (``jobs()``, ``Jobs``, ``JobStatus``) and ``forget_workspace``; health checks and stuck workspaces; the framework's
-  verbs run in this process (``vectorize``, ``live_sync``, ``search``), for a plugin's commands and tests.
-* **Plane** (read only): ``PlaneSource``, the base of a workspace source read from Plane's database, whose
-  ``tracked`` tables may be the plugin's own ``Table`` objects; ``plane_engine``; ``plane_schema``, the module
-  of Plane's tables (``plane_schema.issues``, …) and column types (``UUID``, ``UTCDateTime``, ``PlainDate``,
-  ``JSONDOC``) to declare more tables with.
+**The plugin contract** (:mod:`pi_framework.contract`)
+
+* ``hookimpl``: the decorator of a plugin's hook implementations (the hooks: :mod:`pi_framework.hookspecs`)
+* ``Source``: the protocol of a content source (every method the core calls)
+* ``BaseSource``: a base class giving a source its defaults (``visible_versions``, ``changed_workspaces``)
+* ``Changes``: what changed since a cursor: lazy ``documents`` and the ``cursor()`` to store once they are indexed
+* ``Sink``: the protocol of an index (write, versioned deletes, read back, search, health)
+* ``SinkFactory``: ``factory(settings) -> Sink``, what ``register_sinks`` registers
+* ``Embedder``: the protocol of an embedding model
+* ``EmbedderFactory``: ``factory(settings) -> Embedder``, what ``register_embedders`` registers
+* ``TaskSpec``: a Celery task a plugin provides (``register_tasks``)
+* ``TASK_PREFIX``: the prefix of every task name (``pi.celery_app.``)
+* ``PeriodicJob``: a beat entry (``register_periodic_jobs``)
+* ``HealthCheck``: a named check run by ``pi health`` (``register_health_checks``)
+* ``Document``: one piece of content as a source yields it (ids unique across workspaces: ``<source>:<id>``)
+* ``BodyFormat``: ``"text"``, ``"html"`` or ``"markdown"``: how a document's body is normalised
+* ``Chunk``: one indexed window of a document, as a sink stores it
+* ``chunk_id``: the id of a document's n-th chunk (``<document id>#<n>``)
+* ``SearchQuery``: a query against one sink, always filtered by workspace, privacy and projects
+* ``Hit``: one search result
+* ``CREATED_BY``: the metadata key holding the user Plane's guest rule compares with
+* ``WriteResult``: the outcome of a sink write: ids written, reason per id refused
+* ``SinkError``: a sink could not do what was asked
+* ``Settings``: every setting, as the pydantic model read from the environment
+* ``SettingsError``: a setting is invalid (one plain line, no traceback)
+* ``get_settings``: this process's settings
+
+**The core's services** (imported on first use)
+
+* ``get_registry``: the process's plugin registry (sources, sinks, tasks, jobs, checks, plugins and failures)
+* ``get_sinks``: the configured sinks, built once per process
+* ``get_embedder``: the configured embedder, built once per process
+* ``Database``: the PI database (engine, sessions, circuit breaker)
+* ``DatabaseUnavailable``: the PI database cannot be reached (the breaker is open)
+* ``get_database``: this process's PI database
+* ``ModelBase``: the declarative base of the PI database's tables (a plugin declaring tables of its own)
+* ``utcnow``: the aware UTC "now" the PI database's rows use
+* ``JobStatus``: the statuses of a vectorization job
+* ``SyncState``: the ``sync_states`` table (cursors, markers; write only rows of your own: ``PluginState``)
+* ``IndexedDocument``: the ledger's documents table (read only)
+* ``WorkspaceVectorization``: the vectorization jobs table (read only; transitions go through ``Jobs``)
+* ``PluginState``: a plugin's own rows in ``sync_states`` (``plugin:<name>``)
+* ``Indexer``: documents in, chunks embedded and written to every sink, the ledger updated (push and global sources)
+* ``IndexStats``: what one ``Indexer.index`` call did
+* ``SinkOutage``: a sink failed as a whole during indexing (retry the run)
+* ``LedgerUpdate``: one group of ledger changes, applied in one transaction
+* ``to_str``: any value as valid text (bytes decoded, lone surrogates replaced)
+* ``search``: hybrid search of one workspace, filtered by what the user may see
+* ``vectorize``: run a workspace's vectorization job in this process
+* ``live_sync``: apply a workspace's pending changes in this process
+* ``jobs``: this process's ``Jobs`` (vectorization jobs: request, cancel, ...)
+* ``Jobs``: the vectorization jobs and their compare-and-set transitions
+* ``forget_workspace``: remove a workspace from every sink and the ledger (its plan left vectorization)
+* ``stuck_workspaces``: workspaces with pending work older than a threshold, and why
+* ``run_health_checks``: run every registered health check
+* ``metrics``: the metrics recorder (no-ops unless the process records)
+* ``redact_task_arguments``: task options keeping arguments' text out of Celery task events
+
+**Plane** (read only)
+
+* ``PlaneSource``: the base of a workspace source read from Plane's database (``tracked`` tables, cursors)
+* ``Marks``: a source's per-table watermarks in a cursor
+* ``Observed``: the rows a scan observed, to move the watermarks by
+* ``chunked``: an iterable in lists of at most n items
+* ``plane_engine``: the engine of Plane's database (``PLANE_DATABASE_URL``)
+* ``plane_schema``: Plane's tables (``plane_schema.issues``, ...) and column types (``UUID``, ``UTCDateTime``, ...)
 """
 
 from __future__ import annotations
@@ -68,9 +124,6 @@ if TYPE_CHECKING:
     from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
     from pi_framework.runtime import get_embedder, get_registry, get_sinks
     from pi_framework.search import search
-    from pi_framework.sinks.embedded import EmbeddedSink
-    from pi_framework.sinks.opensearch.queries import index_name as opensearch_index_name
-    from pi_framework.sinks.opensearch.sink import OpenSearchSink
     from pi_framework.sync import jobs
     from pi_framework.sync.downgrade import forget_workspace
     from pi_framework.sync.jobs import Jobs
@@ -115,10 +168,6 @@ _LAZY = {
     # operators' eyes: metrics (no-ops unless the process records) and task options keeping text out of task events
     "metrics": "pi_framework.metrics",
     "redact_task_arguments": "pi_framework.events:redacting",
-    # the built-in sinks (OpenSearchSink needs the ``opensearch`` extra: ImportError without it)
-    "EmbeddedSink": "pi_framework.sinks.embedded:EmbeddedSink",
-    "OpenSearchSink": "pi_framework.sinks.opensearch.sink:OpenSearchSink",
-    "opensearch_index_name": "pi_framework.sinks.opensearch.queries:index_name",
     # Plane's database (read only)
     "PlaneSource": "pi_framework.plane.source:PlaneSource",
     "Marks": "pi_framework.plane.source:Marks",
@@ -183,9 +232,6 @@ __all__ = [
     "run_health_checks",
     "metrics",
     "redact_task_arguments",
-    "EmbeddedSink",
-    "OpenSearchSink",
-    "opensearch_index_name",
     "PlaneSource",
     "Marks",
     "Observed",

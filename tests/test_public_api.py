@@ -150,3 +150,13 @@ def test_plugin_state_is_namespaced(pi_database) -> None:
         assert session.get(api.SyncState, ("plugin:pi_cycles", "w1")) is not None
     state.remove("w1")
     assert state.load("w1") is None
+
+
+@pytest.mark.parametrize("name", api.__all__)
+def test_every_exported_name_is_documented(name: str) -> None:
+    """The API's docstring says what each name is: exporting one without a line there fails here."""
+    assert f"* ``{name}``: " in api.__doc__, f"pi_framework.api exports {name} without a line in its docstring"
+
+
+def test_no_concrete_sink_or_internal_module_is_exported() -> None:
+    assert not {"EmbeddedSink", "OpenSearchSink", "opensearch_index_name"} & set(api.__all__)
