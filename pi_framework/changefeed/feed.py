@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
@@ -400,7 +401,11 @@ class Dispatcher:
 class _Pending:
     """What committed transactions named, not yet in the PI database."""
 
+    #: workspaces to compare (a change the cursor may not see)
     workspaces: set[str] = field(default_factory=set)
+    #: workspaces whose changes the cursor sees (a new updated_at): flagged, not compared
+    flagged: set[str] = field(default_factory=set)
+    #: documents deleted by key only: their workspaces, from the ledger, are compared
     documents: set[str] = field(default_factory=set)
     everything: bool = False
     end_lsn: int = 0
@@ -411,10 +416,21 @@ class _Pending:
         if not self.transactions:
             self.since = time.monotonic()
         self.workspaces |= other.workspaces
+        self.flagged |= other.flagged
         self.documents |= other.documents
         self.everything |= other.everything
         self.end_lsn = max(self.end_lsn, other.end_lsn)
         self.transactions += 1
+
+
+def _stamp(value: Any) -> datetime | None:
+    """A ``timestamptz`` column as logical replication writes it (``2026-05-19 10:00:00.123+00``)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 class Consumer:
@@ -437,12 +453,19 @@ class Consumer:
         self.pending = _Pending()
         self.confirmed = 0
         self.dispatcher = Dispatcher() if dispatch else None
-        self.stats = {"transactions": 0, "changes": 0, "flushes": 0, "flagged": 0}
+        self.stats = {"transactions": 0, "changes": 0, "flushes": 0, "flagged": 0, "compared": 0}
+        #: (table, row id) -> the updated_at of the row's last version seen by this consumer (see :meth:`covered`)
+        self.stamps: dict[tuple[str, str], datetime] = {}
+        self.half_overlap = timedelta(seconds=settings.PI_SYNC_OVERLAP_SECONDS / 2)
+        self.first_commit: datetime | None = None
+        self.commit_time: datetime | None = None
 
     # -- messages
     def handle(self, message: Any) -> None:
         if isinstance(message, Begin):
             self.transaction = _Pending()
+            self.commit_time = message.commit_time
+            self.first_commit = self.first_commit or message.commit_time
         elif isinstance(message, Change):
             self.changed(message)
         elif isinstance(message, Truncate):
@@ -453,7 +476,12 @@ class Consumer:
         elif isinstance(message, Commit):
             if self.transaction is not None:
                 self.transaction.end_lsn = message.end_lsn
-                if self.transaction.workspaces or self.transaction.documents or self.transaction.everything:
+                if (
+                    self.transaction.workspaces
+                    or self.transaction.flagged
+                    or self.transaction.documents
+                    or self.transaction.everything
+                ):
                     self.pending.merge(self.transaction)
                 else:  # nothing watched (pgoutput before 15 sends empty transactions): confirmable as is
                     self.pending.end_lsn = max(self.pending.end_lsn, message.end_lsn)
@@ -469,13 +497,14 @@ class Consumer:
             return
         self.stats["changes"] += 1
         resolved = unresolved = False
+        target = self.transaction.flagged if self.covered(relation.name, change) else self.transaction.workspaces
         for row in (change.row, change.old):
             if row is None:
                 continue
             for watcher in watchers:
                 named = watcher.map_row(row)
                 if named is not None:
-                    self.transaction.workspaces.update(named)
+                    target.update(named)
                     resolved = True
                 elif watcher.documents and row.get("id"):
                     self.transaction.documents.add(f"{watcher.source}:{row['id']}")
@@ -491,17 +520,49 @@ class Consumer:
             )
             self.transaction.everything = True
 
+    def covered(self, table: str, change: Change) -> bool:
+        """Whether the cursors will see this change by its ``updated_at``, so the workspace needs no compare.
+
+        An INSERT or UPDATE is seen by the next cursor scan when its ``updated_at`` is within half the overlap window of
+        its commit (``PI_SYNC_OVERLAP_SECONDS``: the scan re-reads that far back) and the row did not already carry
+        that very ``updated_at`` (a scan that saw it then skips the row: what Plane's ``bulk_update`` and
+        ``QuerySet.update`` leave). This consumer remembers the stamps it saw for the overlap window, so it can tell
+        only for rows stamped half a window after the first commit it read; everything else (deletes, truncates,
+        stamps older than the window: late commits, a key change) is compared."""
+        row = change.row
+        stamp, row_id = _stamp(row.get("updated_at")), row.get("id")
+        if change.op == "delete" or stamp is None or not isinstance(row_id, str) or change.key_only:
+            return False
+        previous = self.stamps.get((table, row_id))
+        self.stamps[(table, row_id)] = stamp
+        if self.commit_time is None or self.first_commit is None or stamp <= self.commit_time - self.half_overlap:
+            return False
+        if change.old is not None:  # REPLICA IDENTITY FULL: the previous version's own stamp
+            return _stamp(change.old.get("updated_at")) not in (None, stamp)
+        return previous != stamp and stamp > self.first_commit + self.half_overlap
+
+    def forget_old_stamps(self) -> None:
+        """Drop remembered stamps too old to matter (older than a whole overlap window before the last commit)."""
+        if self.commit_time is not None and len(self.stamps) > 1000:
+            floor = self.commit_time - 2 * self.half_overlap
+            self.stamps = {key: stamp for key, stamp in self.stamps.items() if stamp > floor}
+
     # -- flushing
     def flush(self, cursor: Any) -> None:
         """Commit what the pending transactions named to the PI database, then confirm their end LSN."""
         pending, self.pending = self.pending, _Pending()
         if pending.transactions:
-            workspaces = set(pending.workspaces) | workspaces_in_ledger(pending.documents)
-            kept = kept_workspaces() if pending.everything else kept_workspaces(workspaces)
-            if kept:
-                requests.flag_for_compare(kept, path="change feed (truncate)" if pending.everything else requests.FEED_PATH)
+            compare = set(pending.workspaces) | workspaces_in_ledger(pending.documents)
+            kept = kept_workspaces() if pending.everything else kept_workspaces(compare | pending.flagged)
+            compared = kept if pending.everything else kept & compare
+            if compared:
+                requests.flag_for_compare(compared, path="change feed (truncate)" if pending.everything else requests.FEED_PATH)
+            if kept - compared:
+                requests.flag_for_compare(kept - compared, compare=False)
             self.stats["flagged"] += len(kept)
+            self.stats["compared"] += len(compared)
             self.stats["flushes"] += 1
+            self.forget_old_stamps()
             if self.dispatcher is not None:
                 self.dispatcher.add(kept)
         if pending.end_lsn > self.confirmed:

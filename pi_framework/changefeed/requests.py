@@ -39,8 +39,9 @@ def _insert(session: Any) -> Any:
     return insert
 
 
-def flag_for_compare(workspace_ids: Iterable[str], path: str = FEED_PATH) -> int:
-    """Flag every workspace and request a compare of each, in one transaction per 500 (committed when this returns).
+def flag_for_compare(workspace_ids: Iterable[str], path: str = FEED_PATH, compare: bool = True) -> int:
+    """Flag every workspace and (*compare*) request a compare of each, in one transaction per 500 (committed when this
+    returns).
 
     Same upsert as :func:`pi_framework.sync.state.flag`: a new marker records since when, an existing one only gets
     a new version, so a live sync that read the old one does not clear it."""
@@ -60,6 +61,9 @@ def flag_for_compare(workspace_ids: Iterable[str], path: str = FEED_PATH) -> int
             ]
             statement = insert(SyncState).values(markers)
             session.execute(statement.on_conflict_do_update(index_elements=["source", "scope"], set_={"updated_at": now}))
+            if not compare:
+                count += len(batch)
+                continue
             requests = [{"source": COMPARE, "scope": ws, "cursor": {"at": now.isoformat()}, "updated_at": now} for ws in batch]
             statement = insert(SyncState).values(requests)
             session.execute(
