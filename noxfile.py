@@ -9,7 +9,7 @@ import os
 
 import nox
 
-PLUGINS = ["pi_issues", "pi_pages", "pi_docs", "pi_plans", "pi_maintenance", "pi_chats", "pi_cycles"]
+PLUGINS = ["pi_issues", "pi_pages", "pi_docs", "pi_plans", "pi_maintenance", "pi_chats", "pi_cycles", "pi_comments"]
 #: test suites that need content from other plugins (workspace sync and plan sync vectorize Plane issues and pages)
 TEST_NEEDS = {"core": ["pi_issues", "pi_pages"], "pi_plans": ["pi_issues", "pi_pages"]}
 ENV = {
