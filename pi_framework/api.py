@@ -40,6 +40,8 @@ plugin's ``import`` costs nothing.
 * ``SearchQuery``: a query against one sink, always filtered by workspace, privacy and projects
 * ``Hit``: one search result
 * ``CREATED_BY``: the metadata key holding the user Plane's guest rule compares with
+* ``Filters``: Plane's filters (state, state group, priority, labels, assignees, project) a search carries
+* ``FILTER_KEYS``: the metadata keys sinks index for :class:`Filters` (a source sets those it has)
 * ``WriteResult``: the outcome of a sink write: ids written, reason per id refused
 * ``SinkError``: a sink could not do what was asked
 * ``Settings``: every setting, as the pydantic model read from the environment
@@ -106,7 +108,7 @@ from pi_framework.contract.contributions import (
     TaskSpec,
 )
 from pi_framework.contract.documents import BodyFormat, Chunk, Document, chunk_id
-from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, Sink, SinkError, WriteResult
+from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Filters, Hit, SearchQuery, Sink, SinkError, WriteResult
 from pi_framework.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -198,6 +200,8 @@ __all__ = [
     "SearchQuery",
     "Hit",
     "CREATED_BY",
+    "Filters",
+    "FILTER_KEYS",
     "WriteResult",
     "SinkError",
     "Settings",

@@ -3,7 +3,8 @@
 =================  ===========================================================================================
 ``documents``      :class:`Document` (what a source yields) and :class:`Chunk` (what a sink stores), ``chunk_id``
 ``sinks``          the :class:`Sink` protocol, :class:`SinkError`, :class:`WriteResult`, :class:`SearchQuery`,
-                   :class:`Hit`, ``CREATED_BY``
+                   :class:`Hit`, ``CREATED_BY``, :class:`Filters`,
+                   ``FILTER_KEYS``
 ``contributions``  the :class:`Source` protocol (+ :class:`BaseSource`), :class:`Changes`, the :class:`Embedder`
                    protocol, :class:`TaskSpec`, :class:`PeriodicJob`, :class:`HealthCheck`, the factories
 ``names``          the ``sync_states`` names no source may take
@@ -28,10 +29,11 @@ from pi_framework.contract.contributions import (
     source_name_problem,
 )
 from pi_framework.contract.documents import BodyFormat, Chunk, Document, chunk_id
-from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, Sink, SinkError, WriteResult
+from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Filters, Hit, SearchQuery, Sink, SinkError, WriteResult
 
 __all__ = [
     "CREATED_BY",
+    "FILTER_KEYS",
     "TASK_PREFIX",
     "BaseSource",
     "BodyFormat",
@@ -40,6 +42,7 @@ __all__ = [
     "Document",
     "Embedder",
     "EmbedderFactory",
+    "Filters",
     "HealthCheck",
     "Hit",
     "PeriodicJob",

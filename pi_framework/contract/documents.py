@@ -42,6 +42,8 @@ class Chunk:
     """A window of a document's text, the unit that is embedded and written to sinks.
 
     ``id`` is ``<document id>#<index>``: re-indexing the same content overwrites, never duplicates.
+    ``content_hash`` covers what is embedded and the access fields, ``metadata_hash`` the ``metadata`` (the pipeline's
+    ledger keeps both; a sink need not store them).
     """
 
     id: str
@@ -59,6 +61,7 @@ class Chunk:
     owner_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None
+    metadata_hash: str = ""
 
 
 def chunk_id(document_id: str, index: int) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pi_framework.contract.documents import Chunk
 
@@ -23,6 +23,79 @@ class WriteResult:
 
 #: the chunk-metadata key holding the user Plane's guest rule compares with (an issue's creator, a page's owner)
 CREATED_BY = "created_by"
+
+#: the chunk-metadata keys sinks index for filtering (Plane's filters): each holds a string or a list of strings.
+#: A source sets the ones it has (work items: all of them); a chunk without a key never matches a filter on it.
+FILTER_KEYS = ("state", "state_group", "priority", "labels", "assignees", "project_id", "project_identifier")
+
+
+def filter_values(metadata: dict[str, Any], key: str) -> list[str]:
+    """The values of filter key *key* in a chunk's *metadata*, as strings (``[]`` when absent)."""
+    value = metadata.get(key)
+    if value is None:
+        return []
+    values = value if isinstance(value, list | tuple) else [value]
+    return [str(item) for item in values if item is not None and not isinstance(item, dict | list)]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Plane's filters, applied inside each sink like the access filter. Within a field any value matches (OR), across
+    fields every field given must match (AND); ``None`` leaves a field unfiltered and an empty list matches nothing.
+
+    * ``state``: state names (``"In Progress"``); ``state_group``: ``backlog``, ``unstarted``, ``started``,
+      ``completed``, ``cancelled``; ``priority``: ``urgent``, ``high``, ``medium``, ``low``, ``none``;
+    * ``labels``: label names (an item with any of them); ``assignees``: user ids (an item assigned to any of them);
+    * ``project``: project ids or identifiers (``WEB``).
+
+    Values compare exactly (case included), as Plane stores them.
+    """
+
+    state: Sequence[str] | None = None
+    state_group: Sequence[str] | None = None
+    priority: Sequence[str] | None = None
+    labels: Sequence[str] | None = None
+    assignees: Sequence[str] | None = None
+    project: Sequence[str] | None = None
+
+    #: filter field -> the metadata keys (:data:`FILTER_KEYS`) it matches, any of them
+    KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "state": ("state",),
+        "state_group": ("state_group",),
+        "priority": ("priority",),
+        "labels": ("labels",),
+        "assignees": ("assignees",),
+        "project": ("project_id", "project_identifier"),
+    }
+
+    @classmethod
+    def of(cls, filters: Filters | Mapping[str, Sequence[str] | str | None] | None) -> Filters | None:
+        """*filters* as :class:`Filters` (a mapping's keys are the field names; a single string is one value)."""
+        if filters is None or isinstance(filters, Filters):
+            return filters
+        unknown = set(filters) - set(cls.KEYS)
+        if unknown:
+            raise ValueError(f"unknown filter(s) {', '.join(sorted(unknown))}; known: {', '.join(cls.KEYS)}")
+        return cls(**{name: [values] if isinstance(values, str) else values for name, values in filters.items()})
+
+    def clauses(self) -> list[tuple[tuple[str, ...], list[str]]]:
+        """``(metadata keys, values)`` of every field given: a chunk passes when, for each clause, one of its keys holds
+        one of the values. What sinks translate into their query."""
+        return [
+            (keys, sorted({str(value) for value in values}))
+            for name, keys in self.KEYS.items()
+            if (values := getattr(self, name)) is not None
+        ]
+
+    def matches(self, metadata: dict[str, Any]) -> bool:
+        """Whether a chunk with this *metadata* passes (the rule sinks implement)."""
+        for keys, values in self.clauses():
+            if not any(value in values for key in keys for value in filter_values(metadata, key)):
+                return False
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self.clauses())
 
 
 @dataclass
@@ -46,6 +119,7 @@ class SearchQuery:
     projects: Sequence[str] | None = ()
     guest_projects: Sequence[str] = ()
     workspace_member: bool = True
+    filters: Filters | None = None
 
     def project_allowed(self, project_ids: Sequence[str], created_by: str | None) -> bool:
         """Whether a chunk with these ``project_ids`` and creator passes the project filter (the rule sinks implement)."""
@@ -62,6 +136,8 @@ class SearchQuery:
         if hit.owner_id is not None and hit.owner_id != self.user_id:
             return False
         if self.kinds is not None and hit.kind not in self.kinds:
+            return False
+        if self.filters is not None and not self.filters.matches(hit.metadata):
             return False
         return self.project_allowed(hit.project_ids, hit.metadata.get(CREATED_BY))
 
@@ -100,6 +176,17 @@ class Sink(Protocol):
         touched: its id lands in ``failed`` ("stale write refused"). The same or a larger version replaces it; the
         pipeline writes with its lease's fencing token, so a writer that lost its lease never puts an older version
         back. ``None`` writes unconditionally (tools that rewrite chunks in place)."""
+
+    def update_metadata(self, updates: Sequence[tuple[str, dict[str, Any]]], version: int | None = None) -> WriteResult:
+        """Partial update: replace the ``metadata`` of stored chunks (``(chunk id, new metadata)`` pairs), and every field
+        the sink derives from it (the :data:`FILTER_KEYS`, ``created_by``), leaving text, vector and the other fields as
+        they are; nothing is embedded. The pipeline sends it when only a document's metadata changed (a work item's
+        state, priority, labels, assignees). Never raises for a single item: a chunk the index does not hold lands in
+        ``failed`` (the pipeline then writes it in full).
+
+        **Versioned** like :meth:`write`: with a *version*, a chunk stored (or deleted, a tombstone) with a larger
+        version is left as it is and lands in ``failed`` ("stale update refused"); the same or a larger version updates
+        it and the chunk then holds *version*. ``None`` updates unconditionally and keeps the stored version."""
 
     def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
         """Remove chunks by id (missing ids are not an error); with a *version*, never a chunk stored with a larger one."""

@@ -121,12 +121,14 @@ class WithheldDocument(Base):
 
 
 class IndexedChunk(Base):
-    """One chunk in the sinks with the hash of what was embedded (text + model + chunking parameters)."""
+    """One chunk in the sinks with the hash of what was embedded (text + model + chunking parameters + access fields)
+    and the hash of its metadata (``None``: recorded before metadata was hashed, or not confirmed yet)."""
 
     __tablename__ = "indexed_chunks"
 
     chunk_id: Mapped[str] = mapped_column(String(600), primary_key=True)
     document_id: Mapped[str] = mapped_column(String(512), index=True)
     content_hash: Mapped[str] = mapped_column(String(64))
+    metadata_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     workspace_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     indexed_at: Mapped[datetime] = mapped_column(default=utcnow)

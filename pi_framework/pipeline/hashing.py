@@ -1,9 +1,12 @@
-"""Content hashes: what decides whether a chunk must be embedded and written again.
+"""Hashes: what decides whether a chunk must be embedded and written again, or only its metadata updated.
 
-A chunk's hash covers its text, the model that embeds it, the chunking parameters, and the fields
-sinks filter on (workspace, kind, owner, projects, key, URL): a document that became private or
-moved project is rewritten even if its text did not change. Free ``metadata`` is not hashed, so a
-source may put volatile values there without causing re-embedding.
+A chunk's **content hash** covers its text, the model that embeds it, the chunking parameters, and the access
+fields sinks filter on (workspace, kind, owner, projects, key, URL): a document that became private or moved
+project is rewritten (and embedded) even if its text did not change.
+
+Its **metadata hash** covers the document's free ``metadata`` (a work item's state, priority, labels, assignees,
+dates, ...). When only that changed, the pipeline updates the stored metadata in place (``Sink.update_metadata``)
+and embeds nothing; both hashes are kept in the ledger.
 """
 
 from __future__ import annotations
@@ -31,3 +34,9 @@ def content_hash(text: str, document: Document, model_name: str, chunking: str) 
         document.url,
     ]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def metadata_hash(document: Document) -> str:
+    """The hash of *document*'s ``metadata`` (keys in any order; values that are not JSON count by their ``str``)."""
+    payload = json.dumps(document.metadata, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()

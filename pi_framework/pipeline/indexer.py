@@ -22,6 +22,11 @@ replace or delete a larger one, so a writer that stalled past its lease cannot p
 wrote before it learnt it lost the lease is deleted again (guarded by its own version, so a successor's chunks
 stay). Without a fence each run writes with a fresh version from the same counter.
 
+**Metadata alone.** A chunk whose content hash is unchanged but whose metadata hash moved (a work item's state,
+priority, labels or assignees changed; see :mod:`~pi_framework.pipeline.hashing`) is not embedded: every sink gets a
+partial update (``Sink.update_metadata``, versioned like a write) and the ledger records the new metadata hash. A chunk
+a sink cannot update that way (it does not hold it) is written in full instead.
+
 **Fail closed.** A document whose new version cannot be written (embedding failed, a sink refused a chunk, it
 could not be prepared) is deleted from every sink — or, when a sink refuses that too, withheld from search — and
 left out of the ledger: no older version, with older access fields, is returned while it waits for its retry.
@@ -41,7 +46,7 @@ from pi_framework.contract.sinks import Sink, SinkError
 from pi_framework.db import Database, get_database
 from pi_framework.db.fencing import Fence, LeaseLost, next_token
 from pi_framework.pipeline.chunking import ChunkingParams, split
-from pi_framework.pipeline.hashing import content_hash
+from pi_framework.pipeline.hashing import content_hash, metadata_hash
 from pi_framework.pipeline.ledger import Ledger, LedgerEntry, LedgerUpdate, same_instant
 from pi_framework.pipeline.normalise import normalise, to_str
 from pi_framework.settings import Settings, get_settings
@@ -70,6 +75,8 @@ class IndexStats:
     chunks_embedded: int = 0
     chunks_deleted: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    #: chunks whose metadata alone changed: updated in place in every sink, nothing embedded
+    chunks_updated: int = 0
     #: documents with no text at all (no title, empty body): their old chunks are removed, they are recorded empty
     documents_empty: int = 0
 
@@ -84,6 +91,8 @@ class _Plan:
     document: Document
     chunks: list[Chunk]
     to_write: list[Chunk] = field(default_factory=list)
+    #: same content, other metadata: a partial update in every sink, no embedding
+    to_update: list[Chunk] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     failure: str | None = None
 
@@ -249,6 +258,7 @@ class Indexer:
             )
         described = self.chunking.describe()
         model = self.embedder.model_name if document.embed else "none"
+        metadata = metadata_hash(document)
         return [
             Chunk(
                 id=chunk_id(document.id, window.index),
@@ -265,6 +275,7 @@ class Indexer:
                 project_ids=list(document.project_ids),
                 owner_id=document.owner_id,
                 metadata=dict(document.metadata),
+                metadata_hash=metadata,
             )
             for window in windows
         ]
@@ -279,6 +290,7 @@ class Indexer:
         for plan in upserts:
             if plan.failure is None:
                 self._diff(plan, ledger.get(plan.document.id, LedgerEntry()), update, stats)
+        self._refresh_metadata([plan for plan in upserts if plan.to_update and plan.failure is None], stats)
         self._embed([plan for plan in upserts if plan.to_write and plan.document.embed and plan.failure is None], stats)
         writable = [plan for plan in upserts if plan.to_write and plan.failure is None]
         written = [chunk.id for plan in writable for chunk in plan.to_write]
@@ -289,7 +301,7 @@ class Indexer:
             self._remove(removals, ledger, update, stats)
             self._withdraw([plan for plan in upserts if plan.failure is not None])
             for plan in upserts:
-                if plan.to_write or plan.orphans or plan.failure:
+                if plan.to_write or plan.to_update or plan.orphans or plan.failure:
                     self._record(plan, update, stats)
             self.ledger.apply(update, self.fence)
         except LeaseLost:
@@ -303,11 +315,16 @@ class Indexer:
         """Decide what must be embedded and deleted; record unchanged documents straight away."""
         current = {chunk.id for chunk in plan.chunks}
         plan.to_write = [chunk for chunk in plan.chunks if entry.hashes.get(chunk.id) != chunk.content_hash]
+        plan.to_update = [
+            chunk
+            for chunk in plan.chunks
+            if entry.hashes.get(chunk.id) == chunk.content_hash and entry.metadata_hashes.get(chunk.id) != chunk.metadata_hash
+        ]
         plan.orphans = [chunk for chunk in entry.hashes if chunk not in current]
         if not plan.chunks:
             stats.documents_empty += 1
             logger.warning("index: document {} has no text to index (no title, empty body): recorded empty", plan.document.id)
-        if plan.to_write or plan.orphans:
+        if plan.to_write or plan.to_update or plan.orphans:
             return
         if entry.recorded:
             stats.documents_unchanged += 1
@@ -316,6 +333,41 @@ class Indexer:
         else:  # every chunk already confirmed (an earlier run failed after writing them): just record the document
             update.confirmed_documents.append((plan.document, len(plan.chunks)))
             stats.documents_indexed += 1
+
+    def _refresh_metadata(self, plans: list[_Plan], stats: IndexStats) -> None:
+        """Partial updates: the new metadata of unchanged chunks, in every sink, nothing embedded.
+
+        A chunk any sink did not confirm (it does not hold it, or refused the update) moves to the chunks written in
+        full, so the group's usual write (and its failure handling) takes it."""
+        chunks = [chunk for plan in plans for chunk in plan.to_update]
+        if not chunks:
+            return
+        self.ledger.check(self.fence)  # as the write-ahead does: a writer that lost its lease changes nothing
+        updates = [(chunk.id, chunk.metadata) for chunk in chunks]
+        refused: dict[str, str] = {}
+        for sink in self.sinks:
+            try:
+                result = metrics.sink_call(sink.name, "update_metadata", sink.update_metadata, updates, version=self._version)
+            except Exception as exc:
+                raise _outage(sink, "metadata update", exc) from exc
+            confirmed = set(result.written)
+            for chunk in chunks:
+                if chunk.id in result.failed:
+                    refused.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
+                elif chunk.id not in confirmed:
+                    refused.setdefault(chunk.id, f"sink {sink.name} did not confirm the metadata update")
+        for plan in plans:
+            again = [chunk for chunk in plan.to_update if chunk.id in refused]
+            if again:
+                logger.info(
+                    "index: document {}: {} chunk(s) written in full, their metadata update was not confirmed ({})",
+                    plan.document.id,
+                    len(again),
+                    refused[again[0].id],
+                )
+                plan.to_write.extend(again)
+                plan.to_update = [chunk for chunk in plan.to_update if chunk.id not in refused]
+            stats.chunks_updated += len(plan.to_update)
 
     def _embed(self, plans: list[_Plan], stats: IndexStats) -> None:
         """Embed the chunks of *plans* in one call; if that fails, document by document to isolate the culprit."""
@@ -425,6 +477,7 @@ class Indexer:
         """Ledger changes for a document that was written: recorded if all went through, else left to retry."""
         if plan.failure is None:
             update.confirmed_chunks.extend(plan.to_write)
+            update.refreshed_chunks.extend(plan.to_update)
             update.removed_chunks.extend(plan.orphans)
             update.confirmed_documents.append((plan.document, len(plan.chunks)))
             stats.documents_indexed += 1

@@ -34,9 +34,12 @@ def _batches(items: Sequence[Any], size: int = _IN_BATCH) -> Iterator[Sequence[A
 
 @dataclass
 class LedgerEntry:
-    """What the ledger knows of one document: its chunks' hashes and whether the document itself is recorded."""
+    """What the ledger knows of one document: its chunks' hashes (content and metadata) and whether the document itself
+    is recorded."""
 
     hashes: dict[str, str] = field(default_factory=dict)
+    #: chunk id -> metadata hash (``None``: recorded before metadata was hashed)
+    metadata_hashes: dict[str, str | None] = field(default_factory=dict)
     recorded: bool = False
     source_updated_at: datetime | None = None
 
@@ -52,6 +55,8 @@ class LedgerUpdate:
     #: is missing until retried and the retry rewrites every chunk and deletes those it no longer has
     unrecorded_documents: list[str] = field(default_factory=list)
     touched_documents: list[Document] = field(default_factory=list)  # unchanged text, newer source_updated_at
+    #: chunks whose metadata alone was updated in the sinks: their metadata hash moves, their content hash stays
+    refreshed_chunks: list[Chunk] = field(default_factory=list)
     removed_documents: list[str] = field(default_factory=list)
 
 
@@ -97,12 +102,14 @@ class Ledger:
                 ):
                     entry = entries.setdefault(document_id, LedgerEntry())
                     entry.recorded, entry.source_updated_at = True, updated_at
-                for document_id, chunk_id, content_hash in session.execute(
-                    select(IndexedChunk.document_id, IndexedChunk.chunk_id, IndexedChunk.content_hash).where(
-                        IndexedChunk.document_id.in_(batch)
-                    )
+                for document_id, chunk_id, content_hash, metadata_hash in session.execute(
+                    select(
+                        IndexedChunk.document_id, IndexedChunk.chunk_id, IndexedChunk.content_hash, IndexedChunk.metadata_hash
+                    ).where(IndexedChunk.document_id.in_(batch))
                 ):
-                    entries.setdefault(document_id, LedgerEntry()).hashes[chunk_id] = content_hash
+                    entry = entries.setdefault(document_id, LedgerEntry())
+                    entry.hashes[chunk_id] = content_hash
+                    entry.metadata_hashes[chunk_id] = metadata_hash
         return entries
 
     def check(self, fence: Fence | None) -> None:
@@ -140,6 +147,7 @@ class Ledger:
                         "document_id": c.document_id,
                         "workspace_id": c.workspace_id,
                         "content_hash": c.content_hash,
+                        "metadata_hash": c.metadata_hash or None,
                         "indexed_at": now,
                     }
                     for c in update.confirmed_chunks
@@ -163,6 +171,11 @@ class Ledger:
                 ],
                 ["document_id"],
             )
+            if update.refreshed_chunks:  # a bulk UPDATE by primary key
+                session.execute(
+                    sa_update(IndexedChunk),
+                    [{"chunk_id": c.id, "metadata_hash": c.metadata_hash or None, "indexed_at": now} for c in update.refreshed_chunks],
+                )
             if update.touched_documents:  # a bulk UPDATE by primary key
                 session.execute(
                     sa_update(IndexedDocument),
@@ -213,6 +226,7 @@ class Ledger:
                 "document_id": c.document_id,
                 "workspace_id": c.workspace_id,
                 "content_hash": PENDING,
+                "metadata_hash": None,
                 "indexed_at": now,
             }
             for c in chunks

@@ -30,7 +30,7 @@ import numpy as np
 
 from pi_framework import hookimpl
 from pi_framework.contract.documents import Chunk
-from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
+from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Hit, SearchQuery, SinkError, WriteResult, filter_values
 from pi_framework.settings import Settings
 
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
@@ -109,6 +109,21 @@ TOMBSTONE_SECONDS = 600
 _HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id"
 #: the creator Plane's guest rule compares with, read from the stored metadata
 _CREATED_BY_SQL = f"json_extract(metadata, '$.{CREATED_BY}')"
+#: the filter keys of a row as one JSON array (``json_extract`` with several paths), in :data:`FILTER_KEYS` order
+_FILTER_KEYS_SQL = f"json_extract(metadata, {', '.join(repr(f'$.{key}') for key in FILTER_KEYS)})"
+#: a metadata-only update (``update_metadata``): version-guarded like :data:`_UPSERT`, and it keeps text and vector
+_UPDATE_METADATA = f"""
+UPDATE chunks SET metadata = ?, version = coalesce(?, version) WHERE id = ? AND {_NOT_NEWER} RETURNING workspace_id
+"""
+
+
+def _filter_sql(keys: Sequence[str]) -> str:
+    """Whether one of the metadata *keys* holds one of the values of a JSON array parameter (a scalar or a list)."""
+    return "(" + " OR ".join(
+        f"EXISTS (SELECT 1 FROM json_each(chunks.metadata, '$.{key}') AS f WHERE CAST(f.value AS TEXT) IN "
+        "(SELECT value FROM json_each(?)))"
+        for key in keys
+    ) + ")"
 
 
 def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -157,6 +172,17 @@ class _Vectors:
     pair_projects: np.ndarray
     project_names: dict[str, int]
     scoped: np.ndarray  # rows with at least one project
+    #: Plane's filter fields, each as (row, value) pairs like the projects: key -> (rows, value codes, value -> code)
+    filter_pairs: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]]
+
+    def _having(self, key: str, values: Sequence[str]) -> np.ndarray:
+        """Rows whose filter field *key* holds one of *values*."""
+        rows = np.zeros(len(self.rowids), dtype=bool)
+        pair_rows, pair_values, names = self.filter_pairs[key]
+        codes = [names[value] for value in values if value in names]
+        if codes:
+            rows[pair_rows[np.isin(pair_values, codes)]] = True
+        return rows
 
     def _in_projects(self, projects: Sequence[str]) -> np.ndarray:
         """Rows linked to at least one of *projects*."""
@@ -179,6 +205,12 @@ class _Vectors:
                 own = self.creators == self.creator_names.index(query.user_id)
                 readable |= own & self._in_projects(query.guest_projects)
             allowed &= readable
+        if query.filters is not None:
+            for keys, values in query.filters.clauses():
+                passing = np.zeros(len(self.rowids), dtype=bool)
+                for key in keys:
+                    passing |= self._having(key, values)
+                allowed &= passing
         return allowed
 
 
@@ -322,6 +354,33 @@ class EmbeddedSink:
             None if vector is None else vector.tobytes(),
             version,
         )
+
+    def update_metadata(self, updates: Sequence[tuple[str, dict[str, Any]]], version: int | None = None) -> WriteResult:
+        """Replace the stored metadata of chunks (text, vector and the rest stay); versioned like :meth:`write`."""
+        result = WriteResult()
+        if not updates:
+            return result
+        if not self._has_table():
+            result.failed.update((chunk_id, "not in the index") for chunk_id, _ in updates)
+            return result
+        with self._write() as connection:
+            touched: set[str | None] = set()
+            for chunk_id, metadata in dict(updates).items():
+                rows = connection.execute(
+                    _UPDATE_METADATA, (json.dumps(metadata, default=str), version, chunk_id, version, version)
+                ).fetchall()
+                if rows:
+                    touched.add(rows[0][0])
+                    result.written.append(chunk_id)
+            missing = [chunk_id for chunk_id, _ in dict(updates).items() if chunk_id not in set(result.written)]
+            newer = self._newer(connection, missing, version)
+            self._bump(connection, touched)
+        for chunk_id in missing:
+            if chunk_id in newer:
+                result.failed[chunk_id] = f"stale update refused: the index holds version {newer[chunk_id]}, newer than {version}"
+            else:
+                result.failed[chunk_id] = "not in the index"
+        return result
 
     def _delete_where(self, column: str, values: Sequence[str], version: int | None) -> int:
         """Delete the chunks whose *column* is in *values*; a versioned delete leaves tombstones (see :data:`_UPSERT`)."""
@@ -514,6 +573,10 @@ class EmbeddedSink:
         if query.kinds is not None:
             sql += f" AND kind IN ({_marks(len(query.kinds))})"
             params.extend(query.kinds)
+        if query.filters is not None:
+            for keys, values in query.filters.clauses():
+                sql += f" AND {_filter_sql(keys)}"
+                params.extend([json.dumps(values)] * len(keys))
         return sql, params
 
     def search_text(self, query: SearchQuery) -> list[Hit]:
@@ -618,10 +681,19 @@ class EmbeddedSink:
             pair_rows: list[int] = []
             pair_projects: list[int] = []
             project_names: dict[str, int] = {}
+            filter_rows: dict[str, list[int]] = {key: [] for key in FILTER_KEYS}
+            filter_codes: dict[str, list[int]] = {key: [] for key in FILTER_KEYS}
+            filter_names: dict[str, dict[str, int]] = {key: {} for key in FILTER_KEYS}
             cursor = self.connection.execute(
-                f"SELECT rowid, kind, owner_id, vector, project_ids, {_CREATED_BY_SQL} FROM chunks WHERE {where}", params
+                f"SELECT rowid, kind, owner_id, vector, project_ids, {_CREATED_BY_SQL}, {_FILTER_KEYS_SQL} FROM chunks WHERE {where}",
+                params,
             )
-            for index, (rowid, kind, owner, blob, project_ids, creator) in enumerate(cursor):
+            for index, (rowid, kind, owner, blob, project_ids, creator, fields) in enumerate(cursor):
+                if fields is not None and fields != "[" + ",".join(["null"] * len(FILTER_KEYS)) + "]":
+                    for key, value in zip(FILTER_KEYS, json.loads(fields), strict=True):
+                        for item in filter_values({key: value}, key):
+                            filter_rows[key].append(index)
+                            filter_codes[key].append(filter_names[key].setdefault(item, len(filter_names[key])))
                 rowids[index] = rowid
                 matrix[index] = np.frombuffer(blob, dtype=np.float32)
                 kinds.append(kind)
@@ -653,6 +725,14 @@ class EmbeddedSink:
             pair_projects=np.asarray(pair_projects, dtype=np.int32),
             project_names=project_names,
             scoped=scoped,
+            filter_pairs={
+                key: (
+                    np.asarray(filter_rows[key], dtype=np.int64),
+                    np.asarray(filter_codes[key], dtype=np.int32),
+                    filter_names[key],
+                )
+                for key in FILTER_KEYS
+            },
         )
         self._vectors[workspace] = vectors
         self._vectors.move_to_end(workspace)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pi_framework.contract.documents import Chunk
-from pi_framework.contract.sinks import SearchQuery, Sink, SinkError
+from pi_framework.contract.sinks import Filters, SearchQuery, Sink, SinkError
 
 WS_A = "11111111-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 WS_B = "22222222-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
@@ -375,3 +375,84 @@ class SinkContract:
         assert self.ids(ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), limit=1))) == ["issues:1#0"]
         ready_sink.delete_chunks(["issues:1#0"])
         assert self.ids(ready_sink.search_vector(SearchQuery(WS_A, vector=self.vector(0), limit=1))) == ["issues:2#0"]
+
+    # ------------------------------------------------------------------ Plane's filters and metadata updates
+    def _plane_items(self) -> list[Chunk]:
+        """Work items: 30 that match nothing below, then four with Plane's filter fields."""
+        def item(number: int, **metadata: Any) -> Chunk:
+            base = {"project_id": "p-web", "project_identifier": "WEB", "state_group": "backlog", "priority": "none"}
+            return self.chunk(f"issues:{number}#0", text=f"login page broken {number}", metadata={**base, **metadata})
+
+        noise = [item(100 + n, state="Backlog") for n in range(30)]
+        return [
+            *noise,
+            item(1, state="In Progress", state_group="started", priority="high", labels=["bug", "ui"], assignees=["u-1"]),
+            item(2, state="Done", state_group="completed", priority="low", labels=["bug"], assignees=["u-1", "u-2"]),
+            item(3, state="In Progress", state_group="started", priority="urgent", labels=[], assignees=["u-2"],
+                 project_id="p-api", project_identifier="API"),
+            self.chunk("pages:9#0", text="login page broken notes", kind="pages", source="pages"),
+        ]
+
+    def test_plane_filters_apply_inside_the_sink(self, ready_sink: Sink) -> None:
+        """Any value within a field, every field given; a limit of 2 still returns both matches among 34 chunks (the
+        filter runs in the sink, not on a shortened page); a chunk without the field never matches."""
+        self.write_all(ready_sink, self._plane_items())
+
+        def found(limit: int = 2, **filters: Any) -> set[str]:
+            query = SearchQuery(WS_A, text="login page broken", limit=limit, filters=Filters(**filters))
+            return set(self.ids(ready_sink.search_text(query)))
+
+        assert found(state=["In Progress"]) == {"issues:1#0", "issues:3#0"}
+        assert found(state_group=["completed"]) == {"issues:2#0"}
+        assert found(priority=["urgent", "low"]) == {"issues:2#0", "issues:3#0"}
+        assert found(labels=["ui"]) == {"issues:1#0"}
+        assert found(labels=["bug"]) == {"issues:1#0", "issues:2#0"}
+        assert found(assignees=["u-2"]) == {"issues:2#0", "issues:3#0"}
+        assert found(assignees=["u-1"], state_group=["started"]) == {"issues:1#0"}
+        assert found(project=["API"]) == {"issues:3#0"}
+        assert found(project=["p-api"]) == {"issues:3#0"}
+        assert found(labels=["nothing-has-it"]) == set()
+        assert found(labels=[]) == set()
+        assert len(found(limit=50)) == 34, "no filter: every chunk"
+        assert "pages:9#0" not in found(limit=50, priority=["none", "high", "low", "urgent"])
+        if self.supports_vector_search:
+            query = SearchQuery(WS_A, vector=self.vector(0), limit=2, filters=Filters(assignees=["u-2"]))
+            assert set(self.ids(ready_sink.search_vector(query))) == {"issues:2#0", "issues:3#0"}
+
+    def test_update_metadata_changes_filters_not_text_or_vector(self, ready_sink: Sink) -> None:
+        first = self.chunk("issues:1#0", text="checkout times out", metadata={"state": "Todo", "labels": ["bug"], "x": 1})
+        self.write_all(ready_sink, [first, self.chunk("issues:2#0", text="checkout is slow", vector=self.vector(2))])
+        result = ready_sink.update_metadata([("issues:1#0", {"state": "Done", "labels": ["ui", "perf"], "x": 2})])
+        assert result.written == ["issues:1#0"] and not result.failed
+        missing = ready_sink.update_metadata([("issues:404#0", {"state": "Done"})])
+        assert "issues:404#0" in missing.failed and missing.written == []
+
+        def found(**filters: Any) -> list[str]:
+            return self.ids(ready_sink.search_text(SearchQuery(WS_A, text="checkout", filters=Filters(**filters))))
+
+        assert found(state=["Todo"]) == [] and found(labels=["bug"]) == []
+        assert found(state=["Done"]) == ["issues:1#0"] and found(labels=["perf"]) == ["issues:1#0"]
+        (stored,) = ready_sink.read_chunks(documents=["issues:1"])
+        assert stored.metadata == {"state": "Done", "labels": ["ui", "perf"], "x": 2}
+        assert (stored.text, stored.vector) == ("checkout times out", first.vector)
+        (hit,) = ready_sink.search_text(SearchQuery(WS_A, text="times", filters=Filters(state=["Done"])))
+        assert hit.metadata["state"] == "Done"
+        if self.supports_vector_search:
+            vector_query = SearchQuery(WS_A, vector=self.vector(0), limit=5, filters=Filters(labels=["ui"]))
+            assert self.ids(ready_sink.search_vector(vector_query)) == ["issues:1#0"]
+
+    def test_update_metadata_is_versioned_like_a_write(self, ready_sink: Sink) -> None:
+        assert ready_sink.write([self.chunk("issues:1#0", metadata={"state": "A"})], version=20).written == ["issues:1#0"]
+        stale = ready_sink.update_metadata([("issues:1#0", {"state": "stale"})], version=10)
+        assert "issues:1#0" in stale.failed and stale.written == []
+        assert ready_sink.update_metadata([("issues:1#0", {"state": "B"})], version=20).written == ["issues:1#0"]
+        assert ready_sink.write([self.chunk("issues:1#0", metadata={"state": "C"})], version=20).written == ["issues:1#0"], (
+            "an update leaves the chunk at its version: the same writer writes it again"
+        )
+        assert ready_sink.update_metadata([("issues:1#0", {"state": "D"})], version=25).written == ["issues:1#0"]
+        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=22).failed, "the update moved it to 25"
+        assert ready_sink.update_metadata([("issues:1#0", {"state": "E"})]).written == ["issues:1#0"]  # unconditional
+        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=24).failed, "and kept version 25"
+        ready_sink.delete_chunks(["issues:1#0"], version=30)
+        assert "issues:1#0" in ready_sink.update_metadata([("issues:1#0", {"state": "F"})], version=26).failed
+        assert ready_sink.existing(["issues:1#0"]) == set(), "an update never brings a deleted chunk back"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pi_framework.contract.documents import Chunk
-from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery
+from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Hit, SearchQuery, filter_values
 
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title^2", "text", "key^3")
@@ -75,6 +75,8 @@ def index_body(dimension: int, kind: str, engine: str = "lucene") -> dict[str, A
                 "project_ids": KEYWORD,
                 "owner_id": KEYWORD,
                 CREATED_BY: KEYWORD,
+                # Plane's filters (state, priority, labels, ...), copied from the metadata: see chunk_source
+                **dict.fromkeys(FILTER_KEYS, KEYWORD),
                 "key": KEYWORD,
                 "title": {"type": "text"},
                 "text": {"type": "text"},
@@ -127,7 +129,8 @@ def vector_problem(vector: Sequence[float] | None, dimension: int) -> str | None
 
 def chunk_source(chunk: Chunk) -> dict[str, Any]:
     """The stored document of *chunk*. Global and public chunks have no ``workspace_id`` / ``owner_id`` field; the
-    ``created_by`` metadata (Plane's guest rule) is also a keyword field, absent when unknown."""
+    ``created_by`` metadata (Plane's guest rule) and the :data:`FILTER_KEYS` of the metadata (Plane's filters) are also
+    keyword fields, absent when unknown."""
     source: dict[str, Any] = {
         "chunk_id": chunk.id,
         "document_id": chunk.document_id,
@@ -149,6 +152,7 @@ def chunk_source(chunk: Chunk) -> dict[str, Any]:
         "url": chunk.url,
     }
     source.update({name: value for name, value in optional.items() if value is not None})
+    source.update({key: values for key in FILTER_KEYS if (values := filter_values(chunk.metadata, key))})
     if chunk.vector is not None:
         source[VECTOR_FIELD] = [float(value) for value in chunk.vector]
     return source
@@ -182,7 +186,7 @@ def project_filter(query: SearchQuery) -> dict[str, Any] | None:
 
 def search_filters(query: SearchQuery) -> list[dict[str, Any]]:
     """Filters every search carries: the workspace (or global content only, for a non-member), privacy, projects,
-    and optional kinds."""
+    and optional kinds and Plane's filters (:class:`~pi_framework.contract.sinks.Filters`)."""
     if query.workspace_member:
         workspace = _any_of({"term": {"workspace_id": query.workspace_id}}, _missing("workspace_id"))
     else:
@@ -196,6 +200,10 @@ def search_filters(query: SearchQuery) -> list[dict[str, Any]]:
         filters.append(projects)
     if query.kinds:
         filters.append({"terms": {"kind": list(query.kinds)}})
+    if query.filters is not None:  # Plane's filters: per field, one of its keys holds one of the values
+        for keys, values in query.filters.clauses():
+            clauses = [{"terms": {key: values}} for key in keys]
+            filters.append(clauses[0] if len(clauses) == 1 else _any_of(*clauses))
     return filters
 
 

@@ -294,6 +294,52 @@ class OpenSearchSink:
             pending = retry
         return written, failed
 
+    def update_metadata(self, updates: Sequence[tuple[str, dict[str, Any]]], version: int | None = None) -> WriteResult:
+        """Replace the metadata of stored chunks (and the fields made from it), nothing embedded.
+
+        OpenSearch's update API cannot carry an external version, so each chunk is read back (a real-time ``mget``,
+        vector included) and indexed again with the new metadata and ``external_gte``: with *version* that version
+        (a chunk stored with a newer one is refused, before sending or by the node if it arrived meanwhile), without
+        one the stored version (unchanged; refused if another writer got in between)."""
+        result = WriteResult()
+        wanted = dict(updates)
+        indices = self._own_indices() if wanted else []
+        if not indices:
+            result.failed.update((chunk_id, "not in the index") for chunk_id in wanted)
+            return result
+        actions: list[dict[str, Any]] = []
+        found: set[str] = set()
+        ids = list(wanted)
+        step = max(1, ID_BATCH // len(indices))
+        for start in range(0, len(ids), step):
+            docs = [{"_index": index, "_id": chunk_id} for chunk_id in ids[start : start + step] for index in indices]
+            with self._errors("reading chunks for a metadata update"):
+                response = self.client.mget(body={"docs": docs})
+            for raw in response.get("docs", []):
+                if not raw.get("found"):
+                    continue
+                chunk_id, stored = raw["_id"], int(raw.get("_version") or 0)
+                found.add(chunk_id)
+                if version is not None and stored > version:
+                    result.failed[chunk_id] = f"stale update refused: the index holds version {stored}, newer than {version}"
+                    continue
+                chunk = queries.chunk_from(raw)
+                chunk.metadata = wanted[chunk_id]
+                try:
+                    body = self._encode(chunk)
+                except ValueError as exc:
+                    result.failed[chunk_id] = str(exc)
+                    continue
+                action = {"_op_type": "index", "_index": raw["_index"], "_id": chunk_id, "_source": body}
+                actions.append(self._versioned(action, stored if version is None else version))
+        for chunk_id in wanted.keys() - found:
+            result.failed[chunk_id] = "not in the index"
+        written, failed = self._bulk(actions)
+        self._dirty.update(action["_index"] for action in actions)
+        result.failed.update(failed)
+        result.written = [chunk_id for chunk_id in wanted if chunk_id in written and chunk_id not in result.failed]
+        return result
+
     # ------------------------------------------------------------------ deletes
     def delete_chunks(self, chunk_ids: Sequence[str], version: int | None = None) -> None:
         """Delete by id from every index of this prefix (a chunk id does not say its kind); absent ids are fine, and so
