@@ -734,8 +734,12 @@ class Runner:
                 self.stop.wait(wait)
         finally:
             try:
+                if name in leases().held([name]) and leases().held([name])[name] == self.holder:
+                    requests.save_status(
+                        self.settings.PI_CHANGEFEED_SLOT, mode="polling", reason="the consumer stopped; another worker takes over"
+                    )
                 leases().release(name, self.holder)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the PI database may be down: the lease expires by itself
                 pass
 
     def stream(self, renew_every: float) -> None:
