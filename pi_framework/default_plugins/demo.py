@@ -25,7 +25,7 @@ from pi_framework import hookimpl, runtime
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.plane import schema
-from pi_framework.plane.sample import PlaneFactory, create_sqlite_plane, sample_issue, utcnow
+from pi_framework.plane.sample import PlaneFactory, create_sqlite_plane, sample_issue, strip_tags, utcnow
 from pi_framework.settings import get_settings
 from pi_framework.worker_process import WorkerProcess, wait_for
 
@@ -61,6 +61,9 @@ PAGES = [
     ("Q3 roadmap", "<p>Themes: enterprise SSO, offline mobile app, faster search, usage-based billing.</p>"),
 ]
 PRIVATE_PAGE = ("My 1:1 notes", "<p>Ask about the promotion timeline and the conference budget.</p>")
+#: a comment on each workspace's first work item, written when an installed source reads Plane's comments table
+COMMENT = "<p>Rolled back the canary: the payment sheet still never opens on iPadOS 18.</p>"
+COMMENT_QUERY = "rolled back the canary"
 QUERIES = [
     "checkout crashes in Safari",
     "who do I page when on call?",
@@ -119,6 +122,28 @@ def _seed(plane: PlaneFactory, issues_per_project: int) -> dict[str, dict[str, A
     return created
 
 
+def _seed_comments(plane: PlaneFactory, workspaces: dict[str, dict[str, Any]]) -> int:
+    """A comment by the teammate on the first work item of each workspace, in Plane's ``issue_comments``, when an
+    installed source declares that table (the core's Plane schema does not); returns how many were written."""
+    table = next((table for table in runtime.plane_tables() if table.name == "issue_comments"), None)
+    if table is None:
+        return 0
+    for rows in workspaces.values():
+        issue, author, now = rows["issues"][0], rows["teammate"]["id"], utcnow()
+        plane.insert(
+            table,
+            {
+                "id": str(uuid.uuid4()), "created_at": now, "updated_at": now, "deleted_at": None,
+                "created_by_id": author, "updated_by_id": None, "workspace_id": issue["workspace_id"],
+                "project_id": issue["project_id"], "issue_id": issue["id"], "actor_id": author, "parent_id": None,
+                "description_id": None, "comment_stripped": strip_tags(COMMENT) or "", "comment_json": {},
+                "comment_html": COMMENT, "attachments": [], "access": "INTERNAL", "external_source": None,
+                "external_id": None, "edited_at": None,
+            },
+        )  # fmt: skip
+    return len(workspaces)
+
+
 def _use(env: dict[str, str]) -> None:
     """Point this process at the demo's settings (the worker gets the same environment)."""
     runtime.reconfigure(env, unset=_SERVICE_VARIABLES)
@@ -135,7 +160,7 @@ def _show_hits(hits: list, seconds: float, note: str = "") -> None:
     for hit in hits:
         body = hit.text.replace("\n", " ")
         body = body[len(hit.title) :].strip() if body.startswith(hit.title) else body
-        click.echo(f"    {hit.score:.4f}  {hit.kind:<6} {hit.title[:58]:<58} | {body[:45]}")
+        click.echo(f"    {hit.score:.4f}  {hit.kind:<8} {hit.title[:58]:<58} | {body[:45]}")
 
 
 @click.command()
@@ -156,10 +181,11 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
     click.secho(f"1. A Plane database with sample content: {base / 'plane.sqlite'}", bold=True)
     plane, seconds = _timed(lambda: create_sqlite_plane(str(base / "plane.sqlite"), runtime.plane_tables()))
     workspaces, seconds = _timed(lambda: _seed(plane, issues_per_project))
+    comments = _seed_comments(plane, workspaces)
     for name, rows in workspaces.items():
         click.echo(
             f"    {name:<8} {rows['workspace']['id']}  {len(rows['projects'])} projects, {len(rows['issues'])} issues, "
-            f"{len(rows['pages']) + 1} pages"
+            f"{len(rows['pages']) + 1} pages" + (", 1 comment" if comments else "")
         )
     click.echo(f"    (written in {seconds:.1f} s)")
 
@@ -193,6 +219,10 @@ def demo(issues_per_project: int, interval: int, timeout: int) -> None:
             click.echo(f"  Acme, as a member of every project: {query!r}")
             hits, seconds = _timed(lambda query=query: search(query, acme, user_id=teammate, limit=3))
             _show_hits(hits, seconds, " (loads the model in this process)" if position == 0 else "")
+        if comments:
+            click.echo(f"  Acme, as a member of every project: {COMMENT_QUERY!r} (a comment, on the issue edited in step 4)")
+            hits, seconds = _timed(lambda: search(COMMENT_QUERY, acme, user_id=teammate, limit=2))
+            _show_hits(hits, seconds)
         click.echo("  Acme, as the owner of a private page: 'promotion timeline'")
         hits, seconds = _timed(lambda: search("promotion timeline", acme, user_id=owner, limit=2))
         _show_hits(hits, seconds)
