@@ -12,11 +12,12 @@ again. This transport (URL scheme ``pisqla+sqlite:///…``, used by the Celery a
   row visible again (the same row: no copy is published);
 * a claimed message that is not acknowledged within ``visibility_timeout`` seconds becomes visible
   again, so the messages of a worker killed with ``kill -9`` are delivered to the next worker;
-* a live consumer renews the claims it holds every quarter of the timeout (from its polling loop), so a
-  long task of a prefork or threads worker is not delivered twice while its worker is alive. A worker
-  whose polling loop is blocked (``--pool=solo`` running a task) cannot renew: a task it runs longer
-  than the timeout is delivered again, the caveat of Redis' ``visibility_timeout``. Tasks here are
-  idempotent, so that costs time, not correctness.
+* a live connection renews every claim it holds every quarter of the timeout, from a thread of its own
+  that runs while it holds any: a task running (or waiting for its ETA, or prefetched) longer than the
+  timeout is not delivered twice while its worker process is alive, whatever the pool (prefork,
+  threads, or ``solo``, whose polling loop is blocked while it runs a task). So the timeout only bounds
+  how long a *dead* worker's messages wait, and can be short (``PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT``,
+  60 s by default). A renewal that fails (a long database lock) is retried a quarter timeout later.
 
 Messages published by plain kombu (``sqla+sqlite:///`` on the same file, e.g. a chat service) are
 consumed like any other: the extra columns are nullable and added to an existing table on first use.
@@ -30,6 +31,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from json import loads
 from queue import Empty
 from typing import Any
@@ -45,8 +47,11 @@ from sqlalchemy.orm import sessionmaker
 
 #: URL scheme of this transport (``pisqla+sqlite:///path``)
 SCHEME = "pisqla"
-#: seconds a fetched, unacknowledged message stays invisible (Redis' default)
+#: seconds a fetched, unacknowledged message stays invisible unless its connection renews the claim
+#: (kombu's default when no option is given; pi passes PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT, 60 s by default)
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+#: a live connection renews its claims this many times per visibility timeout
+RENEWALS_PER_TIMEOUT = 4
 
 #: transport options that are kombu's or ours, never keyword arguments of ``create_engine``
 _NOT_ENGINE_OPTIONS = frozenset(
@@ -89,16 +94,40 @@ class Claims:
 
     Shared by the channels of one transport (kombu may reject a message through another channel than
     the one that fetched it) and safe to use from several threads (acks come from the pool's threads).
+    While it holds any claim a daemon thread renews them all every *every* seconds, whatever the thread
+    that fetched them is doing (a solo pool runs its tasks on the polling thread); the thread ends when
+    nothing is held (the next claim starts another) or the connection closes.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: dict[str, tuple[int, str]] = {}
-        self.renewed_at = time.monotonic()
+        self._renewer: threading.Thread | None = None
+        self._stop = threading.Event()
 
-    def add(self, tag: str, row_id: int, token: str) -> None:
+    def add(self, tag: str, row_id: int, token: str, renew: Callable[[], object], every: float) -> None:
+        """Hold a claim; *renew* (which renews every held claim) runs every *every* seconds while any is held."""
         with self._lock:
             self._held[tag] = (row_id, token)
+            # not alive: ended, or started in the parent of a forked process (threads do not survive a fork)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._stop = threading.Event()
+                self._renewer = threading.Thread(
+                    target=self._renew_while_held, args=(renew, every, self._stop), name="pi-broker-renew", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_while_held(self, renew: Callable[[], object], every: float, stop: threading.Event) -> None:
+        while not stop.wait(every):
+            with self._lock:
+                if not self._held:
+                    if self._renewer is threading.current_thread():
+                        self._renewer = None
+                    return
+            try:
+                renew()
+            except Exception as exc:  # noqa: BLE001 - a long lock, a dropped server: the next round tries again
+                logger.warning("embedded broker: could not renew claims: {}", exc)
 
     def pop(self, tag: str) -> tuple[int, str] | None:
         with self._lock:
@@ -107,6 +136,12 @@ class Claims:
     def held(self) -> list[tuple[int, str]]:
         with self._lock:
             return list(self._held.values())
+
+    def close(self) -> None:
+        """Stop renewing: the connection closed (closing its channels restored what they held)."""
+        with self._lock:
+            self._stop.set()
+            self._renewer = None
 
 
 class Channel(kombu_sqla.Channel):
@@ -211,7 +246,13 @@ class Channel(kombu_sqla.Channel):
             raise Empty()
         payload = loads(bytes_to_str(row.payload))
         if not take:
-            self.claims.add(payload["properties"]["delivery_tag"], row.id, token)
+            self.claims.add(
+                payload["properties"]["delivery_tag"],
+                row.id,
+                token,
+                renew=self.renew_claims,
+                every=self.visibility_timeout / RENEWALS_PER_TIMEOUT,
+            )
         return payload
 
     def _get(self, queue: str) -> dict[str, Any]:
@@ -271,9 +312,11 @@ class Channel(kombu_sqla.Channel):
 
     # ------------------------------------------------------------------ renewing
     def renew_claims(self) -> int:
-        """Push back the expiry of every message this connection holds; the number of rows renewed."""
+        """Push back the expiry of every message this connection holds; the number of rows renewed.
+
+        Called by the claims' renewal thread; a row whose claim another consumer took over is left alone.
+        """
         held = self.claims.held()
-        self.claims.renewed_at = time.monotonic()
         if not held:
             return 0
         now = time.time()
@@ -284,14 +327,6 @@ class Channel(kombu_sqla.Channel):
             )
         return result.rowcount
 
-    def drain_events(self, timeout: float | None = None, callback: Any = None) -> Any:
-        if time.monotonic() - self.claims.renewed_at >= self.visibility_timeout / 4:
-            try:
-                self.renew_claims()
-            except OperationalError as exc:  # e.g. a long lock; the next poll tries again
-                logger.warning("embedded broker: could not renew claims: {}", exc)
-        return super().drain_events(timeout=timeout, callback=callback)
-
 
 class Transport(kombu_sqla.Transport):
     """kombu's SQLAlchemy transport with :class:`Channel`: ack deletes, unacknowledged messages come back."""
@@ -301,6 +336,12 @@ class Transport(kombu_sqla.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         self.claims = Claims()
         super().__init__(client, **kwargs)
+
+    def close_connection(self, connection: Any) -> None:
+        try:
+            super().close_connection(connection)  # closing the channels restores their unacknowledged messages
+        finally:
+            self.claims.close()
 
 
 TRANSPORT_ALIASES[SCHEME] = "pi_framework.broker:Transport"

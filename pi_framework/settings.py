@@ -53,9 +53,10 @@ class Settings(BaseSettings):
         description="Broker; production pyamqp://guest@localhost:5672//; unset = embedded SQLite broker under PI_DATA_DIR.",
     )
     PI_EMBEDDED_BROKER_VISIBILITY_TIMEOUT: PositiveInt = Field(
-        default=3600,
-        description="Seconds a message fetched from the embedded broker may stay unacknowledged before it is delivered again "
-        "(a killed worker's tasks return after at most this long).",
+        default=60,
+        description="Seconds a message fetched from the embedded broker may go unrenewed before it is delivered again: "
+        "a killed worker's tasks return after at most this long; a live worker renews what it holds every quarter of it, "
+        "so longer tasks are not delivered twice.",
     )
     CELERY_RESULT_BACKEND: str | None = Field(
         default=None, description="Result backend; unset = no results stored (tasks are fire-and-forget)."

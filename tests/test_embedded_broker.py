@@ -6,14 +6,13 @@ process group with SIGKILL, the way an OOM killer or a power cut would.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
-from queue import Empty
 
 import pytest
 from celery import Celery
@@ -73,10 +72,15 @@ def test_ack_deletes_and_reject_deletes_or_requeues_the_same_row(broker_file):
         assert broker_file.rows() == [(2, False)], "rejected without requeue: deleted"
 
 
-def test_unacknowledged_messages_come_back_on_close_and_after_the_timeout(broker_file):
+def _renewers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "pi-broker-renew"]
+
+
+def test_unacknowledged_messages_come_back_on_close_and_after_the_timeout(broker_file, monkeypatch):
     broker_file.publish("a", "b")
     with broker_file.connect(visibility_timeout=1.0) as owner:
         channel = owner.channel()
+        monkeypatch.setattr(channel, "renew_claims", lambda: 0)  # a holder that stopped renewing: frozen, or gone
         held = channel.basic_get("q")
         assert held.payload == "a"
         with broker_file.connect(visibility_timeout=1.0) as other:
@@ -97,23 +101,32 @@ def test_unacknowledged_messages_come_back_on_close_and_after_the_timeout(broker
 
 
 @pytest.mark.slow
-def test_a_live_consumer_renews_its_claims(broker_file):
-    broker_file.publish("long task")
-    with broker_file.connect(visibility_timeout=1.0) as owner, broker_file.connect(visibility_timeout=1.0) as other:
+def test_a_live_connection_renews_its_claims_without_polling(broker_file):
+    broker_file.publish("long task", "prefetched")
+    timeout = 1.0
+    wait_for(lambda: not _renewers(), 10, interval=0.05, message="no renewal thread left by an earlier test")
+    with broker_file.connect(visibility_timeout=timeout) as owner, broker_file.connect(visibility_timeout=timeout) as other:
         channel, other_channel = owner.channel(), other.channel()
-        held = channel.basic_get("q")
-        until = time.monotonic() + 3.0  # three timeouts, the owner polling (and renewing) as a worker does
+        running, prefetched = channel.basic_get("q"), channel.basic_get("q")
+        assert len(_renewers()) == 1, "one renewal thread per connection"
+        # three timeouts in which the owner never polls (a solo worker running the task): its thread renews both
+        until = time.monotonic() + 3 * timeout
         while time.monotonic() < until:
-            with contextlib.suppress(Empty):
-                channel.drain_events(timeout=0)
-            assert other_channel.basic_get("q") is None, "a message its live consumer holds is not delivered again"
-            time.sleep(0.1)
-        # the owner stops polling (a solo worker busy with the task): its claim expires
-        redelivered = wait_for(lambda: other_channel.basic_get("q"), 10, interval=0.2, message="claim expired")
-        assert redelivered.payload == "long task"
-        redelivered.ack()
-        held.ack()
-    assert broker_file.rows() == []
+            assert other_channel.basic_get("q") is None, "a message its live connection holds is not delivered again"
+            with sqlite3.connect(broker_file.path) as connection:
+                ages = [time.time() - fetched for (fetched,) in connection.execute("SELECT pi_fetched_at FROM kombu_message")]
+            assert len(ages) == 2 and max(ages) < timeout, f"claims renewed every quarter of the timeout: ages {ages}"
+            time.sleep(0.05)
+        running.ack()
+        prefetched.ack()
+        assert broker_file.rows() == []
+        wait_for(lambda: not _renewers(), 10, interval=0.05, message="the renewal thread ends once nothing is held")
+
+        broker_file.publish("again")
+        assert channel.basic_get("q").payload == "again"
+        assert len(_renewers()) == 1, "the next claim starts a renewal thread again"
+    wait_for(lambda: not _renewers(), 10, interval=0.05, message="closing the connection ends its renewal thread")
+    assert broker_file.rows() == [(3, True)], "closing restored the unacknowledged message"
 
 
 def test_rows_left_by_kombus_transport_are_deleted_when_the_broker_opens(broker_file):
@@ -147,11 +160,11 @@ def worker_env(with_test_plugins, tmp_path):
     }
 
 
-def _send(env: dict[str, str], task: str, *args: str, times: int = 1) -> None:
+def _send(env: dict[str, str], task: str, *args: object, times: int = 1, countdown: float | None = None) -> None:
     """Publish like a service outside pi does: plain Celery on kombu's own ``sqla+sqlite`` transport."""
     app = Celery(broker=f"sqla+sqlite:///{env['PI_DATA_DIR']}/broker.sqlite")
     for _ in range(times):
-        app.send_task(task, args=args, queue=env["CELERY_DEFAULT_QUEUE"])
+        app.send_task(task, args=args, queue=env["CELERY_DEFAULT_QUEUE"], countdown=countdown)
     app.close()
 
 
@@ -165,8 +178,8 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _worker(env: dict[str, str], tmp_path: Path, concurrency: int = 1) -> WorkerProcess:
-    worker = WorkerProcess(env, tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", concurrency=concurrency)
+def _worker(env: dict[str, str], tmp_path: Path, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:
+    worker = WorkerProcess(env, tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", concurrency=concurrency, pool=pool)
     worker.wait_ready()
     return worker
 
@@ -242,3 +255,85 @@ def test_the_task_of_a_killed_pool_process_is_requeued_at_once(worker_env, tmp_p
         wait_for(lambda: _claims(env) == [], 30, message="acknowledged and deleted")
     finally:
         worker.stop()
+
+
+SLEEPER = """
+import os, time
+from pathlib import Path
+
+from pi_framework import hookimpl
+
+
+def sleep(name, seconds):
+    markers = Path(os.environ["PI_TEST_MARKERS"])
+    markers.mkdir(parents=True, exist_ok=True)
+    with open(markers / f"{name}.started", "a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+    time.sleep(seconds)
+    with open(markers / f"{name}.done", "a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+
+
+@hookimpl
+def register_tasks(register):
+    register(sleep, name="pi.celery_app.test_sleeper_sleep")
+"""
+
+
+@pytest.fixture
+def sleeper_env(worker_env, tmp_path):
+    """``worker_env`` plus a plugin whose task records each start, sleeps as long as it is told and records its end."""
+    site = tmp_path / "sleeper-site"
+    (site / "pi_test_sleeper-1.0.dist-info").mkdir(parents=True)
+    (site / "pi_test_sleeper.py").write_text(SLEEPER)
+    (site / "pi_test_sleeper-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: pi-test-sleeper\nVersion: 1.0\n"
+    )
+    (site / "pi_test_sleeper-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pi_framework]\npi_test_sleeper = pi_test_sleeper\n"
+    )
+    return {**worker_env, "PYTHONPATH": os.pathsep.join([str(site), worker_env["PYTHONPATH"]])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_messages_a_live_worker_holds_past_the_timeout_are_delivered_once(sleeper_env, tmp_path, pool):
+    """A task running four timeouts, and a message held for its ETA as long, run once: their live worker renews both.
+
+    A spare worker polls the queue while the long task runs: a claim that expired would be its (or, with prefork,
+    the first worker's own: its ETA message leaves it a free slot).
+    """
+    env, markers = sleeper_env, Path(sleeper_env["PI_TEST_MARKERS"])
+    long = 4 * VISIBILITY_TIMEOUT
+    worker = _worker(env, tmp_path, concurrency=2, pool=pool)
+    spare = None
+    try:
+        _send(env, "pi.celery_app.test_alpha_marker", "eta", countdown=long)  # fetched at once, started after `long` s
+        wait_for(lambda: [token for _, token, _ in _claims(env) if token], 30, interval=0.05, message="ETA message held")
+        _send(env, "pi.celery_app.test_sleeper_sleep", "long", long)
+        wait_for(lambda: (markers / "long.started").exists(), 60, interval=0.05, message="the long task runs")
+        held = {row: (token, fetched) for row, token, fetched in _claims(env)}
+        assert len(held) == 2 and all(token for token, _ in held.values()), held
+        spare = WorkerProcess(env, tmp_path / "worker-spare.log")
+
+        def renewed() -> bool:
+            claims = {row: (token, fetched) for row, token, fetched in _claims(env)}
+            assert set(claims) == set(held), "a message of a live worker was acknowledged before its claim was renewed"
+            return all(
+                claims[row][0] == token and claims[row][1] > fetched + VISIBILITY_TIMEOUT
+                for row, (token, fetched) in held.items()
+            )
+
+        wait_for(renewed, 30, interval=0.1, message="both claims renewed past the visibility timeout", fatal=AssertionError)
+        spare.wait_ready()
+        assert not (markers / "long.done").exists(), "the spare worker polls while the long task still runs"
+        wait_for(lambda: (markers / "long.done").exists() and (markers / "eta").exists(), 60, message="both tasks ran")
+        wait_for(lambda: _claims(env) == [], 30, message="both messages acknowledged and deleted")
+    finally:
+        if spare is not None:
+            spare.stop()
+        worker.stop()
+    assert _lines(markers / "long.started") == 1, "the long task was delivered once"
+    assert _lines(markers / "eta") == 1, "the ETA message was delivered once"
+    received = (worker.log() + spare.log()).count(" received")
+    assert received == 2, f"{received} deliveries of 2 messages"
