@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     )
     PI_DOCUMENT_RETRIES: PositiveInt = Field(
         default=3,
-        description="Live syncs that retry a document the pipeline refused before it is logged and moved aside (reconcile retries it).",
+        description="Live syncs that retry a refused document from the cursor before it is parked: logged at ERROR, the cursor moves on, it stays pending and is retried with backoff.",
     )
     PI_LEASE_SECONDS: PositiveInt = Field(
         default=30,
