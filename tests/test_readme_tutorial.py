@@ -91,6 +91,14 @@ class TestTutorialSource(SourceContract):
         return "ws-a", "ws-b"
 
     @pytest.fixture
+    def edit(self, helpdesk):
+        def edit(workspace_id: str) -> str:
+            helpdesk.put(f"{workspace_id}-2", workspace_id, "Cannot log in since Monday", "The reset e-mail never arrives.")
+            return f"tickets:{workspace_id}-2"
+
+        return edit
+
+    @pytest.fixture
     def hide(self, helpdesk):
         def close(workspace_id: str) -> str:
             helpdesk.close(f"{workspace_id}-1")

@@ -52,13 +52,24 @@ class TestCyclesSourceContract(SourceContract):
     def workspaces(self, plane_db, plane_cycles):
         return tuple(sprint(plane_db, plane_cycles)["workspace"]["id"] for _ in range(2))
 
+    @staticmethod
+    def cycle_of(plane_db, workspace_id: str) -> str:
+        with plane_db.engine.connect() as connection:
+            return connection.scalar(cycles.select().with_only_columns(cycles.c.id).where(cycles.c.workspace_id == workspace_id))
+
+    @pytest.fixture
+    def edit(self, plane_db):
+        def edit(workspace_id: str) -> str:
+            cycle_id = self.cycle_of(plane_db, workspace_id)
+            plane_db.update(cycles, cycle_id, name="Sprint 12b", description="Ship checkout v3")  # updated_at: now
+            return f"cycles:{cycle_id}"
+
+        return edit
+
     @pytest.fixture
     def hide(self, plane_db):
         def hide(workspace_id: str) -> str:
-            with plane_db.engine.connect() as connection:
-                cycle_id = connection.scalar(
-                    cycles.select().with_only_columns(cycles.c.id).where(cycles.c.workspace_id == workspace_id)
-                )
+            cycle_id = self.cycle_of(plane_db, workspace_id)
             plane_db.update(cycles, cycle_id, archived_at=datetime.now(UTC))
             return f"cycles:{cycle_id}"
 
