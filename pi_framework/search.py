@@ -17,6 +17,10 @@ Who sees what (:mod:`pi_framework.plane.access` resolves it from Plane's databas
 * ``all_projects=True`` (operators, ``pi search --all-projects``): no project filter and no membership check,
   logged; privacy still applies.
 
+Plane's filters (``filters``: state, state group, priority, labels, assignees, project; see
+:class:`~pi_framework.contract.sinks.Filters`) narrow that further, inside each sink too, so a filtered page of
+results is as full as an unfiltered one.
+
 A sink's failed vector query (a :class:`~pi_framework.contract.sinks.SinkError`: cluster down, HTTP 400 because the
 index's vector dimension is not the embedder's, a missing k-NN plugin) is never hidden. In ``hybrid`` mode the
 search still answers from BM25, but every such query is logged at ERROR (sink and reason) and counted in
@@ -32,13 +36,13 @@ PI database per search that found something.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from loguru import logger
 
 from pi_framework import metrics, runtime
-from pi_framework.contract.sinks import Hit, SearchQuery, Sink, SinkError
+from pi_framework.contract.sinks import Filters, Hit, SearchQuery, Sink, SinkError
 from pi_framework.db import get_database
 from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane.access import resolve_access
@@ -93,6 +97,7 @@ def search(
     mode: str = "hybrid",
     sinks: Sequence[Sink] | None = None,
     all_projects: bool = False,
+    filters: Filters | Mapping[str, Sequence[str] | str | None] | None = None,
 ) -> list[Hit]:
     """The best *limit* documents for *query* in *workspace_id* that *user_id* may see, one hit (its best chunk) per
     document.
@@ -101,6 +106,9 @@ def search(
     empty means every kind. ``user_id`` is the user the results are for: their private content matches, and
     project-scoped content only of the projects they may read in Plane (see the module's docstring; without a user
     nothing project-scoped matches). ``all_projects`` drops the project and membership filters (operators only; logged).
+    ``filters`` keeps only chunks matching Plane's filters: a :class:`~pi_framework.contract.sinks.Filters` or a mapping
+    of its fields (``{"state_group": ["started"], "labels": ["bug"], "assignees": [user_id]}``); values of one field
+    are alternatives, fields all apply.
     Scores are RRF scores (comparable within one result list).
     """
     if mode not in MODES:
@@ -116,6 +124,7 @@ def search(
         kinds=list(kinds) if kinds else None,
         user_id=user_id,
         limit=limit * _CANDIDATES_FACTOR,
+        filters=Filters.of(filters),
     )
     if all_projects:
         logger.info("search: every project of workspace {} (all_projects, operator search; user {})", workspace_id, user_id)

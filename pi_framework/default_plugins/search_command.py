@@ -31,6 +31,33 @@ def label(hit) -> str:  # noqa: ANN001 - a Hit
     return " · ".join(part for part in (hit.key, title) if part) or hit.document_id
 
 
+def details(hit) -> str:  # noqa: ANN001 - a Hit
+    """A work item's state, priority, labels and assignees on one line (``""`` for hits without them)."""
+    metadata = hit.metadata or {}
+    parts = []
+    if state := metadata.get("state") or metadata.get("state_group"):
+        group = metadata.get("state_group")
+        parts.append(f"state {state}" + (f" ({group})" if group and group != state else ""))
+    if priority := metadata.get("priority"):
+        parts.append(f"priority {priority}")
+    if labels := metadata.get("labels"):
+        parts.append("labels " + ", ".join(map(str, labels)))
+    if assignees := metadata.get("assignees"):
+        parts.append(f"{len(assignees)} assignee{'' if len(assignees) == 1 else 's'}")
+    return " · ".join(parts)
+
+
+#: ``pi search`` options for Plane's filters: option name -> Filters field
+FILTER_OPTIONS = {
+    "state": "state",
+    "state_group": "state_group",
+    "priority": "priority",
+    "label": "labels",
+    "assignee": "assignees",
+    "project": "project",
+}
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     @cli.command("search")
@@ -48,6 +75,22 @@ def register_commands(cli: click.Group) -> None:
         is_flag=True,
         help="Operators: every project, without membership checks (logged). Without it and --user, no project content.",
     )
+    @click.option("--state", multiple=True, help="Only work items in this state (its name; repeatable: any of them).")
+    @click.option(
+        "--state-group",
+        multiple=True,
+        type=click.Choice(["backlog", "unstarted", "started", "completed", "cancelled"]),
+        help="Only work items whose state is of this group (repeatable).",
+    )
+    @click.option(
+        "--priority",
+        multiple=True,
+        type=click.Choice(["urgent", "high", "medium", "low", "none"]),
+        help="Only work items of this priority (repeatable).",
+    )
+    @click.option("--label", multiple=True, help="Only work items with this label (its name; repeatable: any of them).")
+    @click.option("--assignee", multiple=True, help="Only work items assigned to this user id (repeatable: any of them).")
+    @click.option("--project", multiple=True, help="Only content of this project: its id or identifier, e.g. WEB (repeatable).")
     @click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1, 1000))
     @click.option("--mode", type=click.Choice(["hybrid", "text", "vector"]), default="hybrid", show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
@@ -60,6 +103,7 @@ def register_commands(cli: click.Group) -> None:
         limit: int,
         mode: str,
         as_json: bool,
+        **chosen: tuple[str, ...],
     ) -> None:
         """Search a workspace: hybrid kNN + BM25 over every configured sink, as USER sees it in Plane."""
         from loguru import logger
@@ -68,8 +112,16 @@ def register_commands(cli: click.Group) -> None:
 
         if all_projects:
             logger.warning("pi search --all-projects: workspace {}, every project, no membership check", workspace_id)
+        filters = {field: list(chosen[option]) for option, field in FILTER_OPTIONS.items() if chosen.get(option)}
         hits = search(
-            query, workspace_id, kinds=kinds or None, user_id=user_id, limit=limit, mode=mode, all_projects=all_projects
+            query,
+            workspace_id,
+            kinds=kinds or None,
+            user_id=user_id,
+            limit=limit,
+            mode=mode,
+            all_projects=all_projects,
+            filters=filters or None,
         )
         if as_json:
             click.echo(json.dumps([hit.__dict__ for hit in hits], indent=2, default=str))
@@ -78,6 +130,8 @@ def register_commands(cli: click.Group) -> None:
             click.echo("no results")
         for number, hit in enumerate(hits, start=1):
             click.echo(f"{number:>2}. [{hit.kind}] {label(hit)}  (score {hit.score:.4f})")
+            if about := details(hit):
+                click.echo(f"    {about}")
             click.echo(f"    {snippet(hit.text, query)}")
             if hit.url:
                 click.echo(f"    {hit.url}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from pi_framework.contract.documents import Document
 
@@ -37,6 +38,11 @@ def content_hash(text: str, document: Document, model_name: str, chunking: str) 
 
 
 def metadata_hash(document: Document) -> str:
-    """The hash of *document*'s ``metadata`` (keys in any order; values that are not JSON count by their ``str``)."""
-    payload = json.dumps(document.metadata, ensure_ascii=False, sort_keys=True, default=str)
+    """The hash of *document*'s ``metadata`` (see :func:`hash_metadata`)."""
+    return hash_metadata(document.metadata)
+
+
+def hash_metadata(metadata: dict[str, Any]) -> str:
+    """The hash of a document's *metadata* (keys in any order; values that are not JSON count by their ``str``)."""
+    payload = json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -462,7 +462,12 @@ class Indexer:
             try:
                 sink.delete_chunks(chunk_ids, version=self._version)
             except Exception as exc:  # noqa: BLE001 - the lease is lost either way; the ledger still knows them
-                logger.warning("index: could not take back {} chunk(s) from sink {} after losing the lease: {}", len(chunk_ids), sink.name, exc)
+                logger.warning(
+                    "index: could not take back {} chunk(s) from sink {} after losing the lease: {}",
+                    len(chunk_ids),
+                    sink.name,
+                    exc,
+                )
 
     def _remove(self, plans: list[_Plan], ledger: dict[str, LedgerEntry], update: LedgerUpdate, stats: IndexStats) -> None:
         if not plans:

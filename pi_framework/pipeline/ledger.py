@@ -130,9 +130,7 @@ class Ledger:
             for batch in _batches(gone):
                 session.execute(delete(IndexedDocument).where(IndexedDocument.document_id.in_(batch)))
             for batch in _batches(update.unrecorded_documents):
-                session.execute(
-                    sa_update(IndexedChunk).where(IndexedChunk.document_id.in_(batch)).values(content_hash=PENDING)
-                )
+                session.execute(sa_update(IndexedChunk).where(IndexedChunk.document_id.in_(batch)).values(content_hash=PENDING))
             for batch in _batches(update.removed_documents):
                 session.execute(delete(IndexedChunk).where(IndexedChunk.document_id.in_(batch)))
             settled = update.removed_documents + [document.id for document, _ in update.confirmed_documents]
@@ -174,7 +172,10 @@ class Ledger:
             if update.refreshed_chunks:  # a bulk UPDATE by primary key
                 session.execute(
                     sa_update(IndexedChunk),
-                    [{"chunk_id": c.id, "metadata_hash": c.metadata_hash or None, "indexed_at": now} for c in update.refreshed_chunks],
+                    [
+                        {"chunk_id": c.id, "metadata_hash": c.metadata_hash or None, "indexed_at": now}
+                        for c in update.refreshed_chunks
+                    ],
                 )
             if update.touched_documents:  # a bulk UPDATE by primary key
                 session.execute(

@@ -2,8 +2,8 @@
 
 * :func:`load_schema` creates Plane's tables: the reference DDL (``pi_framework/plane/plane_schema.sql``) on
   PostgreSQL, the equivalent SQLAlchemy Core tables elsewhere.
-* :class:`PlaneFactory` inserts users, workspaces, workspace and project members, projects, states, issues, pages,
-  project pages and workspace licenses. Django sets no server defaults, so every NOT NULL column is filled with
+* :class:`PlaneFactory` inserts users, workspaces, workspace and project members, projects, states, issues, labels,
+  issue labels and assignees, pages, project pages and workspace licenses. Django sets no server defaults, so every NOT NULL column is filled with
   Django's model default unless the caller overrides it; every method returns the row as a dict.
 * :func:`create_sqlite_plane` is a Plane-shaped SQLite database (how ``pi demo`` runs without services);
   :func:`sample_issue` is plausible work-item text.
@@ -260,6 +260,45 @@ class PlaneFactory:
             "external_id": None,
         }
         return {**row, **overrides}
+
+    def label(self, project: dict[str, Any] | None, name: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """A ``labels`` row of *project* (``None`` with ``workspace_id=...`` among *overrides*: a workspace label)."""
+        workspace_id = overrides.pop("workspace_id", None) or (project or {}).get("workspace_id")
+        row = {
+            **self._audit(overrides),
+            "workspace_id": workspace_id,
+            "project_id": project["id"] if project else None,
+            "parent_id": None,
+            "name": name or f"label-{next(_counter)}",
+            "description": "",
+            "color": "#60646C",
+            "sort_order": 65535.0,
+            "external_source": None,
+            "external_id": None,
+        }
+        return self.insert(schema.labels, {**row, **overrides})
+
+    def issue_label(self, issue: dict[str, Any], label: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+        """An ``issue_labels`` row: *issue* carries *label* (soft-delete it to take the label off)."""
+        row = {
+            **self._audit(overrides),
+            "workspace_id": issue["workspace_id"],
+            "project_id": issue["project_id"],
+            "issue_id": issue["id"],
+            "label_id": label["id"],
+        }
+        return self.insert(schema.issue_labels, {**row, **overrides})
+
+    def issue_assignee(self, issue: dict[str, Any], user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+        """An ``issue_assignees`` row: *user* is assigned *issue* (soft-delete it to unassign)."""
+        row = {
+            **self._audit(overrides),
+            "workspace_id": issue["workspace_id"],
+            "project_id": issue["project_id"],
+            "issue_id": issue["id"],
+            "assignee_id": user["id"],
+        }
+        return self.insert(schema.issue_assignees, {**row, **overrides})
 
     def page(
         self,

@@ -208,6 +208,40 @@ issues = Table(
     *_external(),
 )
 
+labels = Table(
+    "labels",
+    metadata,
+    *_audit(),
+    Column("workspace_id", UUID, _fk("workspaces.id"), nullable=False, index=True),
+    Column("project_id", UUID, _fk("projects.id"), index=True),  # NULL: a workspace label
+    Column("parent_id", UUID, _fk("labels.id")),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("color", String(255), nullable=False),
+    Column("sort_order", Float, nullable=False),
+    *_external(),
+)
+
+issue_labels = Table(
+    "issue_labels",
+    metadata,
+    *_audit(),
+    Column("workspace_id", UUID, _fk("workspaces.id"), nullable=False, index=True),
+    Column("project_id", UUID, _fk("projects.id"), nullable=False),
+    Column("issue_id", UUID, _fk("issues.id"), nullable=False, index=True),
+    Column("label_id", UUID, _fk("labels.id"), nullable=False, index=True),
+)
+
+issue_assignees = Table(
+    "issue_assignees",
+    metadata,
+    *_audit(),
+    Column("workspace_id", UUID, _fk("workspaces.id"), nullable=False, index=True),
+    Column("project_id", UUID, _fk("projects.id"), nullable=False),
+    Column("issue_id", UUID, _fk("issues.id"), nullable=False, index=True),
+    Column("assignee_id", UUID, _user_fk(), nullable=False, index=True),
+)
+
 pages = Table(
     "pages",
     metadata,

@@ -222,6 +222,13 @@ class PlaneSource:
         """``(document id, updated_at)`` of every visible document, streamed (reconcile and staleness)."""
         raise NotImplementedError
 
+    def visible_metadata(self, workspace_id: str) -> Iterable[tuple[str, dict[str, Any]]] | None:
+        """``(document id, metadata)`` of every visible document, without its text, streamed; ``None`` (the default):
+        not offered. A source whose metadata can change while no ``updated_at`` moves (Plane's ``bulk_update`` of a work
+        item's ``state_id``, a link row deleted outright) offers it: the reconcile compares it with the index's
+        metadata and updates what differs in place (:func:`pi_framework.sync.metadata.stale_metadata`)."""
+        return None
+
     def visible_ids(self, workspace_id: str) -> Iterable[str]:
         return (document_id for document_id, _ in self.visible_versions(workspace_id))
 

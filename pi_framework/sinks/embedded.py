@@ -119,11 +119,15 @@ UPDATE chunks SET metadata = ?, version = coalesce(?, version) WHERE id = ? AND 
 
 def _filter_sql(keys: Sequence[str]) -> str:
     """Whether one of the metadata *keys* holds one of the values of a JSON array parameter (a scalar or a list)."""
-    return "(" + " OR ".join(
-        f"EXISTS (SELECT 1 FROM json_each(chunks.metadata, '$.{key}') AS f WHERE CAST(f.value AS TEXT) IN "
-        "(SELECT value FROM json_each(?)))"
-        for key in keys
-    ) + ")"
+    return (
+        "("
+        + " OR ".join(
+            f"EXISTS (SELECT 1 FROM json_each(chunks.metadata, '$.{key}') AS f WHERE CAST(f.value AS TEXT) IN "
+            "(SELECT value FROM json_each(?)))"
+            for key in keys
+        )
+        + ")"
+    )
 
 
 def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:

@@ -28,15 +28,18 @@ from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare, pending_changes
 from pi_framework.sync.leases import Fence, Leases, queued_marker, workspace_lease
+from pi_framework.sync.metadata import stale_metadata
 from pi_framework.sync.vectorize import refeed
 
 
 def reconcile(workspace_id: str, indexer: Indexer | None = None, keep_alive: Any = None) -> dict[str, int]:
-    """Compare every visible id with the ledger: remove what disappeared (hard deletes), index what is missing or stale."""
+    """Compare every visible id with the ledger: remove what disappeared (hard deletes), index what is missing or stale
+    (its ``updated_at``, or its metadata where the source offers it: :mod:`pi_framework.sync.metadata`)."""
     indexer = indexer or Indexer()
     counts = {"reconcile_deleted": 0, "reconcile_indexed": 0}
     for source in sources():
         to_index, to_delete = compare(source, workspace_id)
+        to_index |= stale_metadata(source, workspace_id)  # metadata changed where no updated_at moved (bulk_update)
         if to_delete:
             counts["reconcile_deleted"] += indexer.delete_documents(to_delete)
         if to_index:

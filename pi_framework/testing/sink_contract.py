@@ -227,16 +227,33 @@ class SinkContract:
             for i in range(5)
         ]
         private = self.chunk(
-            "pages:p#0", kind="pages", source="pages", key="WEB-1", url="https://plane.example/p", owner_id="owner-1",
-            project_ids=["p1", "p2"], metadata={"created_by": "u1", "state": "open"}, vector=self.vector(3),
+            "pages:p#0",
+            kind="pages",
+            source="pages",
+            key="WEB-1",
+            url="https://plane.example/p",
+            owner_id="owner-1",
+            project_ids=["p1", "p2"],
+            metadata={"created_by": "u1", "state": "open"},
+            vector=self.vector(3),
         )
         self.write_all(ready_sink, [*many, private, self.chunk("issues:other#0", WS_B)])
         (back,) = ready_sink.read_chunks(documents=["pages:p"])
         assert (back.id, back.document_id, back.index, back.text, back.kind, back.source, back.workspace_id) == (
-            "pages:p#0", "pages:p", 0, "some text", "pages", "pages", WS_A
+            "pages:p#0",
+            "pages:p",
+            0,
+            "some text",
+            "pages",
+            "pages",
+            WS_A,
         )
         assert (back.key, back.url, back.owner_id, sorted(back.project_ids), back.metadata) == (
-            "WEB-1", "https://plane.example/p", "owner-1", ["p1", "p2"], {"created_by": "u1", "state": "open"}
+            "WEB-1",
+            "https://plane.example/p",
+            "owner-1",
+            ["p1", "p2"],
+            {"created_by": "u1", "state": "open"},
         )
         assert back.vector is not None and len(back.vector) == self.dimension and max(back.vector) > 0.5
         stream = ready_sink.read_chunks(workspace_id=WS_A)
@@ -244,7 +261,8 @@ class SinkContract:
         everything = list(stream)
         assert sorted(chunk.id for chunk in everything) == sorted([chunk.id for chunk in many] + ["pages:p#0"])
         assert {chunk.id for chunk in ready_sink.read_chunks(documents=["issues:3", "issues:other"])} == {
-            *(f"issues:3#{i}" for i in range(5)), "issues:other#0"
+            *(f"issues:3#{i}" for i in range(5)),
+            "issues:other#0",
         }
         assert list(ready_sink.read_chunks(documents=["issues:missing"])) == []
         with pytest.raises(ValueError):
@@ -379,6 +397,7 @@ class SinkContract:
     # ------------------------------------------------------------------ Plane's filters and metadata updates
     def _plane_items(self) -> list[Chunk]:
         """Work items: 30 that match nothing below, then four with Plane's filter fields."""
+
         def item(number: int, **metadata: Any) -> Chunk:
             base = {"project_id": "p-web", "project_identifier": "WEB", "state_group": "backlog", "priority": "none"}
             return self.chunk(f"issues:{number}#0", text=f"login page broken {number}", metadata={**base, **metadata})
@@ -388,8 +407,16 @@ class SinkContract:
             *noise,
             item(1, state="In Progress", state_group="started", priority="high", labels=["bug", "ui"], assignees=["u-1"]),
             item(2, state="Done", state_group="completed", priority="low", labels=["bug"], assignees=["u-1", "u-2"]),
-            item(3, state="In Progress", state_group="started", priority="urgent", labels=[], assignees=["u-2"],
-                 project_id="p-api", project_identifier="API"),
+            item(
+                3,
+                state="In Progress",
+                state_group="started",
+                priority="urgent",
+                labels=[],
+                assignees=["u-2"],
+                project_id="p-api",
+                project_identifier="API",
+            ),
             self.chunk("pages:9#0", text="login page broken notes", kind="pages", source="pages"),
         ]
 

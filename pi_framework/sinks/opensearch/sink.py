@@ -350,7 +350,9 @@ class OpenSearchSink:
         self._delete_ids([(index, chunk_id) for chunk_id in dict.fromkeys(chunk_ids) for index in indices], version)
 
     def _delete_ids(self, targets: list[tuple[str, str]], version: int | None) -> None:
-        actions = [self._versioned({"_op_type": "delete", "_index": index, "_id": chunk_id}, version) for index, chunk_id in targets]
+        actions = [
+            self._versioned({"_op_type": "delete", "_index": index, "_id": chunk_id}, version) for index, chunk_id in targets
+        ]
         indices = {index for index, _ in targets}
         _, failed = self._bulk(actions)
         self._dirty.update(indices)
@@ -369,7 +371,9 @@ class OpenSearchSink:
         indices = self._all_indices()
         batches = [ids[start : start + ID_BATCH] for start in range(0, len(ids), ID_BATCH)]
         if version is None:
-            return sum(self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches)
+            return sum(
+                self._delete_by_query(indices, {"terms": {"document_id": batch}}, "deleting documents") for batch in batches
+            )
         self._refresh()
         removed = 0
         for batch in batches:
