@@ -197,3 +197,46 @@ def test_the_cursor_of_a_full_pass_does_not_replay_recent_rows(plane_db, source,
     assert drain(source, ws["workspace"]["id"], cursor)[0] == []
     plane_db.update(schema.issues, rows[0]["id"], name="Edited after the pass")
     assert upserts(drain(source, ws["workspace"]["id"], cursor)[0]) == {f"issues:{rows[0]['id']}"}
+
+
+def test_labels_and_assignees_are_metadata_and_their_changes_are_changes(plane_db, source, ws) -> None:
+    """A work item's labels (names; links and labels not deleted) and assignees (user ids) are in its metadata; a link
+    added or removed, or a label renamed, re-evaluates exactly the work items it links, though ``issues.updated_at``
+    does not move."""
+    project, workspace_id = ws["project"], ws["workspace"]["id"]
+    alice, bob = plane_db.user(), plane_db.user()
+    bug, ui, gone = plane_db.label(project, "bug"), plane_db.label(project, "ui"), plane_db.label(project, "gone")
+    first = plane_db.issue(project, "First", state=ws["started"], priority="high")
+    second = plane_db.issue(project, "Second")
+    plane_db.issue_label(first, bug)
+    plane_db.issue_label(first, ui)
+    plane_db.issue_label(first, gone)
+    plane_db.soft_delete(schema.labels, gone["id"])
+    removed = plane_db.issue_label(second, bug)
+    plane_db.soft_delete(schema.issue_labels, removed["id"])
+    plane_db.issue_assignee(first, bob)
+    plane_db.issue_assignee(first, alice)
+
+    documents = {document.id: document for document in source.iter_documents(workspace_id)}
+    meta = documents[f"issues:{first['id']}"].metadata
+    assert meta["labels"] == ["bug", "ui"] and meta["assignees"] == sorted([alice["id"], bob["id"]])
+    assert (meta["identifier"], meta["state"], meta["state_group"], meta["priority"]) == (
+        "ENG-1",
+        ws["started"]["name"],
+        "started",
+        "high",
+    )
+    assert meta["created_at"] == first["created_at"].isoformat() and meta["updated_at"] == first["updated_at"].isoformat()
+    assert documents[f"issues:{second['id']}"].metadata["labels"] == []
+    assert dict(source.visible_metadata(workspace_id)) == {document.id: document.metadata for document in documents.values()}
+
+    cursor = settled(source, workspace_id)
+    plane_db.issue_assignee(second, alice)
+    changed, cursor = drain(source, workspace_id, cursor)
+    assert upserts(changed) == {f"issues:{second['id']}"}
+    assert changed[0].metadata["assignees"] == [alice["id"]]
+    _, cursor = drain(source, workspace_id, cursor)  # the overlap window's re-read
+    plane_db.update(schema.labels, bug["id"], name="defect")
+    changed, cursor = drain(source, workspace_id, cursor)
+    assert upserts(changed) == {f"issues:{first['id']}"}, "a renamed label re-evaluates the items carrying it"
+    assert changed[0].metadata["labels"] == ["defect", "ui"]
