@@ -1,8 +1,10 @@
 """Token-aware chunking: windows of the embedder's own tokens, with overlap, the title carried into each chunk.
 
-A chunk's text is ``title + "\\n" + window`` (``title: section`` when a Markdown window starts in the
-middle of a section, so every chunk knows its heading) and never exceeds the model's window (special tokens
-included), so the model sees all of it. Windows prefer to end at a paragraph or sentence boundary
+A chunk's text is ``title + "\\n" + window`` and never exceeds the model's window (special tokens included), so
+the model sees all of it. When a Markdown window starts after a heading, its first line is its **context** instead:
+``title: heading path``, the headings the window sits under from the outermost in, joined by `` > `` (an H1 that only
+repeats the title is left out), e.g. ``Cycles: When a cycle ends > Archiving cycles``. That line is embedded and
+indexed (BM25) with the window, so a chunk from the middle of a long page still says what it is about. Windows prefer to end at a paragraph or sentence boundary
 found in their last quarter, so chunks rarely cut a sentence in half.
 """
 
@@ -20,11 +22,16 @@ _TITLE_SHARE = 4
 _CHARS_PER_TOKEN = 16
 #: a long body is tokenised in blocks of about this many characters, until its windows are full
 _BLOCK_CHARS = 65_536
+#: the context line of a window is its full heading path (pipeline version 2); False: only the nearest heading before
+#: the window, the chunks of pipeline version 1 (``bench/retrieval.py`` measures both side by side)
+HEADING_PATH = True
+#: between the headings of a heading path
+PATH_SEPARATOR = " > "
 _WHITESPACE = re.compile(r"\s")
 # "#" to "######", blanks, the rest of the line. Was ``^#{1,6}[ \t]+(.+?)[ \t#]*$``, whose lazy text and
 # trailing run retried each other (quadratic per line: "# a" + "#" * 10_000 + "b" took 0.7 s); the trailing
 # blanks and "#" are now stripped in Python (:func:`_heading_text`)
-_MD_HEADING = re.compile(r"^#{1,6}([ \t]++)([^\n]*+)", re.M)
+_MD_HEADING = re.compile(r"^(#{1,6})([ \t]++)([^\n]*+)", re.M)
 # a fenced code block; an opener without a closer scans to the end once per fence type at most
 _FENCED = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.M | re.S)
 
@@ -102,8 +109,8 @@ def _heading_text(blanks: str, rest: str) -> str | None:
     return blanks[-1] if len(blanks) > 1 else None
 
 
-def _headings(body: str) -> list[tuple[int, str]]:
-    """Markdown headings of *body* outside fenced code blocks, as ``(offset, text)``, in order of offset."""
+def _headings(body: str) -> list[tuple[int, int, str]]:
+    """Markdown headings of *body* outside fenced code blocks, as ``(offset, level, text)``, in order of offset."""
     if "#" not in body:
         return []
     fenced = [match.span() for match in _FENCED.finditer(body)]  # sorted, not overlapping
@@ -113,33 +120,77 @@ def _headings(body: str) -> list[tuple[int, str]]:
         block = bisect_right(fenced_starts, match.start()) - 1  # the last block starting at or before the heading
         if block >= 0 and match.start() < fenced[block][1]:
             continue
-        text = _heading_text(match.group(1), match.group(2))
+        text = _heading_text(match.group(2), match.group(3))
         if text is not None:
-            headings.append((match.start(), text))
+            headings.append((match.start(), len(match.group(1)), text))
     return headings
+
+
+def heading_parents(headings: list[tuple[int, int, str]]) -> list[int]:
+    """For each heading, the index of the heading it sits under (the last one before it of a lower level), or -1."""
+    parents: list[int] = []
+    open_: list[int] = []  # indices of the open headings, levels increasing
+    for index, (_offset, level, _text) in enumerate(headings):
+        while open_ and headings[open_[-1]][1] >= level:
+            open_.pop()
+        parents.append(open_[-1] if open_ else -1)
+        open_.append(index)
+    return parents
+
+
+def heading_path(
+    headings: list[tuple[int, int, str]],
+    parents: list[int],
+    before: int,
+    title: str = "",
+    closed_by: int | None = None,
+) -> list[str]:
+    """The headings that text after ``headings[:before]`` sits under, outermost first (a heading closes every open
+    heading of its level or deeper; *closed_by*: so does a heading of that level starting right there). A first-level
+    heading equal to *title* is left out: it only repeats it. *parents*: :func:`heading_parents` of *headings* (so a
+    path costs its depth, at most six headings, not a scan)."""
+    path: list[tuple[int, str]] = []
+    index = before - 1
+    while index >= 0:
+        _offset, level, text = headings[index]
+        if closed_by is None or level < closed_by:
+            path.append((level, text))
+        index = parents[index]
+    return [text for level, text in reversed(path) if not (level == 1 and text.strip().casefold() == title.strip().casefold())]
 
 
 def _section_prefix(
     title: str,
-    headings: list[tuple[int, str]],
+    headings: list[tuple[int, int, str]],
+    parents: list[int],
     offset: int,
     embedder: Embedder,
     limit: int,
-    known: dict[int, tuple[str, int]],
+    known: dict[tuple[int, bool], tuple[str, int]],
 ) -> tuple[str, int]:
-    """For a window starting mid-section (Markdown): ``("<title>: <section>\n", extra tokens)``, else ``("", 0)``.
+    """For a window starting after a heading (Markdown): ``("<title>: <context>\n", extra tokens)``, else ``("", 0)``.
 
-    *known* remembers the answer per heading, so each heading is tokenised once, not once per window.
+    The context is the window's heading path (:func:`heading_path`; a window starting on a heading shows that heading
+    itself, so its context is what encloses it), cut to *limit* tokens; with :data:`HEADING_PATH` off, the nearest
+    heading before the window. *known* remembers the answer per position among the headings, so each heading path is
+    tokenised once, not once per window.
     """
     before = bisect_left(headings, offset, key=lambda heading: heading[0])  # headings[:before] start before offset
-    section = headings[before - 1][1] if before else ""
-    if not section:
-        return "", 0
-    if before not in known:
-        section = _cut(section, _head_spans(section, embedder, limit), limit).strip()
-        label = f"{title}: {section}" if title else section
-        known[before] = f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
-    return known[before]
+    on_heading = HEADING_PATH and before < len(headings) and headings[before][0] == offset
+    key = (before, on_heading)
+    if key not in known:
+        if HEADING_PATH:
+            closed_by = headings[before][1] if on_heading else None
+            section = PATH_SEPARATOR.join(heading_path(headings, parents, before, title, closed_by))
+        else:
+            section = headings[before - 1][2] if before else ""
+        if not section:
+            known[key] = "", 0
+        else:
+            section = _cut(section, _head_spans(section, embedder, limit), limit).strip()
+            label = f"{title}: {section}" if title else section
+            known[key] = f"{label}\n", len(embedder.token_spans(label)) - len(embedder.token_spans(title))
+    return known[key]
 
 
 def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> tuple[list[Window], bool]:
@@ -164,10 +215,11 @@ def split(title: str, body: str, embedder: Embedder, params: ChunkingParams) -> 
         return [Window(0, prefix + body)], False
     windows: list[Window] = []
     headings = _headings(body)
-    sections: dict[int, tuple[str, int]] = {}
+    parents = heading_parents(headings)
+    sections: dict[tuple[int, bool], tuple[str, int]] = {}
     start = 0
     while start < len(spans) and len(windows) < params.max_chunks:
-        head, extra = _section_prefix(title, headings, spans[start][0], embedder, title_limit, sections)
+        head, extra = _section_prefix(title, headings, parents, spans[start][0], embedder, title_limit, sections)
         end = min(start + room - extra, len(spans))
         if end < len(spans):
             end = _boundary_end(body, spans, start, end)

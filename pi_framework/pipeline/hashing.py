@@ -18,7 +18,7 @@ from typing import Any
 from pi_framework.contract.documents import Document
 
 #: bump when normalisation or chunking changes in a way that should re-embed everything
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 
 def content_hash(text: str, document: Document, model_name: str, chunking: str) -> str:
