@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, update
 
+from pi_framework import runtime
 from pi_framework.db import reset_database
 from pi_framework.db.models import IndexedDocument, JobStatus, utcnow
 from pi_framework.plane.sample import create_sqlite_plane
@@ -212,7 +213,7 @@ def test_an_explicit_request_after_a_cancel_is_a_new_job(registry, sent) -> None
 @pytest.fixture
 def plane_workspace(pi_db, pi_env, tmp_path) -> str:
     """A Plane workspace (Plane on SQLite) with a few issues, the hashing embedder, the embedded sink."""
-    plane = create_sqlite_plane(str(tmp_path / "plane.sqlite"))
+    plane = create_sqlite_plane(str(tmp_path / "plane.sqlite"), runtime.plane_tables())
     workspace = plane.workspace()
     project = plane.project(workspace, identifier="ENG")
     for n in range(3):
@@ -249,7 +250,6 @@ def test_a_downgrade_after_the_last_heartbeat_is_not_undone_by_finish(plane_work
 
 
 def test_a_downgrade_during_a_sink_outage_is_not_undone_by_requeue(plane_workspace, sent, monkeypatch) -> None:
-    from pi_framework import runtime
     from pi_framework.sync.vectorize import vectorize
 
     ws, registry = plane_workspace, jobs()
