@@ -34,7 +34,7 @@ def framework_imports(path: Path) -> list[tuple[int, str]]:
 
 def test_every_plugin_is_found() -> None:
     packages = {path.relative_to(ROOT).parts[1] for path in PLUGIN_MODULES}
-    assert {"pi_issues", "pi_pages", "pi_docs", "pi_plans", "pi_maintenance", "pi_chats", "pi_cycles"} <= packages
+    assert {"pi_issues", "pi_pages", "pi_docs", "pi_plans", "pi_maintenance", "pi_chats", "pi_cycles", "pi_comments"} <= packages
 
 
 @pytest.mark.parametrize("path", PLUGIN_MODULES, ids=lambda path: str(path.relative_to(ROOT)))

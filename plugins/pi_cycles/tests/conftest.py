@@ -12,9 +12,11 @@ from pi_cycles.source import CyclesSource
 
 
 @pytest.fixture
-def plane_extra_schema():
-    """``plane_db`` creates Plane's cycle tables from the plugin's reference DDL (the core's schema has none)."""
-    return [SCHEMA_SQL]
+def plane_extra_schema(plane_extra_schema):
+    """``plane_db`` creates Plane's cycle tables from the plugin's reference DDL (the core's schema has none), and keeps
+    the tables the other installed Plane sources declare (a vectorization runs every installed source)."""
+    own = {cycles.name, cycle_issues.name}
+    return [SCHEMA_SQL, *(tables for tables in plane_extra_schema if getattr(tables, "name", None) not in own)]
 
 
 @pytest.fixture
