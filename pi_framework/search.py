@@ -42,10 +42,12 @@ from dataclasses import replace
 from loguru import logger
 
 from pi_framework import metrics, runtime
+from pi_framework import rerank as rerank_module
 from pi_framework.contract.sinks import Filters, Hit, SearchQuery, Sink, SinkError
 from pi_framework.db import get_database
 from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane.access import resolve_access
+from pi_framework.settings import get_settings
 
 MODES = ("hybrid", "text", "vector")
 #: the usual RRF constant: damps the head of each list so one list alone cannot dominate
@@ -98,6 +100,7 @@ def search(
     sinks: Sequence[Sink] | None = None,
     all_projects: bool = False,
     filters: Filters | Mapping[str, Sequence[str] | str | None] | None = None,
+    rerank: bool | None = None,
 ) -> list[Hit]:
     """The best *limit* documents for *query* in *workspace_id* that *user_id* may see, one hit (its best chunk) per
     document.
@@ -109,7 +112,10 @@ def search(
     ``filters`` keeps only chunks matching Plane's filters: a :class:`~pi_framework.contract.sinks.Filters` or a mapping
     of its fields (``{"state_group": ["started"], "labels": ["bug"], "assignees": [user_id]}``); values of one field
     are alternatives, fields all apply.
-    Scores are RRF scores (comparable within one result list).
+    ``rerank``: in ``hybrid`` mode, the configured cross-encoder (``PI_RERANKER_PATH``, see :mod:`pi_framework.rerank`)
+    re-orders the best ``PI_RERANK_CANDIDATES`` documents of the fusion; ``None`` = whenever one is configured and
+    loads, ``False`` = never.
+    Scores are RRF scores (comparable within one result list), or the cross-encoder's when it re-ranked.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -148,6 +154,8 @@ def search(
             )
     fused = reciprocal_rank_fusion(rankings)
     withheld = Ledger(get_database()).withheld(list({hit.document_id for hit in fused})) if fused else set()
+    reranker = rerank_module.get_reranker() if rerank is not False and mode == "hybrid" else None
+    wanted = max(limit, get_settings().PI_RERANK_CANDIDATES) if reranker is not None else limit
     best_per_document: dict[str, Hit] = {}
     for hit in fused:
         if hit.document_id in withheld:
@@ -156,6 +164,21 @@ def search(
             logger.error("search: a sink returned chunk {} that this search may not see; dropped", hit.chunk_id)
             continue
         best_per_document.setdefault(hit.document_id, hit)
-        if len(best_per_document) == limit:
+        if len(best_per_document) == wanted:
             break
-    return list(best_per_document.values())
+    best = list(best_per_document.values())
+    if reranker is not None and len(best) > 1:
+        best = _reranked(reranker, query, best)
+    return best[:limit]
+
+
+def _reranked(reranker: rerank_module.Reranker, query: str, hits: list[Hit]) -> list[Hit]:
+    """*hits* in the order of the cross-encoder's scores (each hit's score becomes it); on failure, as they were (and
+    the re-ranker is dropped for this process, with one warning)."""
+    try:
+        scores = reranker.score(query, [hit.text for hit in hits])
+    except Exception as exc:  # noqa: BLE001 - a broken re-ranker must not break search: fusion alone
+        rerank_module.disable_after_failure(reranker, exc)
+        return hits
+    order = sorted(range(len(hits)), key=lambda index: (-float(scores[index]), index))
+    return [_with_score(hits[index], float(scores[index])) for index in order]

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         default=1_000_000,
         description="Characters of a document's body (and title) normalised; the rest is cut with a warning.",
     )
+    PI_RERANKER_PATH: Path | None = Field(
+        default=None,
+        description="Cross-encoder re-ranker in ONNX (a folder with model.onnx and tokenizer.json); unset = fusion alone.",
+    )
+    PI_RERANK_CANDIDATES: PositiveInt = Field(
+        default=20, description="Fused results (one per document) the re-ranker scores, when PI_RERANKER_PATH is set."
+    )
     PI_SINKS: list[str] = Field(
         default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded."
     )

@@ -42,6 +42,9 @@ _MIN_CANDIDATES = 200
 #: vector matrices kept in memory (one per recently searched workspace, global content counts as one)
 _MAX_CACHED_WORKSPACES = 8
 _TERM = re.compile(r"\w+", re.UNICODE)
+#: BM25 weight of a term found in the document title, relative to one in the chunk text (FTS5 column weights); the
+#: same role as ``title^N`` in the OpenSearch sink's multi_match (see ``bench/retrieval.py`` for how it was chosen)
+TITLE_WEIGHT = 2.0
 
 #: chunks deleted by a versioned delete, and that version (see :data:`_UPSERT`)
 _TOMBSTONES = "CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted_at REAL NOT NULL)"
@@ -608,7 +611,8 @@ class EmbeddedSink:
         filters, params = self._filters(query)
         match = f"{{title text}} : ({match})"
         ranking = (
-            "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
+            f"SELECT rowid, bm25(chunks_fts, {TITLE_WEIGHT}, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY rank LIMIT ?"
         )
         depth = max(query.limit * _CANDIDATES_FACTOR, _MIN_CANDIDATES)
         candidates = self.connection.execute(ranking, [match, depth]).fetchall()
@@ -622,7 +626,7 @@ class EmbeddedSink:
         if len(allowed) >= query.limit or len(candidates) < depth:
             return [(rowid, -rank) for rowid, rank in candidates if rowid in allowed][: query.limit]
         exact = (
-            "SELECT f.rowid, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts f JOIN chunks ON chunks.rowid = f.rowid "
+            f"SELECT f.rowid, bm25(chunks_fts, {TITLE_WEIGHT}, 1.0) AS rank FROM chunks_fts f JOIN chunks ON chunks.rowid = f.rowid "
             f"WHERE chunks_fts MATCH ? AND {filters} ORDER BY rank LIMIT ?"
         )
         return [(rowid, -rank) for rowid, rank in self.connection.execute(exact, [match, *params, query.limit])]
