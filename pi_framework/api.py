@@ -75,6 +75,7 @@ plugin's ``import`` costs nothing.
 * ``Jobs``: the vectorization jobs and their compare-and-set transitions
 * ``forget_workspace``: remove a workspace from every sink and the ledger (its plan left vectorization)
 * ``stuck_workspaces``: workspaces with pending work older than a threshold, and why
+* ``source_errors``: the installed workspace sources that raised at run time (skipped while the others sync), and why
 * ``run_health_checks``: run every registered health check
 * ``metrics``: the metrics recorder (no-ops unless the process records)
 * ``redact_task_arguments``: task options keeping arguments' text out of Celery task events
@@ -128,6 +129,7 @@ if TYPE_CHECKING:
     from pi_framework.search import search
     from pi_framework.sync import jobs
     from pi_framework.sync.downgrade import forget_workspace
+    from pi_framework.sync.isolation import source_errors
     from pi_framework.sync.jobs import Jobs
     from pi_framework.sync.live import live_sync
     from pi_framework.sync.state import PluginState
@@ -166,6 +168,7 @@ _LAZY = {
     "Jobs": "pi_framework.sync.jobs:Jobs",
     "forget_workspace": "pi_framework.sync.downgrade:forget_workspace",
     "stuck_workspaces": "pi_framework.sync.trigger:stuck_workspaces",
+    "source_errors": "pi_framework.sync.isolation:source_errors",
     "run_health_checks": "pi_framework.health:run_health_checks",
     # operators' eyes: metrics (no-ops unless the process records) and task options keeping text out of task events
     "metrics": "pi_framework.metrics",
@@ -233,6 +236,7 @@ __all__ = [
     "Jobs",
     "forget_workspace",
     "stuck_workspaces",
+    "source_errors",
     "run_health_checks",
     "metrics",
     "redact_task_arguments",

@@ -13,8 +13,8 @@ live gauges (``multiprocess.mark_process_dead``, hook ``worker_stop``); ``pi wor
 those of processes that died without stopping (``kill -9``). Counters of dead processes stay (they keep counting
 for the machine), so a restart never makes a counter go back.
 
-**Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, tasks, breaker,
-GitHub, chats). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
+**Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, sources that raised,
+tasks, breaker, GitHub, chats). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
 database by the exporter at scrape time (:class:`StateCollector`, a handful of queries), never on a hot path.
 
 **Bounded labels.** No label holds a document id. ``workspace`` labels appear only while at most
@@ -97,6 +97,12 @@ class _Metrics:
         )
         self.sink_errors = counter("pi_sink_errors_total", "Sink calls that raised (an outage).", ["sink", "operation"])
         self.sink_refused = counter("pi_sink_refused_total", "Items a sink refused in a write.", ["sink"])
+        # sources
+        self.source_errors = counter(
+            "pi_source_errors_total",
+            "Times a source raised at run time and was skipped for the round, by stage (tick, live_sync, reconcile).",
+            ["source", "stage"],
+        )
         # database
         self.breaker_state = gauge(
             "pi_db_breaker_state", "PI database circuit breaker: 0 closed, 1 half-open, 2 open.", "livemax"
@@ -346,6 +352,13 @@ def sink_call(sink: str, operation: str, call: Callable[..., T], *args: Any, **k
     if refused:
         m.sink_refused.labels(sink).inc(len(refused))
     return result
+
+
+def source_error(source: str, stage: str) -> None:
+    """*source* raised in *stage* (``tick``, ``live_sync``, ``reconcile``) and was skipped for that round."""
+    m = _metrics
+    if m is not None:
+        m.source_errors.labels(source, stage).inc()
 
 
 # ---------------------------------------------------------------------- database

@@ -13,8 +13,12 @@ PENDING = "pending-work"
 #: ``{document id: {"source", "attempts", "reason"[, "retry_at"]}}``: documents a live sync could not index: retried
 #: from the cursor next tick, then parked (``retry_at``) and retried with backoff
 RETRIES = "document-retries"
+#: ``{"logged_at": iso, "errors": {stage: {"error", "since", "at", "workspace"}}}`` per source (scope: the source's name):
+#: the last error of a source that raised at run time, per stage (``tick``, ``live_sync``, ``reconcile``), until that
+#: stage works again (:mod:`pi_framework.sync.isolation`)
+SOURCE_ERRORS = "source-errors"
 #: the sync machinery's own rows
-RESERVED = frozenset({RECONCILE, PENDING, RETRIES})
+RESERVED = frozenset({RECONCILE, PENDING, RETRIES, SOURCE_ERRORS})
 #: what the bundled plugins keep under names of their own, from before ``plugin:<name>`` existed: pi_plans' downgrade
 #: marker (``plans``), pi_docs' commit SHAs and ledger rows (``docs``), pi_chats' ledger rows (``chats``) and re-key
 #: marker (``pi_chats``). Kept, not renamed: a worker of the previous version running during a rolling upgrade would

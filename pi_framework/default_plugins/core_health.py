@@ -1,4 +1,4 @@
-"""Health checks of the core: PI database (with its circuit breaker), broker, sinks, embedder, beat."""
+"""Health checks of the core: PI database (with its circuit breaker), broker, sinks, embedder, beat, sources."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pi_framework import hookimpl, runtime
 from pi_framework.contract.contributions import HealthCheck
 from pi_framework.db import get_database
 from pi_framework.redaction import redact_url
+from pi_framework.sync import isolation
 
 
 def database() -> dict[str, Any]:
@@ -46,6 +47,11 @@ def embedder() -> dict[str, Any]:
     return {"name": getattr(model, "name", type(model).__name__), "dimension": getattr(model, "dimension", None)}
 
 
+def sources() -> dict[str, Any]:
+    """No installed workspace source raised at run time lately (such a source is skipped while the others sync)."""
+    return isolation.check()
+
+
 def beat() -> dict[str, Any]:
     registry = runtime.get_registry()
     now = datetime.now(UTC)
@@ -63,5 +69,5 @@ def beat() -> dict[str, Any]:
 
 @hookimpl
 def register_health_checks(register) -> None:  # noqa: ANN001
-    for check in (database, broker, sinks, embedder, beat):
+    for check in (database, broker, sinks, embedder, beat, sources):
         register(HealthCheck(check.__name__, check))

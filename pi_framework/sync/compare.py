@@ -11,6 +11,7 @@ from pi_framework.contract.documents import Document
 from pi_framework.db import get_database
 from pi_framework.pipeline.ledger import Ledger, LedgerEntry, same_instant
 from pi_framework.sync import state
+from pi_framework.sync.isolation import Round, SourceFailed
 from pi_framework.sync.jobs import as_utc
 
 #: documents per ledger lookup while measuring pending work
@@ -56,7 +57,7 @@ def is_pending(document: Document, entry: LedgerEntry | None) -> bool:
     return entry is None or not entry.recorded or not same_instant(entry.source_updated_at, document.updated_at)
 
 
-def pending_changes(workspace_id: str, sources: list[Source], limit: int) -> int:
+def pending_changes(workspace_id: str, sources: list[Source], limit: int, round_: Round | None = None) -> int:
     """How much work is pending in *workspace_id*: **the** measure of pending work (counting stops once above *limit*).
 
     A document counts when it changed since its source's cursor and the ledger does not hold that
@@ -65,16 +66,27 @@ def pending_changes(workspace_id: str, sources: list[Source], limit: int) -> int
     trigger (live sync up to ``limit``, a bulk re-feed above it) uses nothing else. A source without a
     cursor counts as more than *limit*: only a vectorization job gives it one. Parked documents (refused more than
     ``PI_DOCUMENT_RETRIES`` times, the cursor moved on) count until they go through.
+
+    With *round_* (a live sync's :class:`~pi_framework.sync.isolation.Round`) a source that raises is skipped (and
+    failed in the round) and the others are measured; without, it raises.
     """
     ledger = Ledger(get_database())
     count = state.parked(workspace_id)
-    for source in sources:
+    for source in sources if round_ is None else round_.sources(sources):
         cursor = state.load(source.name, workspace_id)
         if cursor is None:
             return limit + 1
-        for batch in chunked(source.changes(workspace_id, cursor).documents, _BATCH):
-            entries = ledger.lookup([document.id for document in batch])
-            count += sum(is_pending(document, entries.get(document.id)) for document in batch)
-            if count > limit:
-                return count
+        measured = 0
+        try:
+            for batch in chunked(source.changes(workspace_id, cursor).documents, _BATCH):
+                entries = ledger.lookup([document.id for document in batch])
+                measured += sum(is_pending(document, entries.get(document.id)) for document in batch)
+                if count + measured > limit:
+                    return count + measured
+        except SourceFailed as failure:
+            if round_ is None:
+                raise
+            round_.fail(failure)
+            continue
+        count += measured
     return count

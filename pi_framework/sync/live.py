@@ -11,6 +11,10 @@ so the next tick retries them, up to ``PI_DOCUMENT_RETRIES`` attempts; then they
 id and reason and *parked*: the cursor moves on, so one poison document never blocks a workspace, but the
 document stays pending (``document-retries``, counted by the measure of pending work, the workspace stays
 flagged and listed by ``pi status``) and is tried again with backoff until it goes through.
+
+A source that raises (a bug, a schema problem: :mod:`pi_framework.sync.isolation`) is skipped for the run, in the
+measure, the changes and the reconcile alike: the other sources' changes are applied, its cursor stays, and the
+workspace stays flagged, so every tick tries it again; its error is counted, kept and shown until it works again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pi_framework.db.models import utcnow
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare, pending_changes
+from pi_framework.sync.isolation import LIVE_SYNC, RECONCILE, Round, SourceFailed
 from pi_framework.sync.leases import Fence, Leases, queued_marker, workspace_lease
 from pi_framework.sync.metadata import stale_metadata
 from pi_framework.sync.vectorize import refeed
@@ -34,19 +39,30 @@ from pi_framework.sync.vectorize import refeed
 
 def reconcile(workspace_id: str, indexer: Indexer | None = None, keep_alive: Any = None) -> dict[str, int]:
     """Compare every visible id with the ledger: remove what disappeared (hard deletes), index what is missing or stale
-    (its ``updated_at``, or its metadata where the source offers it: :mod:`pi_framework.sync.metadata`)."""
+    (its ``updated_at``, or its metadata where the source offers it: :mod:`pi_framework.sync.metadata`).
+
+    A source that raises is skipped (``reconcile_skipped`` counts them): nothing of it is deleted on the strength of
+    a partial list, and it is compared again at the next reconcile; the others are reconciled.
+    """
     indexer = indexer or Indexer()
     counts = {"reconcile_deleted": 0, "reconcile_indexed": 0}
-    for source in sources():
-        to_index, to_delete = compare(source, workspace_id)
-        to_index |= stale_metadata(source, workspace_id)  # metadata changed where no updated_at moved (bulk_update)
-        if to_delete:
-            counts["reconcile_deleted"] += indexer.delete_documents(to_delete)
-        if to_index:
-            counts["reconcile_indexed"] += refeed(source, workspace_id, to_index, indexer).documents_indexed
+    round_ = Round(RECONCILE, workspace_id)
+    for source in round_.sources(sources()):
+        try:
+            to_index, to_delete = compare(source, workspace_id)  # the whole list first: a failure deletes nothing
+            to_index |= stale_metadata(source, workspace_id)  # metadata changed where no updated_at moved (bulk_update)
+            if to_delete:
+                counts["reconcile_deleted"] += indexer.delete_documents(to_delete)
+            if to_index:
+                counts["reconcile_indexed"] += refeed(source, workspace_id, to_index, indexer).documents_indexed
+        except SourceFailed as failure:
+            round_.fail(failure)
         if keep_alive is not None:
             keep_alive()
     state.reconciled(workspace_id)
+    round_.close()
+    if round_.failed:
+        counts["reconcile_skipped"] = len(round_.failed)
     if any(counts.values()):
         logger.bind(workspace=workspace_id).info("reconcile {}: {}", workspace_id, counts)
     return counts
@@ -157,25 +173,32 @@ class _LiveSync:
             return self.refeed("a source has no cursor")
         flagged = state.marker(workspace_id)  # read before measuring: a flag raised after this survives the sync
         compare_asked = changefeed.compare_requested(workspace_id)  # the change feed saw a change updated_at may not show
-        pending = pending_changes(workspace_id, workspace_sources, settings.PI_LIVE_SYNC_MAX_MISSING)
+        round_ = Round(LIVE_SYNC, workspace_id)  # a source that raises is skipped from here on; the others go on
+        pending = pending_changes(workspace_id, workspace_sources, settings.PI_LIVE_SYNC_MAX_MISSING, round_)
         if pending > settings.PI_LIVE_SYNC_MAX_MISSING:
+            round_.close(clear=False)  # the measure stopped early: some sources were not called
             return self.refeed(f"more than {settings.PI_LIVE_SYNC_MAX_MISSING} pending changes")
         result: dict[str, Any] = {"status": "success", "workspace_id": workspace_id, "pending": pending}
         retries = state.load(state.RETRIES, workspace_id) or {}
         before = dict(retries)
-        for source in workspace_sources:
-            changes = source.changes(workspace_id, cursors[source.name])
-            stats = self.indexer.index(changes.documents, progress=self.keep_alive)
-            self.keep_alive()
-            if tried := _due(retries, source.name) - set(stats.failed):
-                again = refeed(source, workspace_id, tried, self.indexer)
-                stats.documents_indexed += again.documents_indexed
-                stats.failed.update({doc: reason for doc, reason in again.failed.items() if doc in tried})
+        for source in round_.sources(workspace_sources):
+            try:
+                changes = source.changes(workspace_id, cursors[source.name])
+                stats = self.indexer.index(changes.documents, progress=self.keep_alive)
                 self.keep_alive()
+                if tried := _due(retries, source.name) - set(stats.failed):
+                    again = refeed(source, workspace_id, tried, self.indexer)
+                    stats.documents_indexed += again.documents_indexed
+                    stats.failed.update({doc: reason for doc, reason in again.failed.items() if doc in tried})
+                    self.keep_alive()
+                following = changes.cursor()  # read before the retries are updated: a source failing here moves nothing
+            except SourceFailed as failure:  # its cursor stays; what it yielded before it raised is indexed (idempotent)
+                round_.fail(failure)
+                continue
             if _hold_for_retries(workspace_id, source.name, stats, retries, tried):
                 result["cursor_held"] = result.get("cursor_held", 0) + 1
             else:
-                state.save(source.name, workspace_id, changes.cursor())
+                state.save(source.name, workspace_id, following)
             for key, value in stats.as_dict().items():
                 value = len(value) if isinstance(value, dict) else value
                 result[key] = result.get(key, 0) + value
@@ -183,15 +206,19 @@ class _LiveSync:
             state.save(state.RETRIES, workspace_id, retries)
         elif before and not retries:
             state.remove(state.RETRIES, workspace_id)
+        round_.close()
+        if round_.failed:
+            result["skipped_sources"] = dict(round_.failed)
         if force_reconcile or compare_asked is not None or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
             if compare_asked is not None:
                 changefeed.clear_compare(workspace_id, compare_asked)  # unless asked again while this ran
         if retries:
             result["parked"] = sum(_parked(entry) for entry in retries.values())
-        if retries:  # a document still to retry keeps the workspace flagged: every tick sends a live sync
+        # a document still to retry, or a source skipped, keeps the workspace flagged: every tick sends a live sync
+        if retries or round_.failed or result.get("reconcile_skipped"):
             if flagged is None:
-                state.flag(workspace_id, "document retries")
+                state.flag(workspace_id, "document retries" if retries else "source errors")
         elif flagged is not None:
             caught_up(workspace_id, flagged, pending)
         jobs().live_synced(workspace_id)

@@ -30,6 +30,7 @@ from pi_framework.contract.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
+from pi_framework.sync.isolation import LIVE_SYNC, TICK, Round, SourceFailed, source_errors
 from pi_framework.sync.leases import queued_marker, workspace_lease
 
 #: ``SyncState.source`` prefix of a source's global watermark (scope ``*``)
@@ -85,15 +86,25 @@ def trigger() -> dict[str, int]:
 
 def changed_workspaces(workspace_sources: list[Source]) -> tuple[set[str] | None, Callable[[], None]]:
     """Workspaces any source saw change since its global watermark (``None``: check them all), and the function
-    that stores the sources' new watermarks — to be called only once the changed workspaces are flagged."""
+    that stores the sources' new watermarks — to be called only once the changed workspaces are flagged.
+
+    A source whose scan raises (:mod:`~pi_framework.sync.isolation`) is skipped for this tick: its watermark stays,
+    so the changes it would have named are found by the first scan that works again; the others' are flagged now.
+    """
     changed: set[str] | None = set()
     following: dict[str, dict[str, Any]] = {}
-    for source in workspace_sources:
+    round_ = Round(TICK)
+    for source in round_.sources(workspace_sources):
         key = f"{GLOBAL_SCAN}:{source.name}"
         saved = state.load(key, "*")
         cursors = list(state.all_of(source.name).values()) if saved is None else []  # first tick only: O(workspaces)
-        workspaces, following[key] = source.changed_workspaces(saved, cursors)
+        try:
+            workspaces, following[key] = source.changed_workspaces(saved, cursors)
+        except SourceFailed as failure:
+            round_.fail(failure)
+            continue
         changed = None if changed is None or workspaces is None else changed | workspaces
+    round_.close()
 
     def commit() -> None:
         for key, value in following.items():
@@ -107,11 +118,15 @@ def stuck_workspaces(older_than: float) -> list[dict[str, Any]]:
     """Workspaces whose pending work is older than *older_than* seconds, each with why it is still pending."""
     registry, now = jobs(), utcnow()
     held = leases().held()
-    stuck = []
+    stuck: list[dict[str, Any]] = []
+    failing: str | None = None  # the sources live syncs skip (isolation): read once, only if a workspace is behind
     for workspace_id, marker in sorted(state.all_of(state.PENDING).items()):
         age = (now - datetime.fromisoformat(marker["since"])).total_seconds()
         if age < older_than:
             continue
+        if failing is None:
+            errors = [row for row in source_errors() if row["stage"] == LIVE_SYNC and not row["stale"]]
+            failing = "; ".join(f"{row['source']} ({row['error']})" for row in errors)
         job = registry.latest(workspace_id)
         if job is None:
             why = "no vectorization job"
@@ -126,7 +141,7 @@ def stuck_workspaces(older_than: float) -> list[dict[str, Any]]:
             why = f"{marker['path']} not caught up" + (
                 f": {len(retries)} document(s) being retried, e.g. {next(iter(retries))}: {next(iter(retries.values()))['reason']}"
                 if retries
-                else " (failing live syncs: see the worker log)"
+                else (f": source(s) skipped: {failing}" if failing else " (failing live syncs: see the worker log)")
             )
         stuck.append(
             {

@@ -11,7 +11,7 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pi_framework.api import Database, SyncState, WorkspaceVectorization, get_database, stuck_workspaces
+from pi_framework.api import Database, SyncState, WorkspaceVectorization, get_database, source_errors, stuck_workspaces
 from pi_maintenance.jobs import counts_by_status, iso, last_progress
 
 DOCS_SOURCE = "docs"
@@ -75,15 +75,25 @@ def _changefeed_line(feed: dict[str, Any]) -> str:
     return line
 
 
+def _source_line(row: dict[str, Any]) -> str:
+    where = f" (workspace {row['workspace']})" if row["workspace"] else ""
+    line = f"source {row['source']}: skipped, failing in {row['stage'].replace('_', ' ')}{where} since {row['since']}: {row['error']}"
+    if row["stale"]:
+        return line + f" (not seen since {row['at']})"
+    return line + f"; fix it, or switch it off: PI_DISABLE_PLUGINS={row['plugin'] or row['source']}"
+
+
 def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
     """Job counts by status, the latest job of each workspace with its progress, workspaces with pending work
-    (since when, and why), and the docs SHA of each repository."""
+    (since when, and why), sources skipped because they raise, and the docs SHA of each repository."""
     pending = [row for row in stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
+    errors = [row for row in source_errors() if workspace_id in (None, row["workspace"]) or row["stage"] == "tick"]
     with database.session() as session:
         return {
             "jobs": counts_by_status(session) if workspace_id is None else None,
             "workspaces": _workspaces(session, workspace_id),
             "pending": pending,
+            "sources": errors,
             "docs": _docs(session),
             "changefeed": _changefeed(session),
         }
@@ -109,6 +119,8 @@ def _print(report: dict[str, Any]) -> None:
         )
     for row in report["pending"]:
         click.echo(f"pending {row['workspace_id']}: {row['pending']} change(s) since {row['pending_since']}: {row['why']}")
+    for row in report.get("sources") or []:
+        click.echo(_source_line(row))
     for feed in report.get("changefeed") or []:
         click.echo(_changefeed_line(feed))
     if not report.get("changefeed"):
