@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pi_framework.contract.sinks import SearchQuery
+from pi_framework.contract.sinks import Filters, SearchQuery
 from pi_framework.sinks.embedded import EmbeddedSink, fts_query, query_terms
 from pi_framework.testing.sink_contract import WS_A, WS_B, SinkContract
 
@@ -131,3 +131,19 @@ def test_vector_cache_is_bounded_and_stays_correct(sink: EmbeddedSink) -> None:
             hits = sink.search_vector(SearchQuery(workspace, vector=helpers.vector(n)))
             assert [hit.chunk_id for hit in hits] == [f"issues:{workspace}#0"]
     assert len(sink._vectors) <= 8  # noqa: SLF001 - the memory bound is the behaviour under test
+
+
+def test_filtered_vector_search_follows_metadata_updates_of_other_connections(sink: EmbeddedSink) -> None:
+    """The filter values are loaded into the vector cache on the first search filtering on them, at the cache's
+    generation: a metadata update from another process reloads them, unfiltered searches never load them."""
+    helpers.write_all(sink, [helpers.chunk(f"issues:{n}#0", metadata={"state": "Todo", "labels": ["a"]}) for n in range(3)])
+    assert len(sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0)))) == 3
+    assert sink._vectors[WS_A].filter_pairs == {}, "no filter asked, none loaded"
+    todo = SearchQuery(WS_A, vector=helpers.vector(0), filters=Filters(state=["Todo"]))
+    assert len(sink.search_vector(todo)) == 3 and set(sink._vectors[WS_A].filter_pairs) == {"state"}
+    other = EmbeddedSink(sink.path)  # another worker process
+    assert other.update_metadata([("issues:1#0", {"state": "Done", "labels": ["a", "b"]})]).written == ["issues:1#0"]
+    assert {hit.chunk_id for hit in sink.search_vector(todo)} == {"issues:0#0", "issues:2#0"}
+    done_b = SearchQuery(WS_A, vector=helpers.vector(0), filters=Filters(state=["Done"], labels=["b"]))
+    assert [hit.chunk_id for hit in sink.search_vector(done_b)] == ["issues:1#0"]
+    other.close()

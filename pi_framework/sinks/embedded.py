@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from pi_framework import hookimpl
 from pi_framework.contract.documents import Chunk
-from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Hit, SearchQuery, SinkError, WriteResult, filter_values
+from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.settings import Settings
 
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
@@ -112,8 +112,6 @@ TOMBSTONE_SECONDS = 600
 _HIT_COLUMNS = "rowid, id, document_id, kind, title, key, url, text, workspace_id, metadata, project_ids, owner_id"
 #: the creator Plane's guest rule compares with, read from the stored metadata
 _CREATED_BY_SQL = f"json_extract(metadata, '$.{CREATED_BY}')"
-#: the filter keys of a row as one JSON array (``json_extract`` with several paths), in :data:`FILTER_KEYS` order
-_FILTER_KEYS_SQL = f"json_extract(metadata, {', '.join(repr(f'$.{key}') for key in FILTER_KEYS)})"
 #: a metadata-only update (``update_metadata``): version-guarded like :data:`_UPSERT`, and it keeps text and vector
 _UPDATE_METADATA = f"""
 UPDATE chunks SET metadata = ?, version = coalesce(?, version) WHERE id = ? AND {_NOT_NEWER} RETURNING workspace_id
@@ -179,8 +177,9 @@ class _Vectors:
     pair_projects: np.ndarray
     project_names: dict[str, int]
     scoped: np.ndarray  # rows with at least one project
-    #: Plane's filter fields, each as (row, value) pairs like the projects: key -> (rows, value codes, value -> code)
-    filter_pairs: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]]
+    #: Plane's filter fields, each as (row, value) pairs like the projects: key -> (rows, value codes, value -> code);
+    #: loaded on the first search filtering on that key (most searches filter on none), at this same generation
+    filter_pairs: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]] = field(default_factory=dict)
 
     def _having(self, key: str, values: Sequence[str]) -> np.ndarray:
         """Rows whose filter field *key* holds one of *values*."""
@@ -610,10 +609,7 @@ class EmbeddedSink:
         """
         filters, params = self._filters(query)
         match = f"{{title text}} : ({match})"
-        ranking = (
-            f"SELECT rowid, bm25(chunks_fts, {TITLE_WEIGHT}, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY rank LIMIT ?"
-        )
+        ranking = f"SELECT rowid, bm25(chunks_fts, {TITLE_WEIGHT}, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?"
         depth = max(query.limit * _CANDIDATES_FACTOR, _MIN_CANDIDATES)
         candidates = self.connection.execute(ranking, [match, depth]).fetchall()
         allowed = {
@@ -647,8 +643,9 @@ class EmbeddedSink:
         vector = vector / norm
         best: list[tuple[float, int]] = []
         with self._lock:
+            keys = {key for keys, _ in query.filters.clauses() for key in keys} if query.filters is not None else set()
             for workspace in (query.workspace_id, _GLOBAL) if query.workspace_member else (_GLOBAL,):
-                vectors = self._vectors_of(workspace)
+                vectors = self._vectors_of(workspace, keys)
                 if vectors is None or not len(vectors.rowids):
                     continue
                 scores = vectors.matrix @ vector
@@ -661,8 +658,52 @@ class EmbeddedSink:
             rows = self._rows([rowid for _, rowid in best])
         return [self._hit(rows[rowid], score) for score, rowid in best if rowid in rows]
 
-    def _vectors_of(self, workspace: str) -> _Vectors | None:
-        """The cached vectors of *workspace* (``""``: global content), reloaded if its generation moved."""
+    @staticmethod
+    def _scope(workspace: str) -> tuple[str, tuple[str, ...]]:
+        """The rows of *workspace*'s vector matrix: ``(where, params)``."""
+        where = "workspace_id IS NULL" if workspace == _GLOBAL else "workspace_id = ?"
+        return where + " AND vector IS NOT NULL", () if workspace == _GLOBAL else (workspace,)
+
+    def _vectors_of(self, workspace: str, keys: set[str] | None = None) -> _Vectors | None:
+        """The cached vectors of *workspace* (``""``: global content), reloaded if its generation moved, with the filter
+        pairs of *keys* loaded."""
+        for _ in range(3):
+            vectors = self._cached_vectors(workspace)
+            if vectors is None or all(self._load_filter(workspace, vectors, key) for key in sorted(keys or ())):
+                return vectors
+            self._vectors.pop(workspace, None)  # written meanwhile: reload at the new generation
+        raise SinkError(f"embedded index {self.path}: workspace {workspace!r} keeps changing while a search loads it")
+
+    def _load_filter(self, workspace: str, vectors: _Vectors, key: str) -> bool:
+        """Load the (row, value) pairs of filter key *key* into *vectors*, read at its generation (``False``: the
+        generation moved, the whole cache must be reloaded). One set-based query over the rows having the key."""
+        if key in vectors.filter_pairs:
+            return True
+        where, params = self._scope(workspace)
+        self.connection.execute("BEGIN")
+        try:
+            row = self.connection.execute("SELECT generation FROM generations WHERE workspace = ?", (workspace,)).fetchone()
+            if row is None or row[0] != vectors.generation:
+                return False
+            found = self.connection.execute(
+                f"SELECT chunks.rowid, CAST(f.value AS TEXT) FROM chunks, json_each(chunks.metadata, '$.{key}') AS f "
+                f"WHERE {where} AND f.type NOT IN ('object', 'array', 'null')",
+                params,
+            ).fetchall()
+        finally:
+            self.connection.execute("COMMIT")
+        names: dict[str, int] = {}
+        order = np.argsort(vectors.rowids)
+        if found:
+            rowids = np.fromiter((rowid for rowid, _ in found), dtype=np.int64, count=len(found))
+            positions = order[np.searchsorted(vectors.rowids[order], rowids)]
+        else:
+            positions = np.empty(0, dtype=np.int64)
+        codes = np.fromiter((names.setdefault(value, len(names)) for _, value in found), dtype=np.int32, count=len(found))
+        vectors.filter_pairs[key] = (positions.astype(np.int64), codes, names)
+        return True
+
+    def _cached_vectors(self, workspace: str) -> _Vectors | None:
         row = self.connection.execute("SELECT generation FROM generations WHERE workspace = ?", (workspace,)).fetchone()
         if row is None:
             return None
@@ -676,9 +717,7 @@ class EmbeddedSink:
             generation = self.connection.execute(
                 "SELECT generation FROM generations WHERE workspace = ?", (workspace,)
             ).fetchone()[0]
-            where = "workspace_id IS NULL" if workspace == _GLOBAL else "workspace_id = ?"
-            params = () if workspace == _GLOBAL else (workspace,)
-            where += " AND vector IS NOT NULL"
+            where, params = self._scope(workspace)
             size = self.connection.execute(f"SELECT count(*) FROM chunks WHERE {where}", params).fetchone()[0]
             dimension = self._known_dimension()
             matrix = np.empty((size, dimension), dtype=np.float32)
@@ -689,19 +728,10 @@ class EmbeddedSink:
             pair_rows: list[int] = []
             pair_projects: list[int] = []
             project_names: dict[str, int] = {}
-            filter_rows: dict[str, list[int]] = {key: [] for key in FILTER_KEYS}
-            filter_codes: dict[str, list[int]] = {key: [] for key in FILTER_KEYS}
-            filter_names: dict[str, dict[str, int]] = {key: {} for key in FILTER_KEYS}
             cursor = self.connection.execute(
-                f"SELECT rowid, kind, owner_id, vector, project_ids, {_CREATED_BY_SQL}, {_FILTER_KEYS_SQL} FROM chunks WHERE {where}",
-                params,
+                f"SELECT rowid, kind, owner_id, vector, project_ids, {_CREATED_BY_SQL} FROM chunks WHERE {where}", params
             )
-            for index, (rowid, kind, owner, blob, project_ids, creator, fields) in enumerate(cursor):
-                if fields is not None and fields != "[" + ",".join(["null"] * len(FILTER_KEYS)) + "]":
-                    for key, value in zip(FILTER_KEYS, json.loads(fields), strict=True):
-                        for item in filter_values({key: value}, key):
-                            filter_rows[key].append(index)
-                            filter_codes[key].append(filter_names[key].setdefault(item, len(filter_names[key])))
+            for index, (rowid, kind, owner, blob, project_ids, creator) in enumerate(cursor):
                 rowids[index] = rowid
                 matrix[index] = np.frombuffer(blob, dtype=np.float32)
                 kinds.append(kind)
@@ -733,14 +763,6 @@ class EmbeddedSink:
             pair_projects=np.asarray(pair_projects, dtype=np.int32),
             project_names=project_names,
             scoped=scoped,
-            filter_pairs={
-                key: (
-                    np.asarray(filter_rows[key], dtype=np.int64),
-                    np.asarray(filter_codes[key], dtype=np.int32),
-                    filter_names[key],
-                )
-                for key in FILTER_KEYS
-            },
         )
         self._vectors[workspace] = vectors
         self._vectors.move_to_end(workspace)
