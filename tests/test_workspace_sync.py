@@ -22,6 +22,7 @@ from pi_framework.db.models import IndexedChunk, IndexedDocument, JobStatus, Wor
 from pi_framework.pipeline.indexer import Indexer
 from pi_framework.plane import schema
 from pi_framework.search import search
+from pi_framework.settings import get_settings
 from pi_framework.sync import sources
 from pi_framework.sync.compare import missing_or_stale_count, pending_changes
 from pi_framework.sync.downgrade import forget_workspace
@@ -369,3 +370,18 @@ def test_cli_vectorize_now_then_sync(plane_db, hashing) -> None:
     result = runner.invoke(build_cli(), ["sync", workspace_id, "--reconcile"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["documents_indexed"] == 1
+
+
+def test_a_vectorization_whose_source_cannot_run_fails_with_one_line_naming_source_cause_and_fix(pi_env) -> None:
+    """The README's production install with Plane not configured: `pi vectorize W --now` says which source cannot run,
+    why, and how to go on without it, in one line and no traceback; the job fails with that reason (retried later)."""
+    pi_env(PI_EMBEDDER="hashing")
+    result = CliRunner().invoke(build_cli(), ["vectorize", "ws-1", "--now"])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.strip() and not line.strip()[0].isdigit()]
+    assert "Traceback" not in result.output
+    assert line.startswith("Error: vectorize ws-1: source ") and "PLANE_DATABASE_URL is not set" in line
+    source = line.split("source ", 1)[1].split(" ", 1)[0]
+    assert f"PI_DISABLE_PLUGINS=pi_{source}" in line, line
+    job = Jobs(get_database(), get_settings()).latest("ws-1")
+    assert job.status == JobStatus.FAILED and "PLANE_DATABASE_URL" in job.error

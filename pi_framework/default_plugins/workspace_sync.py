@@ -128,6 +128,8 @@ def register_commands(cli: click.Group) -> None:
         """Vectorize a workspace (every workspace source): queue a job, or run it here with --now."""
         if in_process:
             result = vectorize(workspace_id, on_progress=lambda done, total: click.echo(f"  {done}/{total}", err=True))
+            if result["status"] == JobStatus.FAILED:  # one line: what failed and how to go on (no traceback)
+                raise click.ClickException(f"vectorize {workspace_id}: {result.get('error')}")
             click.echo(json.dumps(result, indent=2, default=str))
         else:
             click.echo(f"job {request_vectorization(workspace_id)} queued for workspace {workspace_id}")

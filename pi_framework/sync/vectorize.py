@@ -13,6 +13,9 @@ with every heartbeat. What ends a run:
 * Celery's soft time limit: the job checkpoints (re-queued and sent again at once) and continues in a
   new task, so a workspace of any size finishes on its own;
 * a lost lease or job (another task took over): it stops without touching anything;
+* a source that cannot run (a bug, a schema problem, Plane not configured or unreachable): the job fails with one
+  line naming the source, the cause and the fix (``PI_DISABLE_PLUGINS=<its plugin>``), no traceback, and is retried
+  with backoff like any failed job;
 * anything else: the job fails with its reason and is retried with backoff (:meth:`Jobs.retry_failed`).
 """
 
@@ -36,6 +39,7 @@ from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.pipeline.ledger import Ledger
 from pi_framework.sync import jobs, leases, sources, state
 from pi_framework.sync.compare import compare
+from pi_framework.sync.isolation import Guarded, SourceFailed, describe, plugin_of
 from pi_framework.sync.jobs import JobLost, as_utc
 from pi_framework.sync.leases import Fence, LeaseLost, workspace_lease
 
@@ -83,6 +87,11 @@ def vectorize(
         registry.requeue(claim.job_id, task_id, "checkpoint at the soft time limit: continues in a new task", at_once=True)
         log.warning("vectorize {}: soft time limit reached: checkpointed, continues in a new task", workspace_id)
         return {"status": "checkpointed", "job_id": claim.job_id}
+    except SourceFailed as exc:
+        reason = cannot_run(exc)
+        registry.finish(claim.job_id, task_id, JobStatus.FAILED, reason)
+        log.error("vectorize {}: {}", workspace_id, reason)
+        return {"status": JobStatus.FAILED, "job_id": claim.job_id, "workspace_id": workspace_id, "error": reason}
     except TRANSIENT as exc:
         registry.requeue(claim.job_id, task_id, f"interrupted, will resume: {type(exc).__name__}: {exc}")
         log.warning("vectorize {}: interrupted ({}: {}); job re-queued", workspace_id, type(exc).__name__, exc)
@@ -101,6 +110,15 @@ def vectorize(
         state.flag(workspace_id, "after vectorization")  # changes made while the job ran: the next tick measures them
     log.info("vectorize {}: {}", workspace_id, result)
     return result
+
+
+def cannot_run(failure: SourceFailed) -> str:
+    """One line: which source cannot run, why, and how to go on without it."""
+    plugin = plugin_of(failure.source) or failure.source
+    return (
+        f"source {failure.source} (plugin {plugin}) cannot run: {describe(failure.error)}. Fix that, or switch the plugin "
+        f"off: PI_DISABLE_PLUGINS={plugin}"
+    )
 
 
 class _Vectorization:
@@ -130,7 +148,7 @@ class _Vectorization:
                 setattr(self.totals, item.name, getattr(self.totals, item.name) + getattr(stats, item.name))
 
     def run(self) -> dict[str, Any]:
-        workspace_sources = sources()
+        workspace_sources: list[Source] = [Guarded(source) for source in sources()]  # type: ignore[misc]
         self.total = sum(sum(1 for _ in source.visible_ids(self.workspace_id)) for source in workspace_sources)
         self.report()
         for source in workspace_sources:
