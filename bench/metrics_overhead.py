@@ -112,11 +112,12 @@ def scraper(data: str, url: str, embedder: str, every: float, stop: threading.Ev
     """Scrape like pi worker's endpoint, every *every* seconds, until *stop*; *counts* gets each scrape's CPU seconds."""
     from prometheus_client import generate_latest
 
-    from pi_framework import metrics, runtime
+    from pi_framework import runtime
+    from pi_framework.default_plugins import metrics_exporter
 
     runtime.reconfigure(environment(data, url, embedder, on=True))
     settings = runtime.get_registry().settings
-    registry = metrics.exporter_registry(settings, sweep=True)
+    registry = metrics_exporter.exporter_registry(settings, sweep=True)
     while not stop.wait(every):
         cpu = time.thread_time()
         generate_latest(registry)

@@ -46,7 +46,7 @@ def worker(concurrency: int, beat: bool, loglevel: str, pool: str, hostname: str
     ]
     if beat:
         argv.append("-B")
-    from pi_framework.metrics import serve_worker
+    from pi_framework.default_plugins.metrics_exporter import serve_worker
 
     serve_worker(get_settings())  # PI_METRICS_PORT set: /metrics of this machine's worker processes
     celery_app.worker_main(argv)

@@ -1,4 +1,6 @@
-"""Prometheus metrics: every definition, the small functions the code calls, the exporter and ``pi metrics``.
+"""Prometheus metrics, the recorder: every definition and the small functions the code calls (a leaf: it imports
+nothing of the framework but the hook marker; the exporter, its scrape-time collector and ``pi metrics`` are the
+built-in plugin :mod:`pi_framework.default_plugins.metrics_exporter`).
 
 **Off unless asked.** A process records only after :func:`setup`, which worker processes run (hook
 ``worker_start``) when ``PI_METRICS_PORT`` or ``PI_METRICS_DIR`` is set and ``prometheus_client`` is installed
@@ -15,7 +17,8 @@ for the machine), so a restart never makes a counter go back.
 
 **Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, sources that raised,
 tasks, breaker, GitHub, chats). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
-database by the exporter at scrape time (:class:`StateCollector`, a handful of queries), never on a hot path.
+database by the exporter at scrape time (``metrics_exporter.StateCollector``, a handful of queries), never on a hot
+path.
 
 **Bounded labels.** No label holds a document id. ``workspace`` labels appear only while at most
 ``PI_METRICS_MAX_WORKSPACES`` workspaces are live-synced (aggregates always); ``repo`` labels are the configured
@@ -27,21 +30,17 @@ The exporter is served by ``pi worker`` (``PI_METRICS_PORT``) or, next to a plai
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from pi_framework import hookimpl
-
 if TYPE_CHECKING:
-    import click
 
     from pi_framework.settings import Settings
 
@@ -153,7 +152,7 @@ _lock = threading.Lock()
 _warned: set[str] = set()
 
 
-def _warn_once(key: str, message: str, *args: Any) -> None:
+def warn_once(key: str, message: str, *args: Any) -> None:
     if key not in _warned:
         _warned.add(key)
         logger.warning(message, *args)
@@ -212,7 +211,7 @@ def setup(settings: Settings | None = None, *, force: bool = False) -> bool:
     if not (force or wanted(settings)):
         return False
     if not available():
-        _warn_once("missing", "PI_METRICS_PORT/PI_METRICS_DIR is set but prometheus_client is not installed: "
+        warn_once("missing", "PI_METRICS_PORT/PI_METRICS_DIR is set but prometheus_client is not installed: "
                     "pip install 'pi-framework[metrics]'; no metrics are recorded")  # fmt: skip
         return False
     with _lock:
@@ -319,7 +318,7 @@ def indexed(stats: Any) -> None:
             m.documents["failed"].inc()
         seen["failed"] = max(len(reasons), seen.get("failed", 0))
     except Exception as exc:  # noqa: BLE001 - metrics never break indexing
-        _warn_once("indexed", "metrics: could not count index stats: {}: {}", type(exc).__name__, exc)
+        warn_once("indexed", "metrics: could not count index stats: {}: {}", type(exc).__name__, exc)
 
 
 def embedded(embed: Callable[[list[str]], T], texts: list[str]) -> T:
@@ -478,292 +477,3 @@ def _task_postrun(task_id: str | None = None, task: Any = None, state: str | Non
         m.task_seconds.labels(name).observe(time.perf_counter() - started)
     if state == "SUCCESS":
         m.task_last_success.labels(name).set(time.time())
-
-
-# ---------------------------------------------------------------------- scrape time: what the PI database says
-def read_state(settings: Settings, database: Any = None) -> dict[str, Any]:
-    """Jobs by status, active jobs' progress, live-synced workspaces and pending work (four small queries)."""
-    from sqlalchemy import func, select
-
-    from pi_framework.db import get_database
-    from pi_framework.db.models import JobStatus, SyncState, utcnow
-    from pi_framework.db.models import WorkspaceVectorization as Job
-    from pi_framework.sync import state
-    from pi_framework.sync.jobs import Jobs, as_utc
-
-    database = database or get_database(settings)
-    now = utcnow()
-    with database.session() as session:
-        by_status = {status: count for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status))}
-        active = session.execute(
-            select(
-                Job.workspace_id,
-                Job.status,
-                Job.progress_done,
-                Job.progress_total,
-                func.coalesce(Job.progress_at, Job.started_at, Job.created_at),
-            ).where(Job.status.in_(JobStatus.ACTIVE))
-        ).all()
-        markers = {
-            row.scope: dict(row.cursor) for row in session.scalars(select(SyncState).where(SyncState.source == state.PENDING))
-        }
-    live = Jobs(database, settings).live_sync_workspaces()
-    pending: dict[str, dict[str, float]] = {}
-    for workspace_id, marker in markers.items():
-        try:
-            since = datetime.fromisoformat(marker["since"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        age = (now - (as_utc(since) or now)).total_seconds()
-        # a flag not measured yet (the live sync measures) stands for at least one change
-        pending[workspace_id] = {"seconds": max(0.0, age), "changes": float(marker.get("pending") or 1)}
-    return {
-        "jobs": by_status,
-        "active": [
-            {
-                "workspace_id": workspace_id,
-                "status": status,
-                "done": done or 0,
-                "total": total,
-                "silent_seconds": max(0.0, (now - (as_utc(last) or now)).total_seconds()),
-            }
-            for workspace_id, status, done, total, last in active
-        ],
-        "live": live,
-        "pending": pending,
-    }
-
-
-#: settings exported as ``pi_settings_seconds{setting}`` so alert rules follow the deployment's configuration
-_SETTINGS_SECONDS = (
-    "CELERY_VECTOR_SYNC_INTERVAL",
-    "CELERY_DOCS_SYNC_INTERVAL",
-    "PI_HEARTBEAT_TIMEOUT_SECONDS",
-    "PI_PENDING_ALERT_SECONDS",
-)
-
-
-class StateCollector:
-    """A prometheus_client collector that reads :func:`read_state` at every scrape."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def describe(self) -> list[Any]:
-        return []  # names vary with the data; nothing is read when the collector is registered
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
-
-        try:
-            figures = read_state(self.settings)
-        except Exception as exc:  # noqa: BLE001 - a scrape while the database is down says so
-            _warn_once(
-                f"scrape:{type(exc).__name__}", "metrics: the PI database could not be read: {}: {}", type(exc).__name__, exc
-            )
-            yield GaugeMetricFamily("pi_metrics_database_up", "1 if the exporter could read the PI database.", value=0)
-            return
-        yield GaugeMetricFamily("pi_metrics_database_up", "1 if the exporter could read the PI database.", value=1)
-        from pi_framework.db.models import JobStatus
-
-        jobs = GaugeMetricFamily("pi_jobs", "Vectorization jobs, by status.", labels=["status"])
-        for status in sorted({*JobStatus.ACTIVE, JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED, *figures["jobs"]}):
-            jobs.add_metric([status], figures["jobs"].get(status, 0))
-        yield jobs
-        active = figures["active"]
-        yield GaugeMetricFamily(
-            "pi_jobs_documents_done", "Documents done, summed over queued and running jobs.", value=sum(a["done"] for a in active)
-        )
-        yield GaugeMetricFamily(
-            "pi_jobs_documents_total",
-            "Documents to do, summed over queued and running jobs (as far as known).",
-            value=sum(a["total"] or 0 for a in active),
-        )
-        yield GaugeMetricFamily(
-            "pi_jobs_stalled_seconds",
-            "Seconds since the least recent progress of a running job (0: none running).",
-            value=max((a["silent_seconds"] for a in active if a["status"] == JobStatus.RUNNING), default=0.0),
-        )
-        yield GaugeMetricFamily(
-            "pi_jobs_oldest_queued_seconds",
-            "Seconds the oldest queued job has waited (0: none queued).",
-            value=max((a["silent_seconds"] for a in active if a["status"] == JobStatus.QUEUED), default=0.0),
-        )
-        settings = GaugeMetricFamily(
-            "pi_settings_seconds",
-            "Intervals and limits the alert rules compare with (this exporter's settings).",
-            labels=["setting"],
-        )
-        for name in _SETTINGS_SECONDS:
-            settings.add_metric([name], float(getattr(self.settings, name)))
-        yield settings
-        from pi_framework.changefeed.requests import metric_families
-
-        yield from metric_families(self.settings)  # the change feed's slot lag and state
-        live, pending = figures["live"], figures["pending"]
-        workspaces = sorted(set(live) | set(pending))
-        per_workspace = len(workspaces) <= self.settings.PI_METRICS_MAX_WORKSPACES
-        yield GaugeMetricFamily(
-            "pi_metrics_per_workspace",
-            "1 while per-workspace series are exported (at most PI_METRICS_MAX_WORKSPACES workspaces).",
-            value=int(per_workspace),
-        )
-        yield GaugeMetricFamily("pi_live_sync_workspaces", "Workspaces kept in sync (latest job succeeded).", value=len(live))
-        yield GaugeMetricFamily("pi_pending_workspaces", "Workspaces with changes not yet searchable.", value=len(pending))
-        yield GaugeMetricFamily(
-            "pi_pending_changes",
-            "Changes not yet searchable, summed (each workspace counted up to PI_LIVE_SYNC_MAX_MISSING + 1).",
-            value=sum(p["changes"] for p in pending.values()),
-        )
-        ages = [pending[w]["seconds"] if w in pending else 0.0 for w in workspaces]
-        yield GaugeMetricFamily(
-            "pi_freshness_max_seconds", "Age of the oldest change not yet searchable, any workspace (0: all caught up).",
-            value=max(ages, default=0.0),
-        )  # fmt: skip
-        buckets, total = [], 0.0
-        for bound in FRESHNESS_BUCKETS:
-            buckets.append((str(float(bound)), sum(age <= bound for age in ages)))
-        buckets.append(("+Inf", len(ages)))
-        total = sum(ages)
-        yield GaugeHistogramMetricFamily(
-            "pi_freshness_seconds",
-            "Workspaces by age of their oldest change not yet searchable (0 when caught up), now.",
-            buckets=buckets,
-            gsum_value=total,
-        )
-        if not per_workspace:
-            return
-        freshness = GaugeMetricFamily(
-            "pi_workspace_freshness_seconds", "Age of the workspace's oldest change not yet searchable (0: caught up).",
-            labels=["workspace"],
-        )  # fmt: skip
-        changes = GaugeMetricFamily(
-            "pi_workspace_pending_changes", "Changes of the workspace not yet searchable.", labels=["workspace"]
-        )
-        for workspace_id, age in zip(workspaces, ages, strict=True):
-            freshness.add_metric([workspace_id], age)
-            changes.add_metric([workspace_id], pending.get(workspace_id, {}).get("changes", 0.0))
-        yield freshness
-        yield changes
-        progress = GaugeMetricFamily(
-            "pi_job_progress_ratio", "Done/total of each running vectorization job.", labels=["workspace"]
-        )
-        for job in active:
-            if job["status"] == JobStatus.RUNNING and job["total"]:
-                progress.add_metric([job["workspace_id"]], min(1.0, job["done"] / job["total"]))
-        yield progress
-
-
-class _Sweeper:
-    """Sweeps dead processes' live gauges before the multiprocess files are read (registered first)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def describe(self) -> list[Any]:
-        return []
-
-    def collect(self) -> Iterator[Any]:
-        try:
-            sweep_dead(self.path)
-        except OSError as exc:
-            _warn_once("sweep", "metrics: sweeping dead processes failed: {}", exc)
-        return iter(())
-
-
-def exporter_registry(settings: Settings, *, sweep: bool = False, database_state: bool = True) -> Any:
-    """The registry an exporter serves: every process's recorded metrics plus :class:`StateCollector`."""
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    path = prepare(settings)
-    registry = CollectorRegistry()
-    if sweep:
-        registry.register(_Sweeper(path))
-    multiprocess.MultiProcessCollector(registry, path=str(path))
-    if database_state:
-        registry.register(StateCollector(settings))
-    return registry
-
-
-def serve(settings: Settings, port: int, host: str = "0.0.0.0", *, sweep: bool = False) -> tuple[Any, Any]:
-    """Serve ``/metrics`` on *host*:*port* from a daemon thread; returns ``(server, thread)``."""
-    from prometheus_client import start_http_server
-
-    registry = exporter_registry(settings, sweep=sweep)
-    if sweep:
-        sweep_dead(directory(settings))  # processes of an earlier run
-    try:
-        server, thread = start_http_server(port, host, registry=registry)
-    except OSError as exc:  # the port is taken, or not ours to bind
-        raise MetricsUnavailable(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}") from exc
-    logger.info("metrics: serving http://{}:{}/metrics from {}", host, port, directory(settings))
-    return server, thread
-
-
-def serve_worker(settings: Settings) -> None:
-    """``pi worker``: serve the endpoint when ``PI_METRICS_PORT`` is set, and record in this (main) process too."""
-    if settings.PI_METRICS_PORT is None:
-        return
-    if not available():
-        raise SystemExit(
-            "pi-framework: PI_METRICS_PORT is set but prometheus_client is not installed: pip install 'pi-framework[metrics]'"
-        )
-    setup(settings)
-    atexit.register(process_stopped, settings)
-    try:
-        serve(settings, settings.PI_METRICS_PORT, sweep=True)
-    except MetricsUnavailable as exc:
-        raise SystemExit(f"pi-framework: PI_METRICS_PORT={settings.PI_METRICS_PORT}: {exc}") from None
-
-
-# ---------------------------------------------------------------------- hooks (registered with the built-in plugin workspace_sync)
-@hookimpl(specname="worker_start")
-def metrics_worker_start(settings: Settings) -> None:
-    setup(settings)
-
-
-@hookimpl(specname="worker_stop")
-def metrics_worker_stop(settings: Settings) -> None:
-    process_stopped(settings)
-
-
-@hookimpl(specname="register_commands")
-def metrics_commands(cli: click.Group) -> None:
-    import click
-
-    @cli.command("metrics")
-    @click.option(
-        "--port", type=int, default=None, help=f"Port of /metrics (default PI_METRICS_PORT, else {DEFAULT_EXPORTER_PORT})."
-    )
-    @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-    @click.option(
-        "--sweep-dead",
-        is_flag=True,
-        help="Drop live gauges of worker processes that are gone (only where this command sees the workers' pids).",
-    )
-    @click.option("--once", is_flag=True, help="Print one scrape and exit.")
-    def metrics_command(port: int | None, host: str, sweep_dead: bool, once: bool) -> None:
-        """Prometheus exporter for workers run with plain `celery worker` (same PI_METRICS_DIR / PI_DATA_DIR)."""
-        from pi_framework.settings import get_settings
-
-        if not available():
-            raise click.ClickException("prometheus_client is not installed: pip install 'pi-framework[metrics]'")
-        settings = get_settings()
-        if once:
-            from prometheus_client import generate_latest
-
-            click.echo(generate_latest(exporter_registry(settings, sweep=sweep_dead)).decode(), nl=False)
-            return
-        port = port or settings.PI_METRICS_PORT or DEFAULT_EXPORTER_PORT
-        try:
-            server, thread = serve(settings, port, host, sweep=sweep_dead)
-        except MetricsUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"serving http://{host}:{port}/metrics (metrics of {directory(settings)}); Ctrl-C stops")
-        try:
-            while thread.is_alive():
-                thread.join(1.0)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.shutdown()

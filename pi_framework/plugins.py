@@ -45,7 +45,7 @@ ENTRY_POINT_GROUP = "pi_framework"
 
 #: built-in plugins the core cannot work without: the default sink, the embedders, vectorization and live sync.
 #: ``PI_LOAD_PLUGINS`` cannot leave them out and ``PI_DISABLE_PLUGINS`` refuses them.
-ESSENTIAL_PLUGINS = frozenset({"embedded_sink", "fastembed", "workspace_sync"})
+ESSENTIAL_PLUGINS = frozenset({"embedded_sink", "fastembed", "metrics_exporter", "workspace_sync"})
 
 
 class PluginConflictError(RuntimeError):

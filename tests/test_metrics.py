@@ -28,6 +28,7 @@ from pi_framework.contract.sinks import WriteResult
 from pi_framework.db import Database, DatabaseUnavailable, get_database
 from pi_framework.db.breaker import CircuitBreaker
 from pi_framework.db.models import JobStatus, WorkspaceVectorization, utcnow
+from pi_framework.default_plugins import metrics_exporter
 from pi_framework.embedding import HashingEmbedder
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.settings import Settings
@@ -61,7 +62,7 @@ def recording(pi_env, tmp_path, monkeypatch) -> Iterator[Settings]:
 
 
 def scrape(settings: Settings, **options) -> Samples:
-    text = generate_latest(metrics.exporter_registry(settings, **options)).decode()
+    text = generate_latest(metrics_exporter.exporter_registry(settings, **options)).decode()
     return parse(text)
 
 
@@ -162,7 +163,7 @@ def test_without_the_metrics_extra_everything_is_a_noop_and_the_exporters_say_wh
 
     worker = run_python(
         hide
-        + "from pi_framework import metrics\nfrom pi_framework.settings import get_settings\nmetrics.serve_worker(get_settings())\n",
+        + "from pi_framework.default_plugins import metrics_exporter\nfrom pi_framework.settings import get_settings\nmetrics_exporter.serve_worker(get_settings())\n",
         {"PI_METRICS_PORT": "19999"},
         tmp_path,
     )
@@ -360,14 +361,27 @@ def test_worker_stop_removes_the_live_gauges_of_the_stopping_process(recording):
     folder = metrics.directory(recording)
     metrics.breaker_state("open")
     assert list(folder.glob(f"gauge_livemax_{os.getpid()}.db"))
-    metrics.metrics_worker_stop(recording)
+    metrics_exporter.metrics_worker_stop(recording)
     assert not list(folder.glob(f"gauge_live*_{os.getpid()}.db"))
 
 
-def test_workspace_sync_carries_the_metrics_hooks(pi_registry):
+def test_the_exporter_is_a_built_in_plugin_carrying_the_metrics_hooks(pi_registry):
     plugins = {impl.plugin_name for impl in pi_registry.pm.hook.worker_start.get_hookimpls()}
-    assert "workspace_sync" in plugins
-    assert "metrics" in pi_registry.plugins["workspace_sync"].contributes["command"]
+    assert "metrics_exporter" in plugins
+    assert "metrics" in pi_registry.plugins["metrics_exporter"].contributes["command"]
+
+
+def test_the_recorder_is_a_leaf_importing_nothing_of_the_framework_but_the_hook_marker():
+    import ast
+
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {name for name in imported if name and name.startswith("pi_framework")} <= {"pi_framework", "pi_framework.settings"}
 
 
 # ---------------------------------------------------------------------- commands
@@ -517,8 +531,8 @@ def test_serving_from_a_recording_process_keeps_one_value_class(recording):
     from prometheus_client import values
 
     before = values.ValueClass
-    metrics.exporter_registry(recording)
-    metrics.exporter_registry(recording, sweep=True)
+    metrics_exporter.exporter_registry(recording)
+    metrics_exporter.exporter_registry(recording, sweep=True)
     assert values.ValueClass is before
     for number in range(40):  # new children after the registry was built land in the same files, intact
         metrics._metrics.tasks.labels(f"task-{number}", "SUCCESS").inc()  # noqa: SLF001

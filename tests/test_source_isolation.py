@@ -30,6 +30,7 @@ from pi_framework.contract.contributions import BaseSource, Changes
 from pi_framework.contract.documents import Document
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, utcnow
+from pi_framework.default_plugins import metrics_exporter
 from pi_framework.plane import schema
 from pi_framework.search import search
 from pi_framework.sync import leases, state
@@ -331,7 +332,7 @@ def source_errors_counted() -> dict[tuple[str, str], float]:
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    scraped = generate_latest(metrics.exporter_registry(runtime.get_registry().settings, database_state=False)).decode()
+    scraped = generate_latest(metrics_exporter.exporter_registry(runtime.get_registry().settings, database_state=False)).decode()
     return {
         (sample.labels["source"], sample.labels["stage"]): sample.value
         for family in text_string_to_metric_families(scraped)

@@ -114,7 +114,7 @@ def load_status(slot: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def metric_families(settings: Any) -> list[Any]:
-    """The feed's gauges for the exporter's scrape (:class:`pi_framework.metrics.StateCollector`), read from the status
+    """The feed's gauges for the exporter's scrape (:class:`pi_framework.default_plugins.metrics_exporter.StateCollector`), read from the status
     row the feed threads refresh every ``PI_CHANGEFEED_LAG_CHECK_SECONDS``; exposed even while the feed is off."""
     from prometheus_client.core import GaugeMetricFamily
 

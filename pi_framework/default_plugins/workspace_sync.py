@@ -22,7 +22,6 @@ from pi_framework import hookimpl, runtime
 from pi_framework.changefeed.plugin import changefeed_commands  # noqa: F401 - hooks of this plugin (and the feed's thread)
 from pi_framework.contract.contributions import HealthCheck, PeriodicJob
 from pi_framework.db.models import JobStatus
-from pi_framework.metrics import metrics_commands, metrics_worker_start, metrics_worker_stop  # noqa: F401 - hooks of this plugin
 from pi_framework.sync import jobs, state
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, VECTORIZE_TASK
 from pi_framework.sync.live import live_sync
