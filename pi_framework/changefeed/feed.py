@@ -307,11 +307,6 @@ def check_lag(settings: Settings) -> SlotInfo | None:
     if not info.exists:
         return info
     requests.save_status(slot, lag_bytes=info.lag_bytes, confirmed_lsn=info.confirmed_lsn, wal_status=info.wal_status)
-    from pi_framework import metrics
-
-    record = getattr(metrics, "changefeed_lag", None)
-    if record is not None:
-        record(slot, info.lag_bytes)
     limit = settings.PI_CHANGEFEED_MAX_LAG_BYTES
     if (info.lag_bytes or 0) > limit or info.wal_status == "lost":
         why = f"wal_status={info.wal_status}" if info.wal_status == "lost" else f"{info.lag_bytes} bytes behind (limit {limit})"

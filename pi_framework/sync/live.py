@@ -211,7 +211,7 @@ class _LiveSync:
             result["skipped_sources"] = dict(round_.failed)
         if force_reconcile or compare_asked is not None or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
-            if compare_asked is not None:
+            if compare_asked is not None and not result.get("reconcile_skipped"):
                 changefeed.clear_compare(workspace_id, compare_asked)  # unless asked again while this ran
         if retries:
             result["parked"] = sum(_parked(entry) for entry in retries.values())
