@@ -28,7 +28,7 @@ from pi_framework.db.models import IndexedDocument, JobStatus
 from pi_framework.plane import schema
 from pi_framework.plane.sample import utcnow
 from pi_framework.search import search
-from pi_framework.sync import state
+from pi_framework.sync import compare_requests, state
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.vectorize import vectorize
 from pi_framework.worker_process import wait_for
@@ -138,7 +138,7 @@ def applied(ws: str, condition, timeout: float = 15.0, message: str = "the chang
     """Wait until the feed asked for a compare, run the live sync the worker would run, until *condition* holds."""
 
     def step() -> bool:
-        if requests.compare_requested(ws) is not None:
+        if compare_requests.compare_requested(ws) is not None:
             live_sync(ws)
         return condition()
 
@@ -308,7 +308,7 @@ def test_an_idle_feed_keeps_confirming_while_unwatched_tables_churn(world, feed)
             ).scalar_one()
 
     wait_for(caught_up, 15, message=f"the slot confirmed past {head} (was {start})")
-    assert requests.compare_requests() == set(), "nothing watched changed: nothing flagged"
+    assert compare_requests.compare_requests() == set(), "nothing watched changed: nothing flagged"
 
 
 def test_an_ordinary_edit_needs_no_compare_but_a_bulk_update_right_after_it_does(world, pi_env) -> None:
@@ -319,13 +319,13 @@ def test_an_ordinary_edit_needs_no_compare_but_a_bulk_update_right_after_it_does
     setup(settings)
     with Feed(settings):
         first = plane.update(schema.issues, world["issues"][0]["id"], name="Warm-up edit")["updated_at"]
-        wait_for(lambda: requests.compare_requested(ws), 15, message="the first change (before the feed knows stamps)")
+        wait_for(lambda: compare_requests.compare_requested(ws), 15, message="the first change (before the feed knows stamps)")
         live_sync(ws)
         wait_for(lambda: plane.engine.connect().execute(text("SELECT now()")).scalar_one() > first + timedelta(seconds=1.5), 10)
         issue = world["issues"][2]
         plane.update(schema.issues, issue["id"], name="Ordinary edit wombat")
         wait_for(lambda: state.marker(ws), 15, message="the edit is flagged")
-        assert requests.compare_requested(ws) is None, "a new updated_at: the cursor sees it, no compare"
+        assert compare_requests.compare_requested(ws) is None, "a new updated_at: the cursor sees it, no compare"
         result = live_sync(ws)
         assert "reconcile_deleted" not in result and f"issues:{issue['id']}" in visible(ws, "wombat")
         bulk(plane, "UPDATE issues SET state_id = :state WHERE id = :id", state=world["triage"]["id"], id=issue["id"])
@@ -336,7 +336,7 @@ def test_an_ordinary_edit_needs_no_compare_but_a_bulk_update_right_after_it_does
 def test_a_slot_dropped_under_a_running_consumer_is_recreated_with_a_full_compare(world, feed) -> None:
     ws, plane, settings = world["ws"], world["plane"], world["settings"]
     drop(plane.url, settings.PI_CHANGEFEED_SLOT)  # a DBA (or a failover) removes it under the consumer
-    wait_for(lambda: requests.compare_requested(ws), 20, message="every live workspace gets a full compare")
+    wait_for(lambda: compare_requests.compare_requested(ws), 20, message="every live workspace gets a full compare")
     assert "recreated" in state.marker(ws)[0]["path"]
     live_sync(ws)
     issue = world["issues"][0]
@@ -356,7 +356,7 @@ def test_a_slot_past_the_lag_limit_is_dropped_and_every_workspace_compared(world
     assert not slot_info(settings).exists, "dropped"
     status = requests.load_status()[settings.PI_CHANGEFEED_SLOT]
     assert status["mode"] == "polling" and "slot dropped" in status["reason"]
-    assert requests.compare_requested(ws) is not None and state.marker(ws) is not None
+    assert compare_requests.compare_requested(ws) is not None and state.marker(ws) is not None
 
 
 def test_the_feed_says_why_it_is_off(world, pi_env) -> None:
@@ -437,7 +437,7 @@ def test_a_consumer_killed_before_confirming_loses_nothing(world, tmp_path) -> N
     finally:
         if slow.poll() is None:
             slow.kill()
-    assert requests.compare_requested(ws) is None, "killed before it flagged anything"
+    assert compare_requests.compare_requested(ws) is None, "killed before it flagged anything"
     with plane.engine.connect() as connection:
         confirmed = connection.execute(
             text("SELECT confirmed_flush_lsn < CAST(:head AS pg_lsn) FROM pg_replication_slots WHERE slot_name = :slot"),

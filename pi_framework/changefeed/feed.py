@@ -47,7 +47,7 @@ from pi_framework.changefeed.pgoutput import Begin, Change, Commit, Decoder, Rel
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, WorkspaceVectorization
 from pi_framework.settings import Settings
-from pi_framework.sync import jobs, leases
+from pi_framework.sync import compare_requests, jobs, leases
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
 from pi_framework.sync.leases import queued_marker, workspace_lease
 
@@ -340,7 +340,7 @@ def kept_workspaces(among: Iterable[str] | None = None) -> set[str]:
 
 def compare_everything(path: str) -> int:
     """Flag every kept workspace with a compare request (after the slot was dropped, recreated or truncated)."""
-    return requests.flag_for_compare(kept_workspaces(), path=path)
+    return compare_requests.flag_for_compare(kept_workspaces(), path=path)
 
 
 def workspaces_in_ledger(document_ids: Iterable[str]) -> set[str]:
@@ -551,9 +551,9 @@ class Consumer:
             kept = kept_workspaces() if pending.everything else kept_workspaces(compare | pending.flagged)
             compared = kept if pending.everything else kept & compare
             if compared:
-                requests.flag_for_compare(compared, path="change feed (truncate)" if pending.everything else requests.FEED_PATH)
+                compare_requests.flag_for_compare(compared, path="change feed (truncate)" if pending.everything else compare_requests.FEED_PATH)
             if kept - compared:
-                requests.flag_for_compare(kept - compared, compare=False)
+                compare_requests.flag_for_compare(kept - compared, compare=False)
             self.stats["flagged"] += len(kept)
             self.stats["compared"] += len(compared)
             self.stats["flushes"] += 1

@@ -64,13 +64,14 @@ def report(settings: Settings) -> dict[str, Any]:
     """What ``pi status`` and ``pi changefeed status`` show: the slot's status row, else why the feed is off now."""
     from pi_framework.changefeed import requests
     from pi_framework.changefeed.feed import availability
+    from pi_framework.sync import compare_requests
 
     slot = settings.PI_CHANGEFEED_SLOT
     status = requests.load_status(slot).get(slot) or {}
     if not status.get("mode"):
         reason = availability(settings)
         status = {**status, "mode": "polling" if reason else "idle", "reason": reason or "set up; no consumer has run yet"}
-    return {"slot": slot, **status, "compare_requests": len(requests.compare_requests())}
+    return {"slot": slot, **status, "compare_requests": len(compare_requests.compare_requests())}
 
 
 def describe(status: dict[str, Any]) -> str:

@@ -26,10 +26,9 @@ from typing import Any
 from loguru import logger
 
 from pi_framework import metrics, runtime
-from pi_framework.changefeed import requests as changefeed
 from pi_framework.db.models import utcnow
 from pi_framework.pipeline.indexer import Indexer, IndexStats
-from pi_framework.sync import jobs, leases, sources, state
+from pi_framework.sync import compare_requests, jobs, leases, sources, state
 from pi_framework.sync.compare import compare, pending_changes
 from pi_framework.sync.isolation import LIVE_SYNC, RECONCILE, Round, SourceFailed
 from pi_framework.sync.leases import Fence, Leases, queued_marker, workspace_lease
@@ -172,7 +171,7 @@ class _LiveSync:
         if any(cursor is None for cursor in cursors.values()):  # repaired by the job machinery, never by a full pass here
             return self.refeed("a source has no cursor")
         flagged = state.marker(workspace_id)  # read before measuring: a flag raised after this survives the sync
-        compare_asked = changefeed.compare_requested(workspace_id)  # the change feed saw a change updated_at may not show
+        compare_asked = compare_requests.compare_requested(workspace_id)  # the change feed saw a change updated_at may not show
         round_ = Round(LIVE_SYNC, workspace_id)  # a source that raises is skipped from here on; the others go on
         pending = pending_changes(workspace_id, workspace_sources, settings.PI_LIVE_SYNC_MAX_MISSING, round_)
         if pending > settings.PI_LIVE_SYNC_MAX_MISSING:
@@ -212,7 +211,7 @@ class _LiveSync:
         if force_reconcile or compare_asked is not None or state.reconcile_due(workspace_id, settings.PI_RECONCILE_INTERVAL):
             result.update(reconcile(workspace_id, self.indexer, keep_alive=self.keep_alive))
             if compare_asked is not None and not result.get("reconcile_skipped"):
-                changefeed.clear_compare(workspace_id, compare_asked)  # unless asked again while this ran
+                compare_requests.clear_compare(workspace_id, compare_asked)  # unless asked again while this ran
         if retries:
             result["parked"] = sum(_parked(entry) for entry in retries.values())
         # a document still to retry, or a source skipped, keeps the workspace flagged: every tick sends a live sync
