@@ -20,6 +20,7 @@ from pi_framework.contract.documents import Chunk, Document
 from pi_framework.db import Database
 from pi_framework.db.fencing import Fence, require
 from pi_framework.db.models import IndexedChunk, IndexedDocument, WithheldDocument, utcnow
+from pi_framework.pipeline.hashing import hash_metadata
 
 #: ids per ``IN (...)`` list: well below SQLite's and PostgreSQL's parameter limits
 _IN_BATCH = 500
@@ -145,7 +146,8 @@ class Ledger:
                         "document_id": c.document_id,
                         "workspace_id": c.workspace_id,
                         "content_hash": c.content_hash,
-                        "metadata_hash": c.metadata_hash or None,
+                        # a chunk a tool copied (pi_chats' rekey) may carry none: its metadata says what it is
+                        "metadata_hash": c.metadata_hash or hash_metadata(c.metadata),
                         "indexed_at": now,
                     }
                     for c in update.confirmed_chunks
