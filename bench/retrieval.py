@@ -2,7 +2,7 @@
 
     eval "$(tests/support/services.sh)"; export HF_HUB_OFFLINE=1
     python bench/retrieval.py                      # quality on both sinks, then latency at 100,000 chunks
-    python bench/retrieval.py --quick              # quality only, embedded sink only (about a minute)
+    python bench/retrieval.py --quick              # quality only (a minute or two), no 100,000-chunk latency part
     python bench/retrieval.py --reranker DIR       # also hybrid + re-rank with a cross-encoder (model.onnx + tokenizer.json)
     python bench/retrieval.py --opensearch URL     # OpenSearch at URL (default PI_TEST_OPENSEARCH_URL / OPENSEARCH_URL)
 
@@ -76,6 +76,7 @@ class Config:
 CONFIGS = (
     Config("before: v1 chunks, title weight 2", heading_path=False, title_weight=2.0),
     Config("v1 chunks, title weight 5", heading_path=False, title_weight=5.0),
+    Config("heading-path context, title weight 1", heading_path=True, title_weight=1.0),
     Config("heading-path context, title weight 10", heading_path=True, title_weight=10.0),
     Config("heading-path context, title weight 5", heading_path=True, title_weight=5.0),
     Config("after (default): heading-path context, title weight 2", heading_path=True, title_weight=2.0),
@@ -248,7 +249,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--show-misses", action="store_true", help="print the questions the final configuration misses")
     args = parser.parse_args()
-    use_opensearch = bool(args.opensearch) and not args.no_opensearch and not args.quick
+    use_opensearch = bool(args.opensearch) and not args.no_opensearch
 
     from loguru import logger
 
