@@ -47,10 +47,13 @@ plugin's ``import`` costs nothing.
 * ``Settings``: every setting, as the pydantic model read from the environment
 * ``SettingsError``: a setting is invalid (one plain line, no traceback)
 * ``get_settings``: this process's settings
+* ``PluginSettings``: the base of a plugin's own settings model (``register_settings``), read from the environment
+* ``split_csv``: a comma-separated variable as a list (a ``PluginSettings`` list field's ``mode="before"`` validator)
 
 **The core's services** (imported on first use)
 
 * ``get_registry``: the process's plugin registry (sources, sinks, tasks, jobs, checks, plugins and failures)
+* ``plugin_settings``: ``plugin_settings(Model)``, this process's instance of a model registered with ``register_settings``
 * ``get_sinks``: the configured sinks, built once per process
 * ``get_embedder``: the configured embedder, built once per process
 * ``Database``: the PI database (engine, sessions, circuit breaker)
@@ -110,7 +113,7 @@ from pi_framework.contract.contributions import (
 )
 from pi_framework.contract.documents import BodyFormat, Chunk, Document, chunk_id
 from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Filters, Hit, SearchQuery, Sink, SinkError, WriteResult
-from pi_framework.settings import Settings, SettingsError, get_settings
+from pi_framework.settings import PluginSettings, Settings, SettingsError, get_settings, split_csv
 
 if TYPE_CHECKING:
     from pi_framework import metrics
@@ -125,7 +128,7 @@ if TYPE_CHECKING:
     from pi_framework.plane import schema as plane_schema
     from pi_framework.plane.db import plane_engine
     from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
-    from pi_framework.runtime import get_embedder, get_registry, get_sinks
+    from pi_framework.runtime import get_embedder, get_registry, get_sinks, plugin_settings
     from pi_framework.search import search
     from pi_framework.sync import jobs
     from pi_framework.sync.downgrade import forget_workspace
@@ -140,6 +143,7 @@ if TYPE_CHECKING:
 _LAZY = {
     # the process-wide objects built from settings and plugins
     "get_registry": "pi_framework.runtime:get_registry",
+    "plugin_settings": "pi_framework.runtime:plugin_settings",
     "get_sinks": "pi_framework.runtime:get_sinks",
     "get_embedder": "pi_framework.runtime:get_embedder",
     # the PI database: engine and sessions, its tables (read them; write only rows of your own)
@@ -210,8 +214,11 @@ __all__ = [
     "Settings",
     "SettingsError",
     "get_settings",
+    "PluginSettings",
+    "split_csv",
     # the core's services and Plane, imported on first use (:data:`_LAZY`)
     "get_registry",
+    "plugin_settings",
     "get_sinks",
     "get_embedder",
     "Database",

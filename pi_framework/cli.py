@@ -100,16 +100,39 @@ def health(as_json: bool) -> None:
 @cli.command(name="settings")
 @click.option("--markdown", is_flag=True, help="Print the table of variables, defaults and meanings (for the README).")
 def settings_command(markdown: bool) -> None:
-    """Show every environment variable with its current value (secrets masked)."""
-    from pi_framework.settings import Settings, describe_variables
+    """Show every environment variable with its current value (secrets masked): the core's, then each plugin's.
 
+    A plugin whose settings are invalid is named with the variable on stderr, and the exit status is 2.
+    """
+    from pi_framework.settings import Settings, describe_variables, redacted_values
+
+    registry = runtime.get_registry()
+    by_plugin: dict[str, list] = {}
+    for key, instance in registry.settings_models.items():
+        by_plugin.setdefault(registry.owner[("settings", key)], []).append(instance)
     if markdown:
-        click.echo("| variable | default | meaning |\n|---|---|---|")
+        header = "| variable | default | meaning |\n|---|---|---|"
+        click.echo(header)
         for name, default, description in describe_variables(Settings):
             click.echo(f"| `{name}` | {default} | {description} |")
+        for plugin, instances in sorted(by_plugin.items()):
+            click.echo(f"\nPlugin `{plugin}`:\n\n{header}")
+            for instance in instances:
+                for name, default, description in describe_variables(type(instance)):
+                    click.echo(f"| `{name}` | {default} | {description} |")
         return
     for name, value in get_settings().redacted().items():
         click.echo(f"{name}={'' if value is None else value}")
+    for plugin, instances in sorted(by_plugin.items()):
+        click.echo(f"# plugin {plugin}")
+        for instance in instances:
+            for name, value in redacted_values(instance).items():
+                click.echo(f"{name}={'' if value is None else value}")
+    invalid = {plugin: reason for plugin, reason in registry.failures.items() if reason.startswith("invalid settings: ")}
+    for plugin, reason in invalid.items():
+        click.echo(f"error: plugin {plugin}: {reason.removeprefix('invalid settings: ')}", err=True)
+    if invalid:
+        sys.exit(2)
 
 
 def build_cli() -> click.Group:

@@ -14,7 +14,7 @@ against its plugin and the others still run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -22,14 +22,33 @@ if TYPE_CHECKING:
     import click
 
     from pi_framework.contract.contributions import EmbedderFactory, HealthCheck, PeriodicJob, SinkFactory, Source
-    from pi_framework.settings import Settings
+    from pi_framework.settings import PluginSettings, Settings
 
 hookspec = pluggy.HookspecMarker("pi_framework")
 
 
 @hookspec
-def register_sources(register: Callable[[Source], None], settings: Settings) -> None:
-    """Contribute content sources: call ``register(source)`` for each :class:`~pi_framework.contract.contributions.Source`."""
+def register_settings(register: Callable[[type[PluginSettings]], None]) -> None:
+    """Contribute the plugin's settings: ``register(Model)`` for a :class:`~pi_framework.settings.PluginSettings` subclass.
+
+    Called before every other hook. Each field is an environment variable of the same name, read like the core's
+    (no ``.env`` file, comma lists for list fields); the model is built and validated at load, and an invalid value
+    fails this plugin alone (recorded in ``pi plugins`` / ``pi health``, one line naming the variable). ``pi settings``
+    shows the values (secrets masked: ``SecretStr`` fields and names with token/password/secret/key), ``pi settings
+    --markdown`` documents them. A variable of the core's or of another plugin's is refused. The plugin reads its
+    values with ``plugin_settings(Model)`` (:mod:`pi_framework.api`), or the ``plugin_settings`` argument of
+    :func:`register_sources` and :func:`register_periodic_jobs`.
+    """
+
+
+@hookspec
+def register_sources(
+    register: Callable[[Source], None], settings: Settings, plugin_settings: Callable[[type[PluginSettings]], Any]
+) -> None:
+    """Contribute content sources: call ``register(source)`` for each :class:`~pi_framework.contract.contributions.Source`.
+
+    ``plugin_settings(Model)`` is the instance of a model registered with :func:`register_settings`.
+    """
 
 
 @hookspec
@@ -58,8 +77,14 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
-    """Contribute beat entries: ``register(PeriodicJob(...))``; pass ``enabled=False`` to list a job as switched off."""
+def register_periodic_jobs(
+    register: Callable[[PeriodicJob], None], settings: Settings, plugin_settings: Callable[[type[PluginSettings]], Any]
+) -> None:
+    """Contribute beat entries: ``register(PeriodicJob(...))``; pass ``enabled=False`` to list a job as switched off.
+
+    ``plugin_settings(Model)`` is the instance of a model registered with :func:`register_settings` (a job's interval
+    and switch are the plugin's own settings).
+    """
 
 
 @hookspec

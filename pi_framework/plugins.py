@@ -15,6 +15,12 @@ collector that knows which plugin it serves. A plugin that fails to import, decl
 whatever a wrapper raises around its call) is recorded in :attr:`Registry.failures`, logged once at ERROR,
 unregistered, and everything it contributed (tasks, beat entries, sources, sinks, embedders, health checks,
 commands) is dropped; the other plugins are unaffected.
+
+Plugin settings (``register_settings``) are collected first and each model is built from the environment right
+away: an invalid value fails that plugin alone (recorded in :attr:`Registry.failures` as ``invalid settings:`` and
+the one-line :class:`~pi_framework.settings.SettingsError`, e.g. ``CELERY_DOCS_SYNC_INTERVAL='soon' is invalid:
+expected an integer``), as a plugin that fails to import; ``pi settings`` exits 2 on it. A model whose variable is
+one of the core's, or another plugin's, is refused the same way (another plugin's: a conflict, like two tasks).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 import click
 import pluggy
 from loguru import logger
+from pydantic_settings import BaseSettings
 
 from pi_framework import hookspecs
 from pi_framework.contract.contributions import (
@@ -38,8 +45,8 @@ from pi_framework.contract.contributions import (
     TaskSpec,
     source_name_problem,
 )
-from pi_framework.redaction import redact_text
-from pi_framework.settings import Settings, SettingsError
+from pi_framework.redaction import redact_text, register_secrets, settings_secrets
+from pi_framework.settings import Settings, SettingsError, load_model
 
 ENTRY_POINT_GROUP = "pi_framework"
 
@@ -80,16 +87,21 @@ class Registry:
     periodic_jobs: dict[str, PeriodicJob] = field(default_factory=dict)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     commands: dict[str, click.Command] = field(default_factory=dict)
+    #: each plugin settings model (``module.Class``) and its instance, built from the environment at load
+    settings_models: dict[str, BaseSettings] = field(default_factory=dict)
+    #: each plugin variable and the model (``module.Class``) that reads it
+    setting_variables: dict[str, str] = field(default_factory=dict)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ collection
-    def _claim(self, what: str, name: str, plugin: str) -> None:
+    def _claim(self, what: str, name: str, plugin: str, listed: bool = True) -> None:
         """Record that *plugin* contributes *what* *name*; two plugins claiming one name is a conflict."""
         previous = self.owner.get((what, name))
         if previous is not None:
             raise PluginConflictError(f"{what} {name!r} is registered by both plugin {previous!r} and plugin {plugin!r}")
         self.owner[(what, name)] = plugin
-        self.plugins[plugin].add(what, name)
+        if listed:
+            self.plugins[plugin].add(what, name)
 
     def fail(self, plugin: str, reason: str) -> None:
         self.failures[plugin] = reason = redact_text(reason)  # shown by pi plugins and pi health
@@ -139,9 +151,11 @@ class Registry:
         """Run every ``register_*`` hook, then ``register_commands``. Conflicts raise; any other exception fails just
         that plugin and drops everything it contributed."""
         collectors: dict[str, Callable[[str], dict[str, Any]]] = {
+            "register_settings": lambda plugin: {"register": lambda model: self._add_settings(model, plugin)},
             "register_sources": lambda plugin: {
                 "register": lambda source: self._add_source(source, plugin),
                 "settings": self.settings,
+                "plugin_settings": self.plugin_settings,
             },
             "register_sinks": lambda plugin: {
                 "register": lambda name, factory: self._add("sink", name, factory, self.sink_factories, plugin)
@@ -157,6 +171,7 @@ class Registry:
             "register_periodic_jobs": lambda plugin: {
                 "register": lambda job: self._add("periodic job", job.name, job, self.periodic_jobs, plugin),
                 "settings": self.settings,
+                "plugin_settings": self.plugin_settings,
             },
             "register_health_checks": lambda plugin: {
                 "register": lambda check: self._add("health check", check.name, check, self.health_checks, plugin)
@@ -173,6 +188,9 @@ class Registry:
                         call(**collectors[hook_name](plugin))
                 except PluginConflictError:
                     raise
+                except SettingsError as exc:
+                    self.fail(plugin, f"invalid settings: {exc}")
+                    self._forget(plugin)
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the others
                     self.fail(plugin, f"{hook_name} raised {type(exc).__name__}: {exc}")
                     self._forget(plugin)
@@ -184,6 +202,33 @@ class Registry:
         if problem is not None:
             raise ValueError(problem)
         self._add("source", source.name, source, self.sources, plugin)
+
+    def _add_settings(self, model: type[BaseSettings], plugin: str) -> None:
+        """Claim *model* and each of its variables for *plugin*, then build it from the environment (may raise
+        :class:`~pi_framework.settings.SettingsError`); its secrets are scrubbed from logs from then on."""
+        if not (isinstance(model, type) and issubclass(model, BaseSettings)):
+            raise TypeError(f"register_settings takes a pydantic-settings model class, not {model!r}")
+        core = sorted(set(model.model_fields) & set(Settings.model_fields))
+        if core:
+            raise ValueError(f"{model.__name__} declares core setting(s) {', '.join(core)}")
+        key = f"{model.__module__}.{model.__qualname__}"
+        self._claim("settings", key, plugin)
+        for variable in model.model_fields:
+            self._claim("setting", variable, plugin, listed=False)
+            self.setting_variables[variable] = key
+        self.settings_models[key] = instance = load_model(model)
+        register_secrets(*settings_secrets(instance))
+
+    def plugin_settings(self, model: type[BaseSettings]) -> Any:
+        """The instance of *model* (a class a plugin registered with ``register_settings``), built and validated at load.
+
+        Raises :class:`LookupError` when no loaded plugin registered *model* (its plugin is disabled or failed).
+        """
+        key = f"{model.__module__}.{model.__qualname__}"
+        try:
+            return self.settings_models[key]
+        except KeyError:
+            raise LookupError(f"settings {key} are not registered by any loaded plugin (disabled or failed?)") from None
 
     def _add(self, what: str, name: str, value: Any, into: dict[str, Any], plugin: str) -> None:
         self._claim(what, name, plugin)
@@ -199,6 +244,8 @@ class Registry:
             "periodic job": self.periodic_jobs,
             "health check": self.health_checks,
             "command": self.commands,
+            "settings": self.settings_models,
+            "setting": self.setting_variables,
         }
         for (what, name), owner in list(self.owner.items()):
             if owner == plugin:

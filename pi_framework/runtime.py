@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+from pydantic_settings import BaseSettings
 from sqlalchemy import Table
 
 from pi_framework.contract.contributions import Embedder
@@ -40,6 +42,11 @@ def get_registry(settings: Settings | None = None) -> Registry:
     if _registry is None:
         _registry = load_plugins(settings or get_settings())
     return _registry
+
+
+def plugin_settings(model: type[BaseSettings]) -> Any:
+    """This process's instance of *model*, a settings class a loaded plugin registered with ``register_settings``."""
+    return get_registry().plugin_settings(model)
 
 
 def get_sinks() -> list[Sink]:

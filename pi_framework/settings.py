@@ -275,20 +275,47 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, object]:
         """Settings as a dict that is safe to print: secrets masked, URLs without passwords."""
-        out: dict[str, object] = {}
-        for name, value in self.model_dump().items():
-            if isinstance(value, SecretStr):
-                value = MASK if value.get_secret_value() else ""
-            elif isinstance(value, str) and value and is_secret_name(name):
-                value = MASK
-            elif isinstance(value, str):
-                value = redact_url(value)
-            elif isinstance(value, list):
-                value = [redact_url(item) if isinstance(item, str) else item for item in value]
-            elif isinstance(value, Path):
-                value = str(value)
-            out[name] = value
-        return out
+        return redacted_values(self)
+
+
+def redacted_values(model: BaseSettings) -> dict[str, object]:
+    """A settings model's values as a dict that is safe to print: secrets masked, URLs without passwords."""
+    out: dict[str, object] = {}
+    for name, value in model.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = MASK if value.get_secret_value() else ""
+        elif isinstance(value, str) and value and is_secret_name(name):
+            value = MASK
+        elif isinstance(value, str):
+            value = redact_url(value)
+        elif isinstance(value, list):
+            value = [redact_url(item) if isinstance(item, str) else item for item in value]
+        elif isinstance(value, Path):
+            value = str(value)
+        out[name] = value
+    return out
+
+class PluginSettings(BaseSettings):
+    """Base of a plugin's settings model (``register_settings``): read from the environment like :class:`Settings`.
+
+    Variable names are the field names, case-sensitive; no ``.env`` file is read (as for the core's); list fields
+    take plain comma-separated values (``split_csv`` in a ``mode="before"`` validator does the splitting).
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # noqa: D102
+        return (init_settings, _CsvEnvSource(settings_cls))
+
+    def redacted(self) -> dict[str, object]:
+        """The values as a dict that is safe to print (as :meth:`Settings.redacted`)."""
+        return redacted_values(self)
+
+
+def split_csv(value: object) -> list[str]:
+    """A comma-separated variable as a list (empty items dropped): for list fields of a :class:`PluginSettings`."""
+    return _csv(value)
 
 
 class _CsvEnvSource:
@@ -338,6 +365,14 @@ def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus *overrides*); raise :class:`SettingsError` with one clear line on a bad value."""
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def load_model(model: type[BaseSettings]) -> BaseSettings:
+    """Build a plugin's settings *model* from the environment; a bad value is one :class:`SettingsError` line."""
+    try:
+        return model()
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
 

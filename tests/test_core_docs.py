@@ -28,7 +28,19 @@ def test_every_hook_has_a_docstring(hook):
     assert getattr(hookspecs, hook).__doc__
 
 
-@pytest.mark.parametrize("variable", sorted(Settings.model_fields))
+def _bundled_plugin_models() -> list[type]:
+    """The settings models the installed plugins register (``register_settings``), on default settings."""
+    from pi_framework.plugins import load_plugins
+    from pi_framework.settings import load_settings
+
+    registry = load_plugins(load_settings())
+    return [type(instance) for instance in registry.settings_models.values()]
+
+
+MODELS = [Settings, *_bundled_plugin_models()]
+
+
+@pytest.mark.parametrize("variable", sorted(name for model in MODELS for name in model.model_fields))
 def test_every_environment_variable_is_documented(variable):
     assert f"`{variable}`" in README, f"{variable} is missing from README.md"
 
@@ -37,6 +49,9 @@ def test_readme_settings_table_is_current():
     from pi_framework.settings import describe_variables
 
     stale = [
-        name for name, default, meaning in describe_variables(Settings) if f"| `{name}` | {default} | {meaning} |" not in README
+        name
+        for model in MODELS
+        for name, default, meaning in describe_variables(model)
+        if f"| `{name}` | {default} | {meaning} |" not in README
     ]
     assert not stale, f"README table out of date for {stale}: paste the output of `pi settings --markdown`"
