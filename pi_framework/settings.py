@@ -198,11 +198,6 @@ class Settings(BaseSettings):
     PI_GITHUB_BACKOFF: float = Field(default=2.0, ge=0, description="First retry delay in seconds (doubles each retry).")
     PI_GITHUB_MAX_WAIT: float = Field(default=900.0, ge=0, description="Max total rate-limit wait per request, then give up.")
 
-    # --- chats
-    PI_CHATS_SEMANTIC: bool = Field(default=True, description="Embed chat messages (0 = full-text only for chats).")
-    PI_CHATS_MAX_RETRIES: int = Field(default=8, ge=0, description="Retries of a chat task (backoff ≤ 10 min); then parked.")
-    PI_CHATS_RETRY_INTERVAL: PositiveInt = Field(default=300, description="Seconds between retry_chats passes.")
-
     # --- search access
     PI_ACCESS_CACHE_TTL: float = Field(
         default=5.0,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import click
 
 from pi_chats import models  # noqa: F401 - declares the plugin's tables before the schema is created
+from pi_chats.settings import ChatsSettings
 from pi_framework.api import HealthCheck, PeriodicJob, Settings, hookimpl
 
 
@@ -26,10 +27,17 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
+def register_settings(register: Callable[[type], None]) -> None:
+    register(ChatsSettings)
+
+
+@hookimpl
+def register_periodic_jobs(
+    register: Callable[[PeriodicJob], None], plugin_settings: Callable[[type[ChatsSettings]], ChatsSettings]
+) -> None:
     from pi_chats.tasks import RETRY_TASK
 
-    register(PeriodicJob("retry-chats", RETRY_TASK, every=settings.PI_CHATS_RETRY_INTERVAL))
+    register(PeriodicJob("retry-chats", RETRY_TASK, every=plugin_settings(ChatsSettings).PI_CHATS_RETRY_INTERVAL))
 
 
 @hookimpl

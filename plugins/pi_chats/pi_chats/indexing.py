@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pi_chats import backlog, ids, rekey, store
 from pi_chats.payloads import ChatMessage
+from pi_chats.settings import chats_settings
 from pi_framework.api import Database, Document, IndexedDocument, Indexer, Settings, get_database, get_settings
 
 SOURCE = "chats"
@@ -77,7 +78,7 @@ class ChatIndex:
             body_format="markdown",
             updated_at=updated_at,
             owner_id=chat.user_id,
-            embed=self.settings.PI_CHATS_SEMANTIC,
+            embed=chats_settings().PI_CHATS_SEMANTIC,
             metadata={"chat_id": chat.chat_id, "title": chat.title, **metadata},
         )
 

@@ -12,7 +12,8 @@ from sqlalchemy.exc import OperationalError
 from pi_chats import backlog
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
-from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, get_settings, metrics, redact_task_arguments
+from pi_chats.settings import chats_settings
+from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, metrics, redact_task_arguments
 
 INDEX_TASK = f"{TASK_PREFIX}index_chat_message"
 DELETE_TASK = f"{TASK_PREFIX}delete_chat"
@@ -40,7 +41,7 @@ TASK_OPTIONS: dict[str, Any] = {
 def _retry(task: Task, exc: Exception) -> bool:
     """Raise Celery's ``Retry`` (exponential backoff with jitter) or, once the retries are spent, return ``False``."""
     attempt = task.request.retries
-    if attempt >= get_settings().PI_CHATS_MAX_RETRIES:
+    if attempt >= chats_settings().PI_CHATS_MAX_RETRIES:
         return False
     countdown = min(MAX_BACKOFF, 2**attempt) * random.uniform(0.5, 1.0)  # jitter: retries of many messages spread out
     raise task.retry(exc=exc, countdown=countdown)
