@@ -5,7 +5,6 @@ Each test reproduces one way the promise "the index equals what Plane shows" use
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -25,6 +24,7 @@ from pi_framework.sync.leases import LeaseLost, Leases, queued_marker, workspace
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import stuck_workspaces, trigger
 from pi_framework.sync.vectorize import vectorize
+from pi_framework.testing.stall import stalled_at_sink_write
 
 
 @pytest.fixture
@@ -249,31 +249,9 @@ def test_a_downgrade_during_a_sink_write_leaves_the_workspace_empty(world, monke
     ws, plane = world["ws"], world["plane"]
     (sink,) = runtime.get_sinks()
     plane.update(schema.issues, world["issues"][0]["id"], name="Edited just before the downgrade")
-    arrived, resume, outcome = threading.Event(), threading.Event(), {}
-    real_write = sink.write
-
-    def held_write(chunks, version=None):  # noqa: ANN001, ANN202
-        if threading.current_thread() is worker:
-            arrived.set()
-            assert resume.wait(60)
-        return real_write(chunks, version=version)
-
-    def run() -> None:
-        try:
-            outcome["result"] = live_sync(ws)
-        except LeaseLost as exc:
-            outcome["lost"] = exc
-
-    monkeypatch.setattr(sink, "write", held_write)
-    worker = threading.Thread(target=run)
-    worker.start()
-    try:
-        assert arrived.wait(60)
+    with stalled_at_sink_write(sink, monkeypatch, lambda: live_sync(ws)) as outcome:
         assert forget_workspace(ws) > 0
-    finally:
-        resume.set()
-        worker.join(60)
-    assert "lost" in outcome, outcome
+    assert isinstance(outcome.get("error"), LeaseLost), outcome
     assert sink.count(ws) == 0 and not ledger_ids(ws) and not sink_chunk_ids(ws)
     assert live_sync(ws)["status"] == "skipped"
 

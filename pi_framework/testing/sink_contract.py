@@ -296,7 +296,6 @@ class SinkContract:
         """A live sync held between embedding and its sink write (a GC pause, a slow sink, SIGSTOP) past its lease, while
         its successor writes the newer version (the page made private): the newer version wins in the sink and the
         ledger, the stalled writer ends with LeaseLost, and no one but the owner finds the page."""
-        import threading
         from datetime import timedelta
 
         from sqlalchemy import update
@@ -310,6 +309,7 @@ class SinkContract:
         from pi_framework.pipeline.ledger import Ledger
         from pi_framework.settings import Settings
         from pi_framework.sync.leases import Leases
+        from pi_framework.testing.stall import stalled_at_sink_write
 
         settings = Settings(PI_DATA_DIR=str(tmp_path), PI_CHUNK_TOKENS=16, PI_CHUNK_OVERLAP=0)
         database, embedder = Database(settings), HashingEmbedder(dimension=self.dimension)
@@ -321,36 +321,14 @@ class SinkContract:
         stalled_fence = leases.fence("live:contract", "stalled")
         assert stalled_fence is not None
         stalled = Indexer([ready_sink], embedder, database, settings, fence=stalled_fence)
-        arrived, resume, outcome = threading.Event(), threading.Event(), {}
-        real_write = ready_sink.write
-
-        def held_write(chunks, version=None):  # noqa: ANN001, ANN202 - the sink's own signature
-            if threading.current_thread() is worker:
-                arrived.set()
-                assert resume.wait(60)
-            return real_write(chunks, version=version)
-
-        def run() -> None:
-            try:
-                outcome["stats"] = stalled.index([public])
-            except LeaseLost as exc:
-                outcome["lost"] = exc
-
-        monkeypatch.setattr(ready_sink, "write", held_write)
-        worker = threading.Thread(target=run)
-        worker.start()
-        try:
-            assert arrived.wait(60), "the stalled writer reached its sink write"
+        with stalled_at_sink_write(ready_sink, monkeypatch, lambda: stalled.index([public])) as outcome:
             with database.session() as session:  # it renewed nothing for longer than its lease
                 session.execute(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
             successor_fence = leases.fence("live:contract", "successor")
             assert successor_fence is not None and successor_fence.token > stalled_fence.token
             successor = Indexer([ready_sink], embedder, database, settings, fence=successor_fence)
             assert successor.index([private]).documents_indexed == 1
-        finally:
-            resume.set()
-            worker.join(60)
-        assert "lost" in outcome, f"the stalled writer must learn it lost its lease, got {outcome}"
+        assert isinstance(outcome.get("error"), LeaseLost), f"the stalled writer must learn it lost its lease, got {outcome}"
         expected = {chunk.id: chunk.content_hash for chunk in successor.chunks_of(private)}
         assert ready_sink.existing(list(expected)) == set(expected), "the newer version is whole"
         assert ready_sink.search_text(SearchQuery(WS_A, text="zebra", user_id="someone-else")) == []

@@ -88,17 +88,6 @@ class Relations:
         return sorted(set(self.labels.get(str(issue_id), []))), sorted(set(self.assignees.get(str(issue_id), [])))
 
 
-def _batches(rows: Iterable[Row], size: int = _BATCH) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -191,7 +180,7 @@ class IssuesSource(PlaneSource):
 
     def evaluate_all(self, rows: Iterable[Row], workspace_id: str) -> Iterator[Document]:
         """:meth:`evaluate` of every row, their labels and assignees read in batches."""
-        for batch in _batches(rows):
+        for batch in chunked(rows, _BATCH):
             relations = Relations(self, [row.id for row in batch if hidden_because(row) is None])
             for row in batch:
                 document = self.evaluate(row, workspace_id, relations)
@@ -209,7 +198,7 @@ class IssuesSource(PlaneSource):
         """``(document id, metadata)`` of every visible work item, text left out: what the reconcile compares with the
         index to find metadata changes no ``updated_at`` shows (Plane's bulk ``state_id`` update)."""
         stmt = select(*_VISIBILITY, *_METADATA).select_from(_FROM).where(_maybe_visible(workspace_id))
-        for batch in _batches(self.paged(stmt, [issues.c.id], ["id"], self.id_page_size)):
+        for batch in chunked(self.paged(stmt, [issues.c.id], ["id"], self.id_page_size), _BATCH):
             visible = [row for row in batch if hidden_because(row) is None]
             relations = Relations(self, [row.id for row in visible])
             for row in visible:
