@@ -70,8 +70,6 @@ class Settings(BaseSettings):
     )
     CELERY_DOCS_SYNC_ENABLED: bool = Field(default=True, description="Beat entry sync-docs-periodic on/off.")
     CELERY_DOCS_SYNC_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between documentation syncs.")
-    CELERY_WORKSPACE_PLAN_SYNC_ENABLED: bool = Field(default=True, description="Beat entry workspace-plan-sync on/off.")
-    CELERY_WORKSPACE_PLAN_SYNC_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between billing-plan syncs.")
     PI_REAPER_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between stuck-job reaper runs.")
     PI_REDISPATCH_INTERVAL: PositiveInt = Field(default=60, description="Seconds between passes that re-dispatch lost jobs.")
 

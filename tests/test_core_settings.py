@@ -13,11 +13,7 @@ from pi_framework.settings import SettingsError, load_settings
 def test_documented_defaults(pi_settings):
     s = pi_settings
     assert (s.CELERY_VECTOR_SYNC_ENABLED, s.CELERY_VECTOR_SYNC_INTERVAL, s.CELERY_VECTOR_SYNC_MAX_RETRIES) == (True, 30, 3)
-    assert (s.CELERY_VECTOR_SYNC_RETRY_DELAY, s.CELERY_DOCS_SYNC_INTERVAL, s.CELERY_WORKSPACE_PLAN_SYNC_INTERVAL) == (
-        30,
-        86400,
-        86400,
-    )
+    assert (s.CELERY_VECTOR_SYNC_RETRY_DELAY, s.CELERY_DOCS_SYNC_INTERVAL) == (30, 86400)
     assert s.CELERY_DEFAULT_QUEUE == "plane_pi_queue"
     assert s.broker_is_embedded and s.broker_url.startswith("sqla+sqlite:///")
     assert s.database_url.startswith("sqlite:///") and s.sink_names == ["embedded"]
@@ -52,7 +48,7 @@ def test_secrets_are_redacted(monkeypatch):
 
 @pytest.mark.slow
 def test_worker_start_up_stops_with_one_line(pi_settings, monkeypatch):
-    monkeypatch.setenv("CELERY_WORKSPACE_PLAN_SYNC_INTERVAL", "soon")
+    monkeypatch.setenv("CELERY_VECTOR_SYNC_INTERVAL", "soon")
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "pi_framework.celery_app", "inspect", "ping"],
         capture_output=True,
@@ -60,5 +56,5 @@ def test_worker_start_up_stops_with_one_line(pi_settings, monkeypatch):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "CELERY_WORKSPACE_PLAN_SYNC_INTERVAL='soon' is invalid: expected an integer" in result.stderr
+    assert "CELERY_VECTOR_SYNC_INTERVAL='soon' is invalid: expected an integer" in result.stderr
     assert "Traceback" not in result.stderr

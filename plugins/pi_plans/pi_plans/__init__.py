@@ -13,6 +13,7 @@ import click
 
 from pi_framework.api import TASK_PREFIX, PeriodicJob, Settings, hookimpl
 from pi_plans import plane, sync
+from pi_plans.settings import PlansSettings
 
 SYNC_TASK = f"{TASK_PREFIX}workspace_plan_sync"
 
@@ -28,13 +29,21 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
+def register_settings(register: Callable[[type], None]) -> None:
+    register(PlansSettings)
+
+
+@hookimpl
+def register_periodic_jobs(
+    register: Callable[[PeriodicJob], None], plugin_settings: Callable[[type[PlansSettings]], PlansSettings]
+) -> None:
+    own = plugin_settings(PlansSettings)
     register(
         PeriodicJob(
             "workspace-plan-sync",
             SYNC_TASK,
-            every=settings.CELERY_WORKSPACE_PLAN_SYNC_INTERVAL,
-            enabled=settings.CELERY_WORKSPACE_PLAN_SYNC_ENABLED,
+            every=own.CELERY_WORKSPACE_PLAN_SYNC_INTERVAL,
+            enabled=own.CELERY_WORKSPACE_PLAN_SYNC_ENABLED,
         )
     )
 
