@@ -18,7 +18,7 @@ commands) is dropped; the other plugins are unaffected.
 
 Plugin settings (``register_settings``) are collected first and each model is built from the environment right
 away: an invalid value fails that plugin alone (recorded in :attr:`Registry.failures` as ``invalid settings:`` and
-the one-line :class:`~pi_framework.settings.SettingsError`, e.g. ``CELERY_DOCS_SYNC_INTERVAL='soon' is invalid:
+the one-line :class:`~pi_framework.settings.SettingsError`, e.g. ``MY_SYNC_INTERVAL='soon' is invalid:
 expected an integer``), as a plugin that fails to import; ``pi settings`` exits 2 on it. A model whose variable is
 one of the core's, or another plugin's, is refused the same way (another plugin's: a conflict, like two tasks).
 """

@@ -143,7 +143,7 @@ _registered: set[str] = set()
 
 # ---------------------------------------------------------------------- names
 def is_secret_name(name: object, *, strict: bool = False) -> bool:
-    """Does a parameter or variable called *name* hold a secret? (``GITHUB_TOKEN``, ``sslpassword``, ``api-key``…)
+    """Does a parameter or variable called *name* hold a secret? (``API_TOKEN``, ``sslpassword``, ``api-key``…)
 
     *strict* leaves out generic names (``key``, ``auth``, ``sig``): for free text, where ``key=...`` is
     more often a cache key than a credential.

@@ -68,8 +68,6 @@ class Settings(BaseSettings):
     CELERY_VECTOR_SYNC_RETRY_DELAY: PositiveInt = Field(
         default=30, description="Seconds before the first live-sync retry (exponential backoff with jitter after)."
     )
-    CELERY_DOCS_SYNC_ENABLED: bool = Field(default=True, description="Beat entry sync-docs-periodic on/off.")
-    CELERY_DOCS_SYNC_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between documentation syncs.")
     PI_REAPER_INTERVAL: PositiveInt = Field(default=86400, description="Seconds between stuck-job reaper runs.")
     PI_REDISPATCH_INTERVAL: PositiveInt = Field(default=60, description="Seconds between passes that re-dispatch lost jobs.")
 
@@ -184,18 +182,6 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Seconds between slot lag checks (status, metric, the drop above PI_CHANGEFEED_MAX_LAG_BYTES)."
     )
 
-    # --- docs
-    PI_DOCS_REPOS: list[str] = Field(
-        default_factory=list, description="owner/repo[@branch][:path-prefix] or file:///path entries, comma separated."
-    )
-    GITHUB_TOKEN: SecretStr | None = Field(default=None, description="Sent as Authorization: Bearer; never logged.")
-    PI_GITHUB_API_URL: str = Field(default="https://api.github.com", description="GitHub API (GitHub Enterprise, tests).")
-    PI_GITHUB_RAW_URL: str = Field(default="https://raw.githubusercontent.com", description="Host of raw file contents.")
-    PI_GITHUB_TIMEOUT: float = Field(default=30.0, gt=0, description="Seconds before a GitHub request times out.")
-    PI_GITHUB_RETRIES: int = Field(default=4, ge=0, description="Retries of a GitHub request after a 5xx, timeout or rate limit.")
-    PI_GITHUB_BACKOFF: float = Field(default=2.0, ge=0, description="First retry delay in seconds (doubles each retry).")
-    PI_GITHUB_MAX_WAIT: float = Field(default=900.0, ge=0, description="Max total rate-limit wait per request, then give up.")
-
     # --- search access
     PI_ACCESS_CACHE_TTL: float = Field(
         default=5.0,
@@ -227,7 +213,7 @@ class Settings(BaseSettings):
         description="Workers send Celery task events (as celery worker -E) for celery events and Flower; chat text never in them.",
     )
 
-    @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", "PI_DOCS_REPOS", mode="before")
+    @field_validator("PI_LOAD_PLUGINS", "PI_DISABLE_PLUGINS", "PI_SINKS", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> list[str]:
         return _csv(value)

@@ -13,7 +13,7 @@ from pi_framework.settings import SettingsError, load_settings
 def test_documented_defaults(pi_settings):
     s = pi_settings
     assert (s.CELERY_VECTOR_SYNC_ENABLED, s.CELERY_VECTOR_SYNC_INTERVAL, s.CELERY_VECTOR_SYNC_MAX_RETRIES) == (True, 30, 3)
-    assert (s.CELERY_VECTOR_SYNC_RETRY_DELAY, s.CELERY_DOCS_SYNC_INTERVAL) == (30, 86400)
+    assert s.CELERY_VECTOR_SYNC_RETRY_DELAY == 30
     assert s.CELERY_DEFAULT_QUEUE == "plane_pi_queue"
     assert s.broker_is_embedded and s.broker_url.startswith("sqla+sqlite:///")
     assert s.database_url.startswith("sqlite:///") and s.sink_names == ["embedded"]

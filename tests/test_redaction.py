@@ -223,7 +223,9 @@ def test_json_lines_stay_json():
 
 def test_known_secret_values_are_scrubbed():
     settings = load_settings(
-        PI_DATABASE_URL="postgresql://pi:s3cr/et#x@db/pi", GITHUB_TOKEN="tok3n-value", PI_DOCS_REPOS="https://u:hunter22@git/x"
+        PI_DATABASE_URL="postgresql://pi:s3cr/et#x@db/pi",
+        OPENSEARCH_URL="https://admin:tok3n-value@search:9200",
+        CELERY_BROKER_URL="pyamqp://u:hunter22@git/x",
     )
     secrets = settings_secrets(settings)
     assert {"s3cr/et#x", "tok3n-value", "hunter22"} <= secrets
@@ -578,6 +580,7 @@ def restore_logging() -> Iterator[None]:
 def test_log_lines_and_tracebacks_are_redacted(pi_env, restore_logging, capsys):
     # as a worker does, with secrets in the settings
     configure_logging(pi_env(GITHUB_TOKEN="tok3n-value", PI_DATABASE_URL="postgresql://pi:hunter22@127.0.0.1:1/pi"))
+    runtime.get_registry()  # a worker loads its plugins at start: pi_docs' GITHUB_TOKEN is a secret from then on
     captured: list[str] = []
     # another sink (a plugin's, a test's) gets message and extras masked by the patcher (tracebacks: only stderr's)
     handler = logger.add(lambda message: captured.append(f"{message.record['message']} {message.record['extra']}"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from pi_framework import hookimpl
+from pi_framework import hookimpl, runtime
 from pi_framework.metrics import (
     DEFAULT_EXPORTER_PORT,
     FRESHNESS_BUCKETS,
@@ -91,13 +91,22 @@ def read_state(settings: Settings, database: Any = None) -> dict[str, Any]:
     }
 
 
-#: settings exported as ``pi_settings_seconds{setting}`` so alert rules follow the deployment's configuration
+#: the core's settings exported as ``pi_settings_seconds{setting}`` so alert rules follow the deployment's configuration;
+#: every plugin's numeric ``*_INTERVAL`` setting is exported too (:func:`_plugin_intervals`)
 _SETTINGS_SECONDS = (
     "CELERY_VECTOR_SYNC_INTERVAL",
-    "CELERY_DOCS_SYNC_INTERVAL",
     "PI_HEARTBEAT_TIMEOUT_SECONDS",
     "PI_PENDING_ALERT_SECONDS",
 )
+
+
+def _plugin_intervals() -> Iterator[tuple[str, float]]:
+    """``(name, seconds)`` of every loaded plugin's numeric setting named ``*_INTERVAL`` (a beat entry's period)."""
+    for model in runtime.get_registry().settings_models.values():
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if name.endswith("_INTERVAL") and isinstance(value, int | float) and not isinstance(value, bool):
+                yield name, float(value)
 
 
 class StateCollector:
@@ -153,6 +162,8 @@ class StateCollector:
         )
         for name in _SETTINGS_SECONDS:
             settings.add_metric([name], float(getattr(self.settings, name)))
+        for name, seconds in _plugin_intervals():
+            settings.add_metric([name], seconds)
         yield settings
         from pi_framework.changefeed.requests import metric_families
 

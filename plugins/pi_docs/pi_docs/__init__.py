@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pi_docs.settings import DocsSettings
 from pi_framework.api import HealthCheck, PeriodicJob, hookimpl
 
 if TYPE_CHECKING:
     import click
-
-    from pi_framework.api import Settings
 
 TASK_NAME = "pi.celery_app.sync_docs_periodic_task"
 JOB_NAME = "sync-docs-periodic"
@@ -28,12 +27,16 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def register_periodic_jobs(register: Callable[[PeriodicJob], None], settings: Settings) -> None:
-    register(
-        PeriodicJob(
-            name=JOB_NAME, task=TASK_NAME, every=settings.CELERY_DOCS_SYNC_INTERVAL, enabled=settings.CELERY_DOCS_SYNC_ENABLED
-        )
-    )
+def register_settings(register: Callable[[type], None]) -> None:
+    register(DocsSettings)
+
+
+@hookimpl
+def register_periodic_jobs(
+    register: Callable[[PeriodicJob], None], plugin_settings: Callable[[type[DocsSettings]], DocsSettings]
+) -> None:
+    own = plugin_settings(DocsSettings)
+    register(PeriodicJob(name=JOB_NAME, task=TASK_NAME, every=own.CELERY_DOCS_SYNC_INTERVAL, enabled=own.CELERY_DOCS_SYNC_ENABLED))
 
 
 @hookimpl

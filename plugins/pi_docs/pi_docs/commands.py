@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_specs
+from pi_docs.settings import docs_settings
 from pi_docs.sync import DocsSync
 from pi_docs.tasks import summarise
 from pi_framework.api import get_registry
@@ -26,8 +27,8 @@ from pi_framework.api import get_registry
 @click.option("--prune", is_flag=True, help="Also delete indexed docs of repositories or prefixes no longer in PI_DOCS_REPOS.")
 def feed_docs(repos: tuple[str, ...], full: bool, prune: bool) -> None:
     """Feed documentation from PI_DOCS_REPOS into the index (only what changed since the last run, unless --full)."""
-    settings = get_registry().settings
-    targets = list(repos) or settings.PI_DOCS_REPOS
+    settings, docs = get_registry().settings, docs_settings()
+    targets = list(repos) or docs.PI_DOCS_REPOS
     if not targets:
         raise click.UsageError("no repository: set PI_DOCS_REPOS or pass --repo")
     if prune and repos:
@@ -50,7 +51,7 @@ def feed_docs(repos: tuple[str, ...], full: bool, prune: bool) -> None:
             bar.__exit__(None, None, None)
     if prune:
         try:
-            configured = parse_repo_specs(settings.PI_DOCS_REPOS)
+            configured = parse_repo_specs(docs.PI_DOCS_REPOS)
         except RepoSpecError as exc:  # pruning against a mistyped list would delete that entry's docs
             raise click.ClickException(f"not pruning: {exc}") from None
         click.echo(f"pruned: {sync.prune(configured)} document(s) of repositories no longer configured")

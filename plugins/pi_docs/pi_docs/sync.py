@@ -26,6 +26,7 @@ from loguru import logger
 from pi_docs.backends import Backend, GitHubBackend, Head, LocalGitBackend, html_url_for
 from pi_docs.github import GitHubClient, GitHubError, NotFound
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_spec
+from pi_docs.settings import DocsSettings, docs_settings
 from pi_docs.text import NotText, parse_document
 from pi_framework.api import Database, Document, Indexer, Settings, SyncState, get_database, metrics
 
@@ -73,11 +74,13 @@ class DocsSync:
         database: Database | None = None,
         client: GitHubClient | None = None,
         progress: Progress | None = None,
+        docs: DocsSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.docs = docs or docs_settings()
         self.database = database or get_database(settings)
         self._indexer = indexer
-        self.client = client or make_client(settings)
+        self.client = client or make_client(self.docs)
         self.progress = progress
 
     @property
@@ -91,7 +94,7 @@ class DocsSync:
     def run(self, repos: Iterable[RepoSpec | str] | None = None, full: bool = False) -> list[RepoResult]:
         started, calls = time.monotonic(), self.client.calls
         results = []
-        for entry in repos if repos is not None else self.settings.PI_DOCS_REPOS:
+        for entry in repos if repos is not None else self.docs.PI_DOCS_REPOS:
             try:
                 spec = parse_repo_spec(entry) if isinstance(entry, str) else entry
             except RepoSpecError as exc:
@@ -139,7 +142,7 @@ class DocsSync:
     def backend(self, spec: RepoSpec) -> Backend:
         if spec.is_local:
             return LocalGitBackend(spec)
-        return GitHubBackend(spec, self.client, html_url_for(self.settings.PI_GITHUB_API_URL))
+        return GitHubBackend(spec, self.client, html_url_for(self.docs.PI_GITHUB_API_URL))
 
     # ------------------------------------------------------------------ one repository
     def _sync(self, spec: RepoSpec, backend: Backend, full: bool, result: RepoResult) -> None:
@@ -300,7 +303,7 @@ def _refused(document_id: str, failed: dict[str, str]) -> bool:
     return any(document_id.startswith(key) for key in failed)
 
 
-def make_client(settings: Settings) -> GitHubClient:
+def make_client(settings: DocsSettings) -> GitHubClient:
     token = settings.GITHUB_TOKEN.get_secret_value() if settings.GITHUB_TOKEN else None
     return GitHubClient(
         settings.PI_GITHUB_API_URL,

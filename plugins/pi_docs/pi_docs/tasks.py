@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pi_docs.repos import RepoSpecError, parse_repo_spec
+from pi_docs.settings import docs_settings
 from pi_docs.sync import SOURCE, DocsSync, RepoResult
 from pi_framework.api import SyncState, get_database, get_registry
 
@@ -34,7 +35,7 @@ def docs_health() -> dict[str, Any]:
     settings = get_registry().settings
     repos: dict[str, Any] = {}
     with get_database(settings).session() as session:
-        for entry in settings.PI_DOCS_REPOS:
+        for entry in docs_settings().PI_DOCS_REPOS:
             try:
                 scope = parse_repo_spec(entry).scope
             except RepoSpecError as exc:
