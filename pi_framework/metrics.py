@@ -16,7 +16,8 @@ those of processes that died without stopping (``kill -9``). Counters of dead pr
 for the machine), so a restart never makes a counter go back.
 
 **Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, sources that raised,
-tasks, breaker, GitHub, chats). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
+tasks, breaker; plugins declare metrics of their own with :func:`counter`, :func:`gauge` and :func:`histogram`: pi_docs
+its syncs and GitHub answers, pi_chats its messages). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
 database by the exporter at scrape time (``metrics_exporter.StateCollector``, a handful of queries), never on a hot
 path.
 
@@ -127,22 +128,6 @@ class _Metrics:
         self.task_last_success = gauge(
             "pi_task_last_success_timestamp_seconds", "When each task last succeeded (Unix time).", "max", ["task"]
         )
-        # docs
-        self.docs_syncs = counter("pi_docs_syncs_total", "Docs syncs per repository, by result.", ["repo", "status"])
-        self.docs_success = gauge(
-            "pi_docs_last_success_timestamp_seconds", "When each repository last synced without failure.", "max", ["repo"]
-        )
-        self.docs_failure = gauge(
-            "pi_docs_last_failure_timestamp_seconds", "When each repository's sync last failed.", "max", ["repo"]
-        )
-        self.github_requests = counter("pi_github_requests_total", "GitHub requests answered, by HTTP status.", ["code"])
-        self.github_remaining = gauge(
-            "pi_github_rate_limit_remaining", "Requests left in GitHub's rate-limit window (last answer).", "mostrecent"
-        )
-        # chats
-        self.chat_messages = counter(
-            "pi_chat_messages_total", "Chat messages received by index_chat_message, by outcome.", ["outcome"]
-        )
 
 
 _metrics: _Metrics | None = None
@@ -156,6 +141,73 @@ def warn_once(key: str, message: str, *args: Any) -> None:
     if key not in _warned:
         _warned.add(key)
         logger.warning(message, *args)
+
+
+# ---------------------------------------------------------------------- metrics a plugin declares
+class Metric:
+    """A metric a plugin declares with :func:`counter`, :func:`gauge` or :func:`histogram` (at import, like
+    prometheus_client's own): a no-op until the process records (:func:`setup`), then created in that process on first
+    use. ``inc``/``set``/``observe`` take the label values as keywords."""
+
+    def __init__(self, kind: str, name: str, doc: str, labels: Iterable[str], **options: Any) -> None:
+        self.kind, self.name, self.doc, self.labels, self.options = kind, name, doc, tuple(labels), options
+        self._made: tuple[_Metrics, Any] | None = None
+
+    def _object(self) -> Any:
+        m = _metrics
+        if m is None:
+            return None
+        if self._made is None or self._made[0] is not m:  # recording (re)started: new objects, as _Metrics makes
+            import prometheus_client
+
+            make = {"counter": prometheus_client.Counter, "gauge": prometheus_client.Gauge, "histogram": prometheus_client.Histogram}
+            self._made = (m, make[self.kind](self.name, self.doc, list(self.labels), registry=None, **self.options))
+        return self._made[1]
+
+    def _child(self, labels: dict[str, str]) -> Any:
+        made = self._object()
+        if made is None:
+            return None
+        return made.labels(**labels) if labels else made
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if (child := self._child(labels)) is not None and amount:
+            child.inc(amount)
+
+    def set(self, value: float, **labels: str) -> None:
+        if (child := self._child(labels)) is not None:
+            child.set(value)
+
+    def observe(self, value: float, **labels: str) -> None:
+        if (child := self._child(labels)) is not None:
+            child.observe(value)
+
+
+#: every metric plugins declared, by name (a name declared twice with another definition is refused)
+declared: dict[str, Metric] = {}
+
+
+def _declare(metric: Metric) -> Metric:
+    existing = declared.get(metric.name)
+    if existing is not None and (existing.kind, existing.labels, existing.options) != (metric.kind, metric.labels, metric.options):
+        raise ValueError(f"metric {metric.name} is declared twice with different definitions")
+    declared[metric.name] = metric
+    return metric
+
+
+def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Metric:
+    """Declare a counter of a plugin's own (``pi_<plugin>_…_total``)."""
+    return _declare(Metric("counter", name, doc, labels))
+
+
+def gauge(name: str, doc: str, labels: Iterable[str] = (), mode: str = "mostrecent") -> Metric:
+    """Declare a gauge; *mode* is prometheus_client's multiprocess mode (``mostrecent``, ``max``, ``livesum``, …)."""
+    return _declare(Metric("gauge", name, doc, labels, multiprocess_mode=mode))
+
+
+def histogram(name: str, doc: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> Metric:
+    """Declare a histogram with *buckets*."""
+    return _declare(Metric("histogram", name, doc, labels, buckets=tuple(buckets)))
 
 
 # ---------------------------------------------------------------------- switching on
@@ -416,38 +468,6 @@ def caught_up(marker: dict[str, Any]) -> None:
 def _timestamp(iso: str) -> float:
     moment = datetime.fromisoformat(iso)
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-# ---------------------------------------------------------------------- docs and GitHub
-def docs_synced(repo: str, status: str) -> None:
-    """One repository's sync ended with *status* (``synced``, ``unchanged`` or ``failed``)."""
-    m = _metrics
-    if m is None:
-        return
-    m.docs_syncs.labels(repo, status).inc()
-    (m.docs_failure if status == "failed" else m.docs_success).labels(repo).set(time.time())
-
-
-def github_response(status: int, remaining: str | None) -> None:
-    """GitHub answered *status*; *remaining* is its ``x-ratelimit-remaining`` header."""
-    m = _metrics
-    if m is None:
-        return
-    code = str(status) if status in (200, 304, 403, 404, 429) else f"{status // 100}xx"
-    m.github_requests.labels(code).inc()
-    if remaining is not None:
-        try:
-            m.github_remaining.set(float(remaining))
-        except ValueError:
-            pass
-
-
-# ---------------------------------------------------------------------- chats
-def chat_messages(outcome: str, count: int = 1) -> None:
-    """*count* chat messages ended as *outcome* (``indexed``, ``rejected``, ``dropped``, ``parked``, ``unparked``)."""
-    m = _metrics
-    if m is not None and count:
-        m.chat_messages.labels(outcome).inc(count)
 
 
 # ---------------------------------------------------------------------- tasks (Celery signals, connected by setup)

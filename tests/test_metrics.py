@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from pi_chats import metrics as chat_metrics
+from pi_docs import metrics as docs_metrics
 from sqlalchemy.exc import OperationalError
 
 from pi_framework import metrics
@@ -137,7 +139,8 @@ def test_a_process_that_never_exports_records_nothing_and_never_imports_promethe
         "import pi_framework.search, pi_framework.db, pi_framework.sync.trigger\n"
         "from pi_framework.settings import get_settings\n"
         "assert not metrics.setup(get_settings())\n"
-        "metrics.indexed(IndexStats(documents_indexed=1)); metrics.breaker_state('open'); metrics.chat_messages('indexed')\n"
+        "from pi_chats.metrics import chat_messages\n"  # a plugin's declared metric: a no-op too
+        "metrics.indexed(IndexStats(documents_indexed=1)); metrics.breaker_state('open'); chat_messages('indexed')\n"
         "assert metrics.sink_call('s', 'write', len, [1, 2]) == 2 and metrics.embedded(len, ['a']) == 1\n"
         "print(metrics.enabled(), 'prometheus_client' in sys.modules)\n"
     )
@@ -154,7 +157,8 @@ def test_without_the_metrics_extra_everything_is_a_noop_and_the_exporters_say_wh
         "from pi_framework import metrics\n"
         "from pi_framework.settings import get_settings\n"
         "print(metrics.setup(get_settings()), metrics.available())\n"
-        "metrics.breaker_state('open'); metrics.chat_messages('parked')\n"
+        "from pi_chats.metrics import chat_messages\n"
+        "metrics.breaker_state('open'); chat_messages('parked')\n"
     )
     result = run_python(code, {"PI_METRICS_PORT": "19999"}, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -340,7 +344,8 @@ def test_live_gauges_of_a_process_killed_without_stopping_are_swept_and_its_coun
         "assert metrics.setup(get_settings())\n"
         "metrics.breaker_state('open')\n"
         "metrics._metrics.pool_checked_out.inc(3)\n"
-        "metrics.chat_messages('indexed', 5)\n"
+        "from pi_chats.metrics import chat_messages\n"
+        "chat_messages('indexed', 5)\n"
         "print(os.getpid(), flush=True)\n"
         "os._exit(0)  # as SIGKILL: no worker_stop\n"
     )
@@ -388,7 +393,7 @@ def test_the_recorder_is_a_leaf_importing_nothing_of_the_framework_but_the_hook_
 def test_pi_metrics_once_prints_what_the_workers_recorded_and_the_database_state(recording):
     from pi_framework.cli import build_cli
 
-    metrics.chat_messages("rejected", 2)
+    chat_metrics.chat_messages("rejected", 2)
     result = CliRunner().invoke(build_cli(), ["metrics", "--once"])
     assert result.exit_code == 0, result.output
     samples = parse(result.output)
@@ -441,10 +446,10 @@ def every_metric_exposed(settings: Settings, tmp_path: Path) -> set[str]:
     metrics.jobs_redispatched({"requeued": 1, "resent": 1, "retried": 1, "dispatched": 1})
     metrics.jobs_reaped(1)
     metrics.caught_up({"since": utcnow().isoformat(), "pending": 1})
-    metrics.docs_synced("owner/repo", "synced")
-    metrics.docs_synced("owner/repo", "failed")
-    metrics.github_response(200, "4999")
-    metrics.chat_messages("indexed")
+    docs_metrics.docs_synced("owner/repo", "synced")  # plugins' declared metrics
+    docs_metrics.docs_synced("owner/repo", "failed")
+    docs_metrics.github_response(200, "4999")
+    chat_metrics.chat_messages("indexed")
     metrics._task_prerun(task_id="t1")  # noqa: SLF001 - the Celery signal receivers
     metrics._task_postrun(task_id="t1", task=type("T", (), {"name": "pi.celery_app.trigger_live_sync"})(), state="SUCCESS")  # noqa: SLF001
     database = Database(settings)

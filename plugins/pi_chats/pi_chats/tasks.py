@@ -10,10 +10,11 @@ from loguru import logger
 from sqlalchemy.exc import OperationalError
 
 from pi_chats import backlog
+from pi_chats import metrics as chat_metrics
 from pi_chats.indexing import ChatIndex
 from pi_chats.payloads import ChatDeletion, ChatMessage, parse_task_payload
 from pi_chats.settings import chats_settings
-from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, metrics, redact_task_arguments
+from pi_framework.api import TASK_PREFIX, DatabaseUnavailable, SinkError, redact_task_arguments
 
 INDEX_TASK = f"{TASK_PREFIX}index_chat_message"
 DELETE_TASK = f"{TASK_PREFIX}delete_chat"
@@ -51,7 +52,7 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """``index_chat_message(workspace_id, chat_id, message_id, user_id, role, text, created_at, title=None)``."""
     message = parse_task_payload(ChatMessage, INDEX_TASK, args, kwargs)
     if message is None:
-        metrics.chat_messages("rejected")
+        chat_metrics.chat_messages("rejected")
         return {"rejected": 1}
     index = ChatIndex()
     try:
@@ -64,9 +65,9 @@ def index_chat_message(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         )
         if not _retry(task, exc):
             _park(index, message, exc)
-            metrics.chat_messages("parked")
+            chat_metrics.chat_messages("parked")
             return {"parked": 1}
-    metrics.chat_messages("rejected" if stats.rejected else "dropped" if stats.dropped_deleted else "indexed")
+    chat_metrics.chat_messages("rejected" if stats.rejected else "dropped" if stats.dropped_deleted else "indexed")
     return stats.as_dict()
 
 
@@ -100,5 +101,5 @@ def delete_chat(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
 def retry_chats() -> dict[str, int]:
     """Periodic: index parked messages again and finish deletions the sinks refused earlier."""
     counts = ChatIndex().retry_pending()
-    metrics.chat_messages("unparked", counts.get("parked_indexed", 0))
+    chat_metrics.chat_messages("unparked", counts.get("parked_indexed", 0))
     return counts

@@ -25,8 +25,8 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
+from pi_docs import metrics as docs_metrics
 from pi_docs.text import NotText
-from pi_framework.api import metrics
 
 SHA_MEDIA_TYPE = "application/vnd.github.sha"
 #: waited before retrying a secondary limit that gave no ``retry-after`` (GitHub asks for at least a minute)
@@ -140,7 +140,7 @@ class GitHubClient:
                 self._retry_or_raise(attempt, what, f"ConnectionError ({type(exc).__name__}): {exc}")
                 continue
             status = reply.status_code
-            metrics.github_response(status, reply.headers.get("x-ratelimit-remaining"))
+            docs_metrics.github_response(status, reply.headers.get("x-ratelimit-remaining"))
             if status in (200, 304):
                 body = None if status == 304 else (content if raw else json.loads(content))
                 return Response(status, reply.headers, body)

@@ -23,12 +23,13 @@ from typing import Any
 
 from loguru import logger
 
+from pi_docs import metrics as docs_metrics
 from pi_docs.backends import Backend, GitHubBackend, Head, LocalGitBackend, html_url_for
 from pi_docs.github import GitHubClient, GitHubError, NotFound
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_spec
 from pi_docs.settings import DocsSettings, docs_settings
 from pi_docs.text import NotText, parse_document
-from pi_framework.api import Database, Document, Indexer, Settings, SyncState, get_database, metrics
+from pi_framework.api import Database, Document, Indexer, Settings, SyncState, get_database
 
 SOURCE = "docs"
 Progress = Callable[[RepoSpec, int, int], None]
@@ -127,7 +128,7 @@ class DocsSync:
         finally:
             result.api_calls = backend.calls - calls
             result.seconds = round(time.monotonic() - started, 3)
-        metrics.docs_synced(str(spec), result.status)
+        docs_metrics.docs_synced(str(spec), result.status)
         if result.status == "failed":
             logger.error("docs {}: sync failed after {} API calls: {}", spec, result.api_calls, result.error)
             self._record_failure(spec, result.error or "")
