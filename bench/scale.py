@@ -268,18 +268,18 @@ def bench_noop(sizes: Sizes) -> None:
 
 def breakdown(size: int) -> None:
     """Where a quiet tick's time goes: the same reads the trigger does, timed one by one."""
-    from pi_framework.sync import jobs, leases, sources, state, trigger
+    from pi_framework.sync import current_jobs, current_leases, sources, state, trigger
     from pi_framework.sync.state import reconcile_due
 
     settings = runtime.get_registry().settings
     stamps = state.all_of(state.RECONCILE)
-    live = jobs().live_sync_workspaces()
+    live = current_jobs().live_sync_workspaces()
     parts = {
         "reconcile stamps (all_of)": lambda: state.all_of(state.RECONCILE),
-        "live-synced workspaces": lambda: jobs().live_sync_workspaces(),
+        "live-synced workspaces": lambda: current_jobs().live_sync_workspaces(),
         "reconcile_due per workspace": lambda: [reconcile_due(ws, settings.PI_RECONCILE_INTERVAL, stamps) for ws in live],
         "global change scan (both sources)": lambda: trigger.changed_workspaces(sources()),
-        "pending markers + leases": lambda: (state.all_of(state.PENDING), leases().held()),
+        "pending markers + leases": lambda: (state.all_of(state.PENDING), current_leases().held()),
     }
     due = text(
         "WITH latest AS (SELECT workspace_id, max(id) AS id FROM workspace_vectorizations GROUP BY workspace_id) "

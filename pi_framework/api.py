@@ -131,7 +131,7 @@ if TYPE_CHECKING:
     from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
     from pi_framework.runtime import get_embedder, get_registry, get_sinks, plugin_settings
     from pi_framework.search import search
-    from pi_framework.sync import jobs
+    from pi_framework.sync import current_jobs as jobs
     from pi_framework.sync.downgrade import forget_workspace
     from pi_framework.sync.isolation import source_errors
     from pi_framework.sync.jobs import Jobs
@@ -169,7 +169,7 @@ _LAZY = {
     "vectorize": "pi_framework.sync.vectorize:vectorize",
     "live_sync": "pi_framework.sync.live:live_sync",
     # vectorization jobs and workspaces
-    "jobs": "pi_framework.sync:jobs",
+    "jobs": "pi_framework.sync:current_jobs",
     "Jobs": "pi_framework.sync.jobs:Jobs",
     "forget_workspace": "pi_framework.sync.downgrade:forget_workspace",
     "stuck_workspaces": "pi_framework.sync.trigger:stuck_workspaces",

@@ -17,7 +17,7 @@ from pi_framework.pipeline.indexer import SinkOutage
 from pi_framework.pipeline.ledger import Ledger
 from pi_framework.plane import schema
 from pi_framework.search import search
-from pi_framework.sync import jobs, leases, sources, state
+from pi_framework.sync import current_jobs, current_leases, sources, state
 from pi_framework.sync.compare import missing_or_stale_count, pending_changes
 from pi_framework.sync.downgrade import forget_workspace
 from pi_framework.sync.leases import LeaseLost, Leases, queued_marker, workspace_lease
@@ -95,7 +95,7 @@ def test_a_crash_between_sink_write_and_ledger_commit_leaves_no_orphan(world, mo
         patch.setattr(Ledger, "apply", die)
         with pytest.raises(Killed):
             live_sync(ws)
-    leases().clear(workspace_lease(ws))  # the killed worker's lease (it would expire by itself)
+    current_leases().clear(workspace_lease(ws))  # the killed worker's lease (it would expire by itself)
     page_chunks = {chunk for chunk in sink_chunk_ids(ws) if chunk.startswith(f"pages:{page['id']}#")}
     assert len(page_chunks) >= 3
 
@@ -116,7 +116,7 @@ def test_a_sink_outage_aborts_live_sync_and_keeps_the_cursor(world, monkeypatch)
         live_sync(ws)
     assert state.load("issues", ws) == cursor, "the cursor stays where it was"
     assert state.load(state.RETRIES, ws) is None, "an outage is not a document failure"
-    assert not leases().held([workspace_lease(ws)]), "the lease is released"
+    assert not current_leases().held([workspace_lease(ws)]), "the lease is released"
     result = live_sync(ws)
     assert result["documents_indexed"] == 1 and not result["failed"]
     assert search("Renamed outage", ws, mode="text", all_projects=True)
@@ -129,7 +129,7 @@ def test_a_sink_outage_during_vectorization_requeues_the_job_instead_of_success(
         plane_db.issue(project, f"Item {n}")
     with FailingWrites(monkeypatch), pytest.raises(SinkOutage):
         vectorize(workspace["id"])
-    job = jobs().latest(workspace["id"])
+    job = current_jobs().latest(workspace["id"])
     assert job.status == JobStatus.QUEUED and "SinkOutage" in job.error and not job.live_sync_enabled
     assert not ledger_ids(workspace["id"])
     assert vectorize(workspace["id"], task_id="after-the-outage")["status"] == JobStatus.SUCCESS
@@ -279,13 +279,13 @@ def test_a_live_sync_that_lost_its_lease_stops_without_moving_the_cursor(world, 
 def test_vectorization_and_live_sync_never_write_a_workspace_at_once(world, pi_env) -> None:
     ws = world["ws"]
     pi_env(PI_EMBEDDER="hashing", PI_LEASE_SECONDS=1)
-    assert leases().acquire(workspace_lease(ws), "vectorize:running-task")
+    assert current_leases().acquire(workspace_lease(ws), "vectorize:running-task")
     assert live_sync(ws)["status"] == "skipped"
-    leases().release(workspace_lease(ws), "vectorize:running-task")
-    assert leases().acquire(workspace_lease(ws), "live:running-task", seconds=600)  # a live sync that keeps renewing
-    jobs().request(ws, dispatch=False)
+    current_leases().release(workspace_lease(ws), "vectorize:running-task")
+    assert current_leases().acquire(workspace_lease(ws), "live:running-task", seconds=600)  # a live sync that keeps renewing
+    current_jobs().request(ws, dispatch=False)
     result = vectorize(ws, task_id="vectorizer")
-    assert result["status"] == "deferred" and jobs().latest(ws).status == JobStatus.QUEUED
+    assert result["status"] == "deferred" and current_jobs().latest(ws).status == JobStatus.QUEUED
 
 
 def test_a_killed_live_sync_frees_the_workspace_within_one_lease(world, pi_env) -> None:
@@ -312,7 +312,7 @@ def test_a_missing_cursor_is_repaired_by_a_job_not_an_implicit_full_pass(world) 
     state.remove("issues", ws)
     result = live_sync(ws)
     assert result["status"] == "refeed"
-    job = jobs().active(ws)
+    job = current_jobs().active(ws)
     assert job is not None and job.status == JobStatus.QUEUED
     assert trigger()["dispatched"] == 0, "the job owns the workspace now"
     assert vectorize(ws, task_id="repair", job_id=job.id)["status"] == JobStatus.SUCCESS
@@ -325,9 +325,9 @@ def test_trigger_never_queues_a_second_live_sync_before_the_first_starts(world) 
     assert trigger()["dispatched"] == 1
     plane.update(schema.issues, world["issues"][1]["id"], name="second edit")
     assert trigger() == {**trigger_counts(), "queued": 1}
-    assert leases().held([queued_marker(ws)])
+    assert current_leases().held([queued_marker(ws)])
     live_sync(ws)  # the queued task starts: its marker goes
-    assert not leases().held([queued_marker(ws)])
+    assert not current_leases().held([queued_marker(ws)])
 
 
 def trigger_counts() -> dict[str, int]:
@@ -338,7 +338,7 @@ def trigger_counts() -> dict[str, int]:
 def test_a_failed_job_is_retried_with_backoff_keeping_its_reason(world, pi_env) -> None:
     ws = world["ws"]
     pi_env(PI_EMBEDDER="hashing", PI_JOB_RETRY_DELAY=60)
-    registry = jobs()
+    registry = current_jobs()
     job_id = registry.request(ws, dispatch=False)
     assert registry.claim(ws, "doomed", job_id).claimed
     registry.finish(job_id, "doomed", JobStatus.FAILED, "OperationalError: database is locked")
@@ -358,7 +358,7 @@ def test_a_failed_job_is_retried_with_backoff_keeping_its_reason(world, pi_env) 
 
 def test_cancelled_jobs_are_never_retried(world) -> None:
     ws = world["ws"]
-    registry = jobs()
+    registry = current_jobs()
     registry.request(ws, dispatch=False)
     assert registry.cancel(ws, "cancelled: plan FREE") == 1
     with get_database().session() as session:
@@ -395,7 +395,7 @@ def test_the_soft_time_limit_checkpoints_and_the_job_continues(plane_db, hashing
     monkeypatch.setattr(type(issues), "changes", slow)
     result = vectorize(workspace["id"])
     assert result["status"] == "checkpointed"
-    job = jobs().latest(workspace["id"])
+    job = current_jobs().latest(workspace["id"])
     assert job.status == JobStatus.QUEUED and job.alive_at is not None, "sent again at once"
     monkeypatch.undo()
     final = vectorize(workspace["id"], task_id="continuation", job_id=job.id)

@@ -28,7 +28,7 @@ from pi_framework import runtime
 from pi_framework.db import reset_database
 from pi_framework.db.models import IndexedDocument, JobStatus, utcnow
 from pi_framework.plane.sample import create_sqlite_plane
-from pi_framework.sync import jobs, state
+from pi_framework.sync import current_jobs, state
 from pi_framework.sync.downgrade import forget_workspace
 from pi_framework.sync.jobs import Job, JobLost, Jobs
 from pi_framework.sync.trigger import trigger
@@ -60,7 +60,7 @@ def sent(monkeypatch, pi_db) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def registry(sent) -> Jobs:
-    return jobs()
+    return current_jobs()
 
 
 @pytest.fixture(params=["before", "during"])
@@ -230,7 +230,7 @@ def ledger_rows(registry: Jobs, workspace_id: str) -> int:
 def test_a_downgrade_after_the_last_heartbeat_is_not_undone_by_finish(plane_workspace, sent, monkeypatch) -> None:
     from pi_framework.sync.vectorize import vectorize
 
-    ws, registry = plane_workspace, jobs()
+    ws, registry = plane_workspace, current_jobs()
     job_id = registry.request(ws)
     reconciled = state.reconciled
 
@@ -252,7 +252,7 @@ def test_a_downgrade_after_the_last_heartbeat_is_not_undone_by_finish(plane_work
 def test_a_downgrade_during_a_sink_outage_is_not_undone_by_requeue(plane_workspace, sent, monkeypatch) -> None:
     from pi_framework.sync.vectorize import vectorize
 
-    ws, registry = plane_workspace, jobs()
+    ws, registry = plane_workspace, current_jobs()
     job_id = registry.request(ws)
     (sink,) = runtime.get_sinks()
 

@@ -33,7 +33,7 @@ from pi_framework.db.models import IndexedDocument, JobStatus, utcnow
 from pi_framework.default_plugins import metrics_exporter
 from pi_framework.plane import schema
 from pi_framework.search import search
-from pi_framework.sync import leases, state
+from pi_framework.sync import current_leases, state
 from pi_framework.sync.leases import queued_marker
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import GLOBAL_SCAN, trigger
@@ -154,7 +154,7 @@ def build(plane_db, flaky: Flaky | None = None) -> dict[str, Any]:
     assert vectorize(ws)["status"] == JobStatus.SUCCESS
     live_sync(ws)  # consume the overlap window of the full pass
     trigger()  # the global watermarks exist from here on
-    leases().clear(queued_marker(ws))
+    current_leases().clear(queued_marker(ws))
     live_sync(ws)
     assert state.marker(ws) is None, "settled"
     return {"plane": plane_db, "ws": ws, "project": project, "issues": issues, "page": page}

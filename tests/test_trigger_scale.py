@@ -14,7 +14,7 @@ from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus, SyncState, utcnow
 from pi_framework.plane import schema
 from pi_framework.search import search
-from pi_framework.sync import jobs, leases, state
+from pi_framework.sync import current_jobs, current_leases, state
 from pi_framework.sync.leases import workspace_lease
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import TICK_LEASE, trigger
@@ -73,17 +73,17 @@ def test_a_change_seen_while_its_workspace_is_busy_is_measured_again_next_tick(p
         issue_id = connection.execute(
             schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
         ).scalar_one()
-    assert leases().acquire(workspace_lease(workspace_id), "live:long-running")
+    assert current_leases().acquire(workspace_lease(workspace_id), "live:long-running")
     plane_db.update(schema.issues, issue_id, name="Edited during a long sync")
     assert trigger()["busy"] == 1
-    leases().release(workspace_lease(workspace_id), "live:long-running")
+    current_leases().release(workspace_lease(workspace_id), "live:long-running")
     assert trigger()["dispatched"] == 1, "the global scan saw it once; the marker keeps it a candidate"
 
 
 def test_changes_made_while_a_vectorization_runs_are_synced_after_it(plane_db, hashing) -> None:
     (workspace_id,) = vectorized_workspaces(plane_db, 1)
     settle()
-    job_id = jobs().request(workspace_id, dispatch=False)
+    job_id = current_jobs().request(workspace_id, dispatch=False)
     with plane_db.engine.begin() as connection:
         issue_id = connection.execute(
             schema.issues.select().where(schema.issues.c.workspace_id == workspace_id).with_only_columns(schema.issues.c.id)
@@ -117,9 +117,9 @@ def test_a_tick_that_dies_after_its_scan_loses_no_change(plane_db, hashing, monk
 
 def test_ticks_never_overlap(plane_db, hashing) -> None:
     vectorized_workspaces(plane_db, 1)
-    assert leases().acquire(TICK_LEASE, "a-tick-still-running")
+    assert current_leases().acquire(TICK_LEASE, "a-tick-still-running")
     assert trigger()["skipped"] == 1
-    leases().release(TICK_LEASE, "a-tick-still-running")
+    current_leases().release(TICK_LEASE, "a-tick-still-running")
     assert "skipped" not in trigger()
 
 

@@ -47,7 +47,7 @@ from pi_framework.changefeed.pgoutput import Begin, Change, Commit, Decoder, Rel
 from pi_framework.db import get_database
 from pi_framework.db.models import IndexedDocument, JobStatus, WorkspaceVectorization
 from pi_framework.settings import Settings
-from pi_framework.sync import compare_requests, jobs, leases
+from pi_framework.sync import compare_requests, current_jobs, current_leases
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
 from pi_framework.sync.leases import queued_marker, workspace_lease
 
@@ -325,7 +325,7 @@ def check_lag(settings: Settings) -> SlotInfo | None:
 # ---------------------------------------------------------------------- workspaces
 def kept_workspaces(among: Iterable[str] | None = None) -> set[str]:
     """Workspaces the index keeps (live-synced, or with a vectorization queued or running), all or among *among*."""
-    registry = jobs()
+    registry = current_jobs()
     ids = None if among is None else sorted(set(among))
     kept = set(registry.live_sync_workspaces(ids))
     with get_database().session() as session:
@@ -373,9 +373,9 @@ class Dispatcher:
         if not self.waiting or time.monotonic() - self.checked < every:
             return 0
         self.checked = time.monotonic()
-        lease = leases()
+        lease = current_leases()
         settings = runtime.get_registry().settings
-        live = set(jobs().live_sync_workspaces(self.waiting))
+        live = set(current_jobs().live_sync_workspaces(self.waiting))
         self.waiting &= live  # a workspace being vectorized: the job, then the tick, take it
         held = lease.held([name for ws in self.waiting for name in (workspace_lease(ws), queued_marker(ws))])
         sent = 0
@@ -697,7 +697,7 @@ class Runner:
     def renew(self) -> bool:
         try:
             self.lag_check()
-            leases().renew(lease_name(self.settings), self.holder)
+            current_leases().renew(lease_name(self.settings), self.holder)
             return True
         except Exception as exc:  # noqa: BLE001 - lost lease, or the PI database is down: stop streaming
             logger.warning("change feed: stops streaming: {}: {}", type(exc).__name__, exc)
@@ -715,7 +715,7 @@ class Runner:
                     self.say(reason)
                     if reason is None:
                         self.lag_check()
-                        if leases().acquire(name, self.holder):
+                        if current_leases().acquire(name, self.holder):
                             self.stream(renew_every)
                             failures = 0
                     else:
@@ -729,11 +729,11 @@ class Runner:
                 self.stop.wait(wait)
         finally:
             try:
-                if name in leases().held([name]) and leases().held([name])[name] == self.holder:
+                if name in current_leases().held([name]) and current_leases().held([name])[name] == self.holder:
                     requests.save_status(
                         self.settings.PI_CHANGEFEED_SLOT, mode="polling", reason="the consumer stopped; another worker takes over"
                     )
-                leases().release(name, self.holder)
+                current_leases().release(name, self.holder)
             except Exception:  # noqa: BLE001 - the PI database may be down: the lease expires by itself
                 pass
 

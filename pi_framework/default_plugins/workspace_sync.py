@@ -22,7 +22,7 @@ from pi_framework import hookimpl, runtime
 from pi_framework.changefeed.plugin import changefeed_commands  # noqa: F401 - hooks of this plugin (and the feed's thread)
 from pi_framework.contract.contributions import HealthCheck, PeriodicJob
 from pi_framework.db.models import JobStatus
-from pi_framework.sync import jobs, state
+from pi_framework.sync import current_jobs, state
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, VECTORIZE_TASK
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.trigger import stuck_workspaces, trigger
@@ -72,7 +72,7 @@ def process_workspace_live_sync(self: Any, workspace_id: str) -> dict[str, Any]:
 
 def redispatch_lost_jobs() -> dict[str, int]:
     """Celery task ``pi.celery_app.redispatch_lost_jobs``: work survives the broker."""
-    counts = jobs().redispatch_lost()
+    counts = current_jobs().redispatch_lost()
     if any(counts.values()):
         logger.info("redispatch: {}", counts)
     return counts

@@ -27,11 +27,13 @@ from pi_framework.sync.jobs import Jobs
 from pi_framework.sync.leases import Leases
 
 
-def jobs() -> Jobs:
+def current_jobs() -> Jobs:
+    """This process's :class:`~pi_framework.sync.jobs.Jobs` (named apart from the ``jobs`` submodule it comes from)."""
     return Jobs(get_database(), runtime.get_registry().settings)
 
 
-def leases() -> Leases:
+def current_leases() -> Leases:
+    """This process's :class:`~pi_framework.sync.leases.Leases`."""
     return Leases(get_database(), runtime.get_registry().settings.PI_LEASE_SECONDS)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from pi_framework.pipeline.indexer import Indexer
-from pi_framework.sync import jobs, leases, sources, state
+from pi_framework.sync import current_jobs, current_leases, sources, state
 from pi_framework.sync.leases import queued_marker, workspace_lease
 
 
@@ -16,8 +16,8 @@ def forget_workspace(workspace_id: str) -> int:
     sync or vectorization still in flight can write nothing more: its next write-ahead or ledger commit fails, and
     what it wrote meanwhile it deletes again (see :mod:`pi_framework.pipeline.indexer`). Returns the documents removed.
     """
-    jobs().disable_live_sync(workspace_id)
-    lease = leases()
+    current_jobs().disable_live_sync(workspace_id)
+    lease = current_leases()
     lease.clear(queued_marker(workspace_id))
     fence = lease.seize(workspace_lease(workspace_id), f"downgrade:{uuid.uuid4()}")
     try:

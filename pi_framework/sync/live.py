@@ -28,7 +28,7 @@ from loguru import logger
 from pi_framework import metrics, runtime
 from pi_framework.db.models import utcnow
 from pi_framework.pipeline.indexer import Indexer, IndexStats
-from pi_framework.sync import compare_requests, jobs, leases, sources, state
+from pi_framework.sync import compare_requests, current_jobs, current_leases, sources, state
 from pi_framework.sync.compare import compare, pending_changes
 from pi_framework.sync.isolation import LIVE_SYNC, RECONCILE, Round, SourceFailed
 from pi_framework.sync.leases import Fence, Leases, queued_marker, workspace_lease
@@ -133,7 +133,7 @@ def caught_up(workspace_id: str, flagged: tuple[dict[str, Any], datetime], pendi
 def live_sync(workspace_id: str, task_id: str | None = None, force_reconcile: bool = False) -> dict[str, Any]:
     """Apply every workspace source's changes since its cursor; at most one writer per workspace at a time."""
     holder = f"live:{task_id or uuid.uuid4()}"
-    registry, lease = jobs(), leases()
+    registry, lease = current_jobs(), current_leases()
     lease.clear(queued_marker(workspace_id))  # the message the trigger sent has started
     if not registry.live_sync_enabled(workspace_id):  # downgraded, or a vectorization job owns the workspace now
         return {"status": "skipped", "reason": "live sync is off for this workspace"}
@@ -156,7 +156,7 @@ class _LiveSync:
 
     def refeed(self, reason: str) -> dict[str, Any]:
         """Hand the workspace to a bulk re-feed (a vectorization job): it owns the workspace until it succeeds."""
-        job_id = jobs().request(self.workspace_id)
+        job_id = current_jobs().request(self.workspace_id)
         state.flag(self.workspace_id, f"bulk re-feed job {job_id}")
         logger.bind(workspace=self.workspace_id).warning(
             "live sync {}: {}: bulk re-feed job {} queued", self.workspace_id, reason, job_id
@@ -220,5 +220,5 @@ class _LiveSync:
                 state.flag(workspace_id, "document retries" if retries else "source errors")
         elif flagged is not None:
             caught_up(workspace_id, flagged, pending)
-        jobs().live_synced(workspace_id)
+        current_jobs().live_synced(workspace_id)
         return result

@@ -28,7 +28,7 @@ from loguru import logger
 from pi_framework import runtime
 from pi_framework.contract.contributions import Source
 from pi_framework.db.models import JobStatus, utcnow
-from pi_framework.sync import jobs, leases, sources, state
+from pi_framework.sync import current_jobs, current_leases, sources, state
 from pi_framework.sync.dispatch import LIVE_SYNC_TASK, send_task
 from pi_framework.sync.isolation import LIVE_SYNC, TICK, Round, SourceFailed, source_errors
 from pi_framework.sync.leases import queued_marker, workspace_lease
@@ -45,7 +45,7 @@ def trigger() -> dict[str, int]:
     # how long a queued marker, and a tick's own lease, outlive a lost message or a dead tick: two intervals (at
     # least 10 s), after which a workspace still flagged is sent again (a duplicate is harmless: the lease skips it)
     queued_for = max(2 * settings.CELERY_VECTOR_SYNC_INTERVAL, 10)
-    registry, lease = jobs(), leases()
+    registry, lease = current_jobs(), current_leases()
     counts = {"dispatched": 0, "flagged": 0, "busy": 0, "queued": 0, "failed": 0}
     holder = f"tick:{uuid.uuid4()}"
     if not lease.acquire(TICK_LEASE, holder, seconds=queued_for):
@@ -116,8 +116,8 @@ def changed_workspaces(workspace_sources: list[Source]) -> tuple[set[str] | None
 
 def stuck_workspaces(older_than: float) -> list[dict[str, Any]]:
     """Workspaces whose pending work is older than *older_than* seconds, each with why it is still pending."""
-    registry, now = jobs(), utcnow()
-    held = leases().held()
+    registry, now = current_jobs(), utcnow()
+    held = current_leases().held()
     stuck: list[dict[str, Any]] = []
     failing: str | None = None  # the sources live syncs skip (isolation): read once, only if a workspace is behind
     for workspace_id, marker in sorted(state.all_of(state.PENDING).items()):

@@ -37,7 +37,7 @@ from pi_framework.db import DatabaseUnavailable, get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.pipeline.indexer import Indexer, IndexStats
 from pi_framework.pipeline.ledger import Ledger
-from pi_framework.sync import jobs, leases, sources, state
+from pi_framework.sync import current_jobs, current_leases, sources, state
 from pi_framework.sync.compare import compare
 from pi_framework.sync.isolation import Guarded, SourceFailed, describe, plugin_of
 from pi_framework.sync.jobs import JobLost, as_utc
@@ -52,7 +52,7 @@ Progress = Callable[[int, int | None], None]
 
 def request_vectorization(workspace_id: str) -> int:
     """Queue a vectorization of *workspace_id* (or return the active job) and dispatch it when a slot is free."""
-    return jobs().request(workspace_id)
+    return current_jobs().request(workspace_id)
 
 
 def refeed(source: Source, workspace_id: str, document_ids: set[str], indexer: Indexer) -> IndexStats:
@@ -66,13 +66,13 @@ def vectorize(
 ) -> dict[str, Any]:
     """Run job *job_id* (default: the workspace's active job, or a new one) in this process; see the module docstring."""
     task_id = task_id or f"local-{uuid.uuid4()}"
-    registry = jobs()
+    registry = current_jobs()
     claim = registry.claim(workspace_id, task_id, job_id)
     log = logger.bind(workspace=workspace_id, job=claim.job_id)
     if not claim.claimed:
         log.info("vectorize {}: not started: {}", workspace_id, claim.reason)
         return {"status": "skipped", "job_id": claim.job_id, "reason": claim.reason}
-    lease, holder = leases(), f"vectorize:{task_id}"
+    lease, holder = current_leases(), f"vectorize:{task_id}"
     fence = lease.wait(workspace_lease(workspace_id), holder, timeout=2 * lease.seconds)
     if fence is None:
         registry.requeue(claim.job_id, task_id, "a live sync of the workspace is still running: re-queued")
@@ -126,7 +126,7 @@ class _Vectorization:
 
     def __init__(self, workspace_id: str, job_id: int, task_id: str, fence: Fence, on_progress: Progress | None) -> None:
         self.workspace_id, self.job_id, self.task_id, self.fence = workspace_id, job_id, task_id, fence
-        self.jobs, self.leases = jobs(), leases()
+        self.jobs, self.leases = current_jobs(), current_leases()
         self.on_progress = on_progress
         self.indexer = Indexer(fence=fence)  # every write carries the lease's token (see pipeline.indexer)
         self.done = 0

@@ -46,7 +46,7 @@ def settle(ticks: int = 8) -> list[dict[str, Any]]:
     """Run live-sync ticks and do in this process what a worker would do with what they queue (each queued live
     sync, then each queued vectorization job), until a tick dispatches nothing; returns what each tick did:
     ``{"tick": trigger counts, "synced": {workspace: live-sync status}, "jobs": {workspace: job status}}``."""
-    from pi_framework.sync import jobs, leases
+    from pi_framework.sync import current_jobs, current_leases
     from pi_framework.sync.live import live_sync
     from pi_framework.sync.trigger import trigger
     from pi_framework.sync.vectorize import vectorize
@@ -54,11 +54,11 @@ def settle(ticks: int = 8) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     for _ in range(ticks):
         counts = trigger()
-        queued = sorted(name.split(":", 1)[1] for name in leases().held() if name.startswith("queued:"))
+        queued = sorted(name.split(":", 1)[1] for name in current_leases().held() if name.startswith("queued:"))
         synced = {workspace_id: live_sync(workspace_id)["status"] for workspace_id in queued}
         ran = {}
         for workspace_id in [workspace for workspace, status in synced.items() if status == "refeed"]:
-            job = jobs().active(workspace_id)
+            job = current_jobs().active(workspace_id)
             ran[workspace_id] = vectorize(workspace_id, task_id=f"settle-{job.id}", job_id=job.id)["status"]
         seen.append({"tick": counts, "synced": synced, "jobs": ran})
         if not counts["dispatched"]:
