@@ -81,7 +81,7 @@ plugin's ``import`` costs nothing.
 * ``source_errors``: the installed workspace sources that raised at run time (skipped while the others sync), and why
 * ``run_health_checks``: run every registered health check
 * ``metrics``: the metrics recorder (no-ops unless the process records); a plugin declares metrics of its own with
-  ``metrics.counter``, ``metrics.gauge`` and ``metrics.histogram`` (pi_docs' and pi_chats' ``metrics`` modules)
+  ``metrics.counter``, ``metrics.gauge`` and ``metrics.histogram``
 * ``redact_task_arguments``: task options keeping arguments' text out of Celery task events
 
 **Plane** (read only)

@@ -42,6 +42,16 @@ def register_settings(register: Callable[[type[PluginSettings]], None]) -> None:
 
 
 @hookspec
+def register_state_names(register: Callable[[str], None]) -> None:
+    """Reserve the names of ``sync_states`` rows the plugin keeps under names of its own: ``register(name)``.
+
+    Called after :func:`register_settings`, before every other hook. No workspace source may take such a name (its
+    cursors would be those rows). New rows belong under ``PluginState("<plugin>")`` (``plugin:<plugin>``), which needs
+    no reservation; this is for rows a plugin kept before that existed (a billing plugin's ``plans`` markers, say).
+    """
+
+
+@hookspec
 def register_sources(
     register: Callable[[Source], None], settings: Settings, plugin_settings: Callable[[type[PluginSettings]], Any]
 ) -> None:
@@ -111,5 +121,5 @@ def worker_stop(settings: Settings) -> None:
 def workspace_plans(settings: Settings) -> Iterable[tuple[str, str]] | None:
     """Yield ``(workspace_id, plan)`` for every workspace with a plan; the first plugin that answers wins.
 
-    The default (plugin ``pi_plans``) reads Plane's ``workspace_licenses``.
+    The bundled billing plugin's default reads Plane's ``workspace_licenses``.
     """

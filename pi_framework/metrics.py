@@ -16,8 +16,8 @@ those of processes that died without stopping (``kill -9``). Counters of dead pr
 for the machine), so a restart never makes a counter go back.
 
 **Two sources.** Worker processes count what happens (documents, chunks, embedding, sink calls, sources that raised,
-tasks, breaker; plugins declare metrics of their own with :func:`counter`, :func:`gauge` and :func:`histogram`: pi_docs
-its syncs and GitHub answers, pi_chats its messages). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
+tasks, breaker; plugins declare metrics of their own with :func:`counter`, :func:`gauge` and :func:`histogram`: the
+docs plugin its syncs and GitHub answers, the chats plugin its messages). What *is* (jobs by status, pending work and freshness per workspace) is read from the PI
 database by the exporter at scrape time (``metrics_exporter.StateCollector``, a handful of queries), never on a hot
 path.
 

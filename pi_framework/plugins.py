@@ -152,6 +152,7 @@ class Registry:
         that plugin and drops everything it contributed."""
         collectors: dict[str, Callable[[str], dict[str, Any]]] = {
             "register_settings": lambda plugin: {"register": lambda model: self._add_settings(model, plugin)},
+            "register_state_names": lambda plugin: {"register": lambda name: self._claim("state name", name, plugin)},
             "register_sources": lambda plugin: {
                 "register": lambda source: self._add_source(source, plugin),
                 "settings": self.settings,
@@ -198,7 +199,8 @@ class Registry:
     def _add_source(self, source: Source, plugin: str) -> None:
         """A source whose name is refused (``:`` in it, or reserved for rows the core or a bundled plugin keeps) fails
         its plugin: its rows would collide with another owner's in the PI database."""
-        problem = source_name_problem(source)
+        reserved = {name for kind, name in self.owner if kind == "state name"}
+        problem = source_name_problem(source, reserved)
         if problem is not None:
             raise ValueError(problem)
         self._add("source", source.name, source, self.sources, plugin)

@@ -7,12 +7,12 @@ import them from :mod:`pi_framework.api`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pi_framework.contract.names import PLUGIN_KEYS, RESERVED
+from pi_framework.contract.names import RESERVED
 
 if TYPE_CHECKING:
     import numpy as np
@@ -137,22 +137,22 @@ class BaseSource:
         return None, {}
 
 
-def source_name_problem(source: Source) -> str | None:
+def source_name_problem(source: Source, reserved: Collection[str] = ()) -> str | None:
     """Why the registry refuses *source*'s name, or ``None`` when it is fine.
 
     A name with ``:`` would make its document ids' prefix (``<name>:``) overlap another source's. A workspace
     source's cursors are ``sync_states`` rows ``(name, workspace id)`` and its documents are ledger rows of
     ``source=name`` that the comparison deletes when not visible, so it may not take a name the machinery keeps
-    rows of its own under (:data:`~pi_framework.contract.names.RESERVED`) or one a bundled plugin keeps rows under
-    (:data:`~pi_framework.contract.names.PLUGIN_KEYS`).
+    rows of its own under (:data:`~pi_framework.contract.names.RESERVED`) or one a plugin reserved with the
+    ``register_state_names`` hook (*reserved*: the loaded plugins' names).
     """
     name = source.name
     if not isinstance(name, str) or not name:
         return f"source name {name!r} must be a non-empty string"
     if ":" in name:
         return f"source name {name!r} may not contain ':' (document ids are '<name>:<id>')"
-    if source.scope == "workspace" and name in RESERVED | PLUGIN_KEYS:
-        owner = "the sync machinery" if name in RESERVED else "a bundled plugin"
+    if source.scope == "workspace" and (name in RESERVED or name in reserved):
+        owner = "the sync machinery" if name in RESERVED else "a plugin (register_state_names)"
         return f"source name {name!r} is reserved: {owner} keeps rows of its own under it in the PI database"
     return None
 

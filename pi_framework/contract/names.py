@@ -1,7 +1,8 @@
 """Names in the PI database's ``sync_states`` that no source may take (the registry refuses a source named like one).
 
 A source's cursor is the row ``(source name, workspace)``; the rows below belong to others, so a source of the same
-name would read and overwrite them (see :mod:`pi_framework.sync.state` for who owns which rows).
+name would read and overwrite them (see :mod:`pi_framework.sync.state` for who owns which rows). A plugin reserves the
+names of rows it keeps (from before ``plugin:<name>`` existed) with the ``register_state_names`` hook.
 """
 
 from __future__ import annotations
@@ -19,10 +20,5 @@ RETRIES = "document-retries"
 SOURCE_ERRORS = "source-errors"
 #: the sync machinery's own rows
 RESERVED = frozenset({RECONCILE, PENDING, RETRIES, SOURCE_ERRORS})
-#: what the bundled plugins keep under names of their own, from before ``plugin:<name>`` existed: pi_plans' downgrade
-#: marker (``plans``), pi_docs' commit SHAs and ledger rows (``docs``), pi_chats' ledger rows (``chats``) and re-key
-#: marker (``pi_chats``). Kept, not renamed: a worker of the previous version running during a rolling upgrade would
-#: write the old name again.
-PLUGIN_KEYS = frozenset({"plans", "docs", "chats", "pi_chats"})
 #: prefix of a plugin's own rows: ``plugin:<plugin name>``
 PLUGIN_PREFIX = "plugin:"

@@ -98,7 +98,7 @@ class IndexedDocument(Base):
     document_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
-    #: wide enough for every workspace id a source accepts (pi_chats: 200 characters); widened on upgrade
+    #: wide enough for every workspace id a source accepts (200 characters for push sources such as chats); widened on upgrade
     workspace_id: Mapped[str | None] = mapped_column(String(255))
     #: the source's own ``updated_at`` of the indexed version (stale when the source moved past it)
     source_updated_at: Mapped[datetime | None] = mapped_column(default=None)

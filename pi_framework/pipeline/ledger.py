@@ -146,7 +146,7 @@ class Ledger:
                         "document_id": c.document_id,
                         "workspace_id": c.workspace_id,
                         "content_hash": c.content_hash,
-                        # a chunk a tool copied (pi_chats' rekey) may carry none: its metadata says what it is
+                        # a chunk a tool copied (a re-key moving chunks) may carry none: its metadata says what it is
                         "metadata_hash": c.metadata_hash or hash_metadata(c.metadata),
                         "indexed_at": now,
                     }

@@ -1,4 +1,4 @@
-"""What the Plane sources (``pi_issues``, ``pi_pages``) share: keyset paging, watermark scans, the cursor.
+"""What the Plane sources (work items, pages, …) share: keyset paging, watermark scans, the cursor.
 
 Every query is SQLAlchemy Core that PostgreSQL and SQLite both accept, runs in its own short
 connection (no transaction held open while documents are embedded) and reads at most one page of

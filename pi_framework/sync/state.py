@@ -9,10 +9,10 @@ Rows that are not a source's cursor belong to one owner each, so no owner can co
 * a source: its own name (never contains ``:``, never one of the names below);
 * the sync machinery: :data:`~pi_framework.contract.names.RESERVED`, and names with ``:`` of its own (``global-scan:<source>``);
 * a plugin: ``plugin:<plugin name>`` (any scope it likes; a name with ``:`` is never a source's);
-* the bundled plugins' rows from before that rule (:data:`~pi_framework.contract.names.PLUGIN_KEYS`) keep their names, reserved like the
+* a plugin's rows from before that rule keep their names, reserved by the plugin (``register_state_names``) like the
   machinery's. They are not renamed: a worker of the previous version still running during a rolling upgrade
-  would write the old name again after the rename, and pi_plans would lose a downgrade marker (the workspace then
-  never re-onboarded). Refusing a source named like them protects them just as well.
+  would write the old name again after the rename (a billing plugin would lose a downgrade marker, the workspace
+  then never re-onboarded). Refusing a source named like them protects them just as well.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from pi_framework.contract.names import PENDING, PLUGIN_KEYS, PLUGIN_PREFIX, RECONCILE, RESERVED, RETRIES
+from pi_framework.contract.names import PENDING, PLUGIN_PREFIX, RECONCILE, RESERVED, RETRIES
 from pi_framework.db import get_database
 from pi_framework.db.models import SyncState, utcnow
 
-__all__ = ["PENDING", "PLUGIN_KEYS", "PLUGIN_PREFIX", "RECONCILE", "RESERVED", "RETRIES", "PluginState"]
+__all__ = ["PENDING", "PLUGIN_PREFIX", "RECONCILE", "RESERVED", "RETRIES", "PluginState"]
 
 
 
@@ -117,7 +117,7 @@ def clear_marker(workspace_id: str, version: datetime) -> bool:
 class PluginState:
     """A plugin's own rows in ``sync_states``, under ``plugin:<plugin name>`` (never a source's cursor nor the core's).
 
-    ``PluginState("pi_cycles").save("some-scope", {"last": "..."})``; values are JSON objects.
+    ``PluginState("my_plugin").save("some-scope", {"last": "..."})``; values are JSON objects.
     """
 
     def __init__(self, plugin: str) -> None:

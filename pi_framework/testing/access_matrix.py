@@ -256,7 +256,7 @@ def index_world(world: World, sink: Sink) -> None:
     registry = runtime.get_registry()
     missing = {"issues", "pages"} - set(registry.sources)
     if missing:
-        pytest.fail(f"the access matrix needs the Plane sources {sorted(missing)} installed (pi_issues, pi_pages)")
+        pytest.fail(f"the access matrix needs the Plane sources {sorted(missing)} installed (the issues and pages plugins)")
     documents: list[Document] = []
     for workspace in world.workspaces.values():
         for name in ("issues", "pages"):

@@ -27,6 +27,12 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
+def register_state_names(register: Callable[[str], None]) -> None:
+    register("chats")  # chat rows of the ledger's source name, kept apart from any workspace source
+    register("pi_chats")  # the re-key marker (sync_states source "pi_chats")
+
+
+@hookimpl
 def register_settings(register: Callable[[type], None]) -> None:
     register(ChatsSettings)
 

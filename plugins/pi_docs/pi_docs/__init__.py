@@ -27,6 +27,11 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
+def register_state_names(register: Callable[[str], None]) -> None:
+    register("docs")  # the repositories' commit SHAs and ETags (sync_states source "docs")
+
+
+@hookimpl
 def register_settings(register: Callable[[type], None]) -> None:
     register(DocsSettings)
 

@@ -29,6 +29,11 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @hookimpl
+def register_state_names(register: Callable[[str], None]) -> None:
+    register("plans")  # the downgrade markers (sync_states source "plans"), from before plugin:<name> rows
+
+
+@hookimpl
 def register_settings(register: Callable[[type], None]) -> None:
     register(PlansSettings)
 
