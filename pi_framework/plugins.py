@@ -199,11 +199,15 @@ class Registry:
     def _add_source(self, source: Source, plugin: str) -> None:
         """A source whose name is refused (``:`` in it, or reserved for rows the core or a bundled plugin keeps) fails
         its plugin: its rows would collide with another owner's in the PI database."""
-        reserved = {name for kind, name in self.owner if kind == "state name"}
-        problem = source_name_problem(source, reserved)
+        problem = source_name_problem(source, self.reserved_state_names)
         if problem is not None:
             raise ValueError(problem)
         self._add("source", source.name, source, self.sources, plugin)
+
+    @property
+    def reserved_state_names(self) -> set[str]:
+        """The ``sync_states`` names plugins reserved with ``register_state_names`` (no workspace source may take one)."""
+        return {name for kind, name in self.owner if kind == "state name"}
 
     def _add_settings(self, model: type[BaseSettings], plugin: str) -> None:
         """Claim *model* and each of its variables for *plugin*, then build it from the environment (may raise

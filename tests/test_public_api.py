@@ -112,7 +112,7 @@ def test_a_workspace_source_may_not_take_a_name_another_owner_keeps_rows_under(n
 
     source = Named()
     source.name = name
-    reserved = {name for kind, name in pi_registry.owner if kind == "state name"}  # the bundled plugins reserve theirs
+    reserved = pi_registry.reserved_state_names  # the bundled plugins reserve theirs
     assert "reserved" in source_name_problem(source, reserved)
     source.scope = "push"  # a push or global source keeps no cursor of (name, workspace)
     assert source_name_problem(source, reserved) is None

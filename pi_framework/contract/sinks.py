@@ -15,10 +15,12 @@ class SinkError(RuntimeError):
 
 @dataclass
 class WriteResult:
-    """Outcome of a bulk write: ids confirmed in the index, and the reason for each id that is not."""
+    """Outcome of a bulk write: ids confirmed in the index, the reason for each id that is not, and the ids a versioned
+    write left alone because the index holds a newer version (``superseded``: not an error, a newer writer won)."""
 
     written: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    superseded: list[str] = field(default_factory=list)
 
 
 #: the chunk-metadata key holding the user Plane's guest rule compares with (an issue's creator, a page's owner)
@@ -173,7 +175,7 @@ class Sink(Protocol):
         """Upsert chunks (with vectors) by id. Never raises for a single bad item: it lands in ``failed``.
 
         **Versioned (fencing).** With a *version*, a chunk stored with a larger version is neither replaced nor
-        touched: its id lands in ``failed`` ("stale write refused"). The same or a larger version replaces it; the
+        touched: its id lands in ``superseded``. The same or a larger version replaces it; the
         pipeline writes with its lease's fencing token, so a writer that lost its lease never puts an older version
         back. ``None`` writes unconditionally (tools that rewrite chunks in place)."""
 

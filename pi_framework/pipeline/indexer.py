@@ -95,6 +95,8 @@ class _Plan:
     to_update: list[Chunk] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     failure: str | None = None
+    #: a sink holds a newer version of some of its chunks (a newer writer won): left to that writer, not recorded
+    superseded: bool = False
 
 
 class Indexer:
@@ -301,7 +303,9 @@ class Indexer:
             self._remove(removals, ledger, update, stats)
             self._withdraw([plan for plan in upserts if plan.failure is not None])
             for plan in upserts:
-                if plan.to_write or plan.to_update or plan.orphans or plan.failure:
+                if plan.superseded and plan.failure is None:  # a newer writer holds it: its commit records it
+                    stats.documents_unchanged += 1
+                elif plan.to_write or plan.to_update or plan.orphans or plan.failure:
                     self._record(plan, update, stats)
             self.ledger.apply(update, self.fence)
         except LeaseLost:
@@ -350,12 +354,14 @@ class Indexer:
                 result = metrics.sink_call(sink.name, "update_metadata", sink.update_metadata, updates, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "metadata update", exc) from exc
-            confirmed = set(result.written)
+            confirmed, superseded = set(result.written), set(result.superseded)
             for chunk in chunks:
                 if chunk.id in result.failed:
                     refused.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
-                elif chunk.id not in confirmed:
+                elif chunk.id not in confirmed and chunk.id not in superseded:
                     refused.setdefault(chunk.id, f"sink {sink.name} did not confirm the metadata update")
+            for plan in plans:
+                plan.superseded = plan.superseded or any(chunk.id in superseded for chunk in plan.to_update)
         for plan in plans:
             again = [chunk for chunk in plan.to_update if chunk.id in refused]
             if again:
@@ -403,12 +409,14 @@ class Indexer:
                 result = metrics.sink_call(sink.name, "write", sink.write, chunks, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "write", exc) from exc
-            written = set(result.written)
+            written, superseded = set(result.written), set(result.superseded)
             for chunk in chunks:
                 if chunk.id in result.failed:
                     problems.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
-                elif chunk.id not in written:
+                elif chunk.id not in written and chunk.id not in superseded:
                     problems.setdefault(chunk.id, f"sink {sink.name} did not confirm the write")
+            for plan in plans:
+                plan.superseded = plan.superseded or any(chunk.id in superseded for chunk in plan.to_write)
         for plan in plans:
             reasons = [problems[chunk.id] for chunk in plan.to_write if chunk.id in problems]
             if reasons:

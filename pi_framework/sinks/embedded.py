@@ -322,8 +322,7 @@ class EmbeddedSink:
                 connection.executemany(_UPSERT, [(*row, row[0], version) for row in rows])
                 newer = self._newer(connection, [row[0] for row in rows], version)
                 self._bump(connection, {row[2] for row in rows})
-            for chunk_id, stored in newer.items():
-                result.failed[chunk_id] = f"stale write refused: the index holds version {stored}, newer than {version}"
+            result.superseded.extend(newer)
             result.written = [row[0] for row in rows if row[0] not in newer]
         return result
 
@@ -383,7 +382,7 @@ class EmbeddedSink:
             self._bump(connection, touched)
         for chunk_id in missing:
             if chunk_id in newer:
-                result.failed[chunk_id] = f"stale update refused: the index holds version {newer[chunk_id]}, newer than {version}"
+                result.superseded.append(chunk_id)
             else:
                 result.failed[chunk_id] = "not in the index"
         return result

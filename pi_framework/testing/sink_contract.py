@@ -274,7 +274,7 @@ class SinkContract:
         refused over a larger one, the same version goes through, and a versioned delete keeps refusing older writes."""
         assert ready_sink.write([self.chunk("issues:1#0", text="newer words")], version=20).written == ["issues:1#0"]
         stale = ready_sink.write([self.chunk("issues:1#0", text="older words")], version=10)
-        assert "issues:1#0" in stale.failed and "issues:1#0" not in stale.written
+        assert stale.superseded == ["issues:1#0"] and not stale.written and not stale.failed
         ready_sink.delete_chunks(["issues:1#0"], version=10)
         ready_sink.delete_documents(["issues:1"], version=10)
         assert ready_sink.existing(["issues:1#0"]) == {"issues:1#0"}, "an older delete left the newer chunk alone"
@@ -283,10 +283,10 @@ class SinkContract:
         assert ready_sink.write([self.chunk("issues:1#0", text="newest words")], version=20).written == ["issues:1#0"]
         assert ready_sink.delete_documents(["issues:1"], version=30) == 1
         late = ready_sink.write([self.chunk("issues:1#0", text="older words")], version=20)
-        assert "issues:1#0" in late.failed, "a write older than the delete does not bring the chunk back"
+        assert "issues:1#0" in late.superseded, "a write older than the delete does not bring the chunk back"
         assert ready_sink.existing(["issues:1#0"]) == set()
         ready_sink.delete_chunks(["issues:2#0"], version=30)  # absent: the delete still fences it
-        assert "issues:2#0" in ready_sink.write([self.chunk("issues:2#0")], version=25).failed
+        assert "issues:2#0" in ready_sink.write([self.chunk("issues:2#0")], version=25).superseded
         self.write_all(ready_sink, [self.chunk("issues:1#0", text="rewritten in place")])  # no version: unconditional
         assert ready_sink.existing(["issues:1#0"]) == {"issues:1#0"}
 
@@ -449,15 +449,15 @@ class SinkContract:
     def test_update_metadata_is_versioned_like_a_write(self, ready_sink: Sink) -> None:
         assert ready_sink.write([self.chunk("issues:1#0", metadata={"state": "A"})], version=20).written == ["issues:1#0"]
         stale = ready_sink.update_metadata([("issues:1#0", {"state": "stale"})], version=10)
-        assert "issues:1#0" in stale.failed and stale.written == []
+        assert stale.superseded == ["issues:1#0"] and stale.written == []
         assert ready_sink.update_metadata([("issues:1#0", {"state": "B"})], version=20).written == ["issues:1#0"]
         assert ready_sink.write([self.chunk("issues:1#0", metadata={"state": "C"})], version=20).written == ["issues:1#0"], (
             "an update leaves the chunk at its version: the same writer writes it again"
         )
         assert ready_sink.update_metadata([("issues:1#0", {"state": "D"})], version=25).written == ["issues:1#0"]
-        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=22).failed, "the update moved it to 25"
+        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=22).superseded, "the update moved it to 25"
         assert ready_sink.update_metadata([("issues:1#0", {"state": "E"})]).written == ["issues:1#0"]  # unconditional
-        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=24).failed, "and kept version 25"
+        assert "issues:1#0" in ready_sink.write([self.chunk("issues:1#0")], version=24).superseded, "and kept version 25"
         ready_sink.delete_chunks(["issues:1#0"], version=30)
-        assert "issues:1#0" in ready_sink.update_metadata([("issues:1#0", {"state": "F"})], version=26).failed
+        assert not ready_sink.update_metadata([("issues:1#0", {"state": "F"})], version=26).written  # deleted at 30
         assert ready_sink.existing(["issues:1#0"]) == set(), "an update never brings a deleted chunk back"

@@ -65,6 +65,7 @@ from typing import Any
 
 import pytest
 
+from pi_framework import runtime
 from pi_framework.api import Document, Source
 from pi_framework.contract.contributions import source_name_problem
 
@@ -218,7 +219,8 @@ class SourceContract:
             assert isinstance(source, Source), "every method of the protocol is required (BaseSource gives two defaults)"
             assert source.scope == "workspace", f"scope is {source.scope!r}: the framework syncs 'workspace' sources"
             assert source.name and source.kind, "a source has a name and a kind"
-            assert source_name_problem(source) is None, source_name_problem(source)
+            reserved = runtime.get_registry().reserved_state_names  # the installed plugins' own rows
+            assert source_name_problem(source, reserved) is None, source_name_problem(source, reserved)
 
     def test_documents_are_namespaced_unique_and_stay_in_their_workspace(self, source: Source, workspaces) -> None:
         seen: set[str] = set()

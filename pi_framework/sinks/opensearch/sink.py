@@ -56,6 +56,15 @@ def _describe(exc: OpenSearchException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _split_superseded(failed: dict[str, str], result: WriteResult) -> None:
+    """Items the node refused with a version conflict (a newer version is stored) are superseded, the others failed."""
+    for chunk_id, reason in failed.items():
+        if "version_conflict_engine_exception" in reason:
+            result.superseded.append(chunk_id)
+        else:
+            result.failed[chunk_id] = reason
+
+
 def _item_reason(item: dict[str, Any]) -> str:
     error = item.get("error")
     if isinstance(error, dict):
@@ -233,7 +242,7 @@ class OpenSearchSink:
             actions.append(self._versioned({"_op_type": "index", "_index": index, "_id": chunk.id, "_source": body}, version))
         written, failed = self._bulk(actions)
         self._dirty.update(action["_index"] for action in actions)
-        result.failed.update(failed)
+        _split_superseded(failed, result)
         confirmed = dict.fromkeys(chunk.id for chunk in chunks if chunk.id in written and chunk.id not in result.failed)
         result.written = list(confirmed)
         for chunk_id, reason in result.failed.items():
@@ -321,7 +330,7 @@ class OpenSearchSink:
                 chunk_id, stored = raw["_id"], int(raw.get("_version") or 0)
                 found.add(chunk_id)
                 if version is not None and stored > version:
-                    result.failed[chunk_id] = f"stale update refused: the index holds version {stored}, newer than {version}"
+                    result.superseded.append(chunk_id)
                     continue
                 chunk = queries.chunk_from(raw)
                 chunk.metadata = wanted[chunk_id]
@@ -336,7 +345,7 @@ class OpenSearchSink:
             result.failed[chunk_id] = "not in the index"
         written, failed = self._bulk(actions)
         self._dirty.update(action["_index"] for action in actions)
-        result.failed.update(failed)
+        _split_superseded(failed, result)
         result.written = [chunk_id for chunk_id in wanted if chunk_id in written and chunk_id not in result.failed]
         return result
 
