@@ -290,11 +290,12 @@ def test_vectorization_and_live_sync_never_write_a_workspace_at_once(world, pi_e
 
 def test_a_killed_live_sync_frees_the_workspace_within_one_lease(world, pi_env) -> None:
     ws, plane = world["ws"], world["plane"]
-    short = Leases(get_database(), seconds=0.2)
+    # long enough to outlast the tick's change scan on a loaded machine (0.2 s did not), short enough to wait out
+    short = Leases(get_database(), seconds=3)
     assert short.acquire(workspace_lease(ws), "live:killed-task")  # then the worker is killed: no release
     plane.update(schema.issues, world["issues"][0]["id"], name="Edited after the kill")
     assert trigger()["busy"] == 1
-    short.wait(workspace_lease(ws), "probe", timeout=5)  # the dead holder's lease expired
+    short.wait(workspace_lease(ws), "probe", timeout=10, poll=0.2)  # the dead holder's lease expired
     short.release(workspace_lease(ws), "probe")
     assert trigger()["dispatched"] == 1
 
