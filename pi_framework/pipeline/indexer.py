@@ -42,7 +42,7 @@ from loguru import logger
 from pi_framework import metrics, runtime
 from pi_framework.contract.contributions import Embedder
 from pi_framework.contract.documents import Chunk, Document, chunk_id
-from pi_framework.contract.sinks import Sink, SinkError
+from pi_framework.contract.sinks import Sink, SinkError, WriteResult
 from pi_framework.db import Database, get_database
 from pi_framework.db.fencing import Fence, LeaseLost, next_token
 from pi_framework.pipeline.chunking import ChunkingParams, split
@@ -62,6 +62,16 @@ class SinkOutage(SinkError):
 
 def _outage(sink: Sink, action: str, exc: Exception) -> SinkOutage:
     return SinkOutage(f"sink {sink.name}: {action} failed: {type(exc).__name__}: {exc}")
+
+
+def _tally(sink: str, result: WriteResult, chunks: list[Chunk], problems: dict[str, str], what: str) -> None:
+    """Note in *problems* each of *chunks* the sink neither confirmed nor left to a newer version (superseded)."""
+    confirmed = set(result.written) | set(result.superseded)
+    for chunk in chunks:
+        if chunk.id in result.failed:
+            problems.setdefault(chunk.id, f"sink {sink}: {result.failed[chunk.id]}")
+        elif chunk.id not in confirmed:
+            problems.setdefault(chunk.id, f"sink {sink} did not confirm {what}")
 
 
 @dataclass
@@ -354,14 +364,9 @@ class Indexer:
                 result = metrics.sink_call(sink.name, "update_metadata", sink.update_metadata, updates, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "metadata update", exc) from exc
-            confirmed, superseded = set(result.written), set(result.superseded)
-            for chunk in chunks:
-                if chunk.id in result.failed:
-                    refused.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
-                elif chunk.id not in confirmed and chunk.id not in superseded:
-                    refused.setdefault(chunk.id, f"sink {sink.name} did not confirm the metadata update")
+            _tally(sink.name, result, chunks, refused, "the metadata update")
             for plan in plans:
-                plan.superseded = plan.superseded or any(chunk.id in superseded for chunk in plan.to_update)
+                plan.superseded = plan.superseded or any(chunk.id in result.superseded for chunk in plan.to_update)
         for plan in plans:
             again = [chunk for chunk in plan.to_update if chunk.id in refused]
             if again:
@@ -409,14 +414,9 @@ class Indexer:
                 result = metrics.sink_call(sink.name, "write", sink.write, chunks, version=self._version)
             except Exception as exc:
                 raise _outage(sink, "write", exc) from exc
-            written, superseded = set(result.written), set(result.superseded)
-            for chunk in chunks:
-                if chunk.id in result.failed:
-                    problems.setdefault(chunk.id, f"sink {sink.name}: {result.failed[chunk.id]}")
-                elif chunk.id not in written and chunk.id not in superseded:
-                    problems.setdefault(chunk.id, f"sink {sink.name} did not confirm the write")
+            _tally(sink.name, result, chunks, problems, "the write")
             for plan in plans:
-                plan.superseded = plan.superseded or any(chunk.id in superseded for chunk in plan.to_write)
+                plan.superseded = plan.superseded or any(chunk.id in result.superseded for chunk in plan.to_write)
         for plan in plans:
             reasons = [problems[chunk.id] for chunk in plan.to_write if chunk.id in problems]
             if reasons:
