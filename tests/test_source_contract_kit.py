@@ -298,7 +298,7 @@ def test_a_run_of_the_kit_fails_a_source_that_never_reports_deletions_by_the_rul
     result.stdout.fnmatch_lines(
         [
             "E * rule 'a hidden document comes back from the cursor as deleted=True': notes:n1 was hidden*",
-            f"FAILED *::TestNotesSource::{HIDE}",
+            f"FAILED *::TestNotesSource::{HIDE}*",
         ]
     )
 
@@ -307,7 +307,7 @@ def test_a_run_of_the_kit_fails_a_source_that_never_re_emits_an_edit_by_the_rule
     result = run_kit(pytester, NotesFixtures(NeverReEmitsEdits))
     result.assert_outcomes(passed=6, failed=1)
     result.stdout.fnmatch_lines(
-        ["E * rule 'an edit comes back from the cursor': notes:n1 was edited*", f"FAILED *::TestNotesSource::{EDIT}"]
+        ["E * rule 'an edit comes back from the cursor': notes:n1 was edited*", f"FAILED *::TestNotesSource::{EDIT}*"]
     )
 
 
