@@ -50,9 +50,10 @@ from pi_framework.settings import Settings, SettingsError, load_model
 
 ENTRY_POINT_GROUP = "pi_framework"
 
-#: built-in plugins the core cannot work without: the default sink, the embedders, vectorization and live sync.
+#: built-in plugins the core cannot work without: the default sink, the embedders, vectorization and live sync, and
+#: index generations (a model change goes live through them).
 #: ``PI_LOAD_PLUGINS`` cannot leave them out and ``PI_DISABLE_PLUGINS`` refuses them.
-ESSENTIAL_PLUGINS = frozenset({"embedded_sink", "fastembed", "metrics_exporter", "workspace_sync"})
+ESSENTIAL_PLUGINS = frozenset({"embedded_sink", "fastembed", "index_generations", "metrics_exporter", "workspace_sync"})
 
 
 class PluginConflictError(RuntimeError):

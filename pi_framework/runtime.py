@@ -7,21 +7,31 @@ not once per task). :func:`reset` forgets them, for tests and after a fork.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from loguru import logger
 from pydantic_settings import BaseSettings
 from sqlalchemy import Table
 
 from pi_framework.contract.contributions import Embedder
 from pi_framework.contract.sinks import Sink
+from pi_framework.db import generations as generation_state
+from pi_framework.db import get_database
+from pi_framework.db.generations import Generation, Snapshot
+from pi_framework.mirror import MirrorSink
 from pi_framework.plane.source import PlaneSource
 from pi_framework.plugins import Registry, load_plugins
 from pi_framework.settings import Settings, get_settings
 
 _registry: Registry | None = None
 _sinks: list[Sink] | None = None
-_embedder: Embedder | None = None
+#: (when read, what was read) of the index generations
+_snapshot: tuple[float, Snapshot] | None = None
+_generation_sinks: dict[str, list[Sink]] = {}
+_embedders: dict[tuple[str, str], Embedder] = {}
+_mirrors: dict[str, list[Sink]] = {}
 
 
 class ConfigurationError(RuntimeError):
@@ -34,11 +44,9 @@ def get_registry(settings: Settings | None = None) -> Registry:
     Asked for with other *settings* than the registry was built from, it is rebuilt for them (sinks and embedder
     too): an argument is never silently ignored.
     """
-    global _registry, _sinks, _embedder
+    global _registry
     if _registry is not None and settings is not None and settings != _registry.settings:
-        for sink in _sinks or []:
-            sink.close()
-        _registry = _sinks = _embedder = None
+        _forget_built()
     if _registry is None:
         _registry = load_plugins(settings or get_settings())
     return _registry
@@ -49,8 +57,9 @@ def plugin_settings(model: type[BaseSettings]) -> Any:
     return get_registry().plugin_settings(model)
 
 
-def get_sinks() -> list[Sink]:
-    """The sinks named by ``PI_SINKS`` (default: opensearch if ``OPENSEARCH_URL`` else embedded)."""
+def _base_sinks() -> list[Sink]:
+    """The sinks named by ``PI_SINKS`` (default: opensearch if ``OPENSEARCH_URL`` else embedded), on their own storage
+    names (the first index generation's)."""
     global _sinks
     if _sinks is None:
         registry = get_registry()
@@ -64,19 +73,92 @@ def get_sinks() -> list[Sink]:
     return _sinks
 
 
-def get_embedder() -> Embedder:
-    """The embedder named by ``PI_EMBEDDER``, built once per process."""
-    global _embedder
-    if _embedder is None:
+def configured_model() -> tuple[str, str]:
+    """``(PI_EMBEDDER, PI_EMBEDDING_MODEL)``: the model the settings ask for (a change starts a new index generation)."""
+    settings = get_registry().settings
+    return (settings.PI_EMBEDDER, settings.PI_EMBEDDING_MODEL)
+
+
+def generations() -> Snapshot:
+    """The live and building index generations (:mod:`pi_framework.db.generations`), read again at most every
+    ``PI_GENERATION_CHECK_SECONDS``; when the PI database cannot be read, the last one read."""
+    global _snapshot
+    settings = get_registry().settings
+    now = time.monotonic()
+    if _snapshot is None or now - _snapshot[0] >= settings.PI_GENERATION_CHECK_SECONDS:
+        try:
+            _snapshot = (now, generation_state.snapshot(get_database(settings), *configured_model()))
+        except Exception:
+            if _snapshot is None:
+                raise
+            logger.warning("runtime: could not read the index generations; still using {}", _snapshot[1].live.name)
+    return _snapshot[1]
+
+
+def forget_generations() -> None:
+    """Read the index generations again on next use (this process just swapped them)."""
+    global _snapshot
+    _snapshot = None
+
+
+def sinks_of(generation: Generation) -> list[Sink]:
+    """The sinks storing *generation*, built once per process."""
+    if generation.storage not in _generation_sinks:
+        base = _base_sinks()
+        _generation_sinks[generation.storage] = (
+            base if not generation.storage else [sink.for_generation(generation.storage) for sink in base]
+        )
+    return _generation_sinks[generation.storage]
+
+
+def embedder_of(generation: Generation) -> Embedder:
+    """The embedder of *generation*'s model, built once per process."""
+    if generation.model_key not in _embedders:
         registry = get_registry()
-        name = registry.settings.PI_EMBEDDER
+        name, model = generation.model_key
         if name not in registry.embedder_factories:
             raise ConfigurationError(
-                f"PI_EMBEDDER={name!r} is not provided by any loaded plugin "
+                f"the embedder {name!r} of index generation {generation.name} is not provided by any loaded plugin "
                 f"(available: {', '.join(sorted(registry.embedder_factories)) or 'none'})"
             )
-        _embedder = registry.embedder_factories[name](registry.settings)
-    return _embedder
+        settings = registry.settings.model_copy(update={"PI_EMBEDDER": name, "PI_EMBEDDING_MODEL": model})
+        _embedders[generation.model_key] = registry.embedder_factories[name](settings)
+    return _embedders[generation.model_key]
+
+
+def live_index() -> tuple[list[Sink], Embedder]:
+    """The live generation's sinks and the embedder of its model, from one reading: what search uses, so a query
+    vector always meets vectors of its own model, across a swap too."""
+    live = generations().live
+    return sinks_of(live), embedder_of(live)
+
+
+def get_sinks() -> list[Sink]:
+    """The live index generation's sinks (what search reads)."""
+    return sinks_of(generations().live)
+
+
+def get_embedder() -> Embedder:
+    """The embedder of the live index generation's model (``PI_EMBEDDER`` + ``PI_EMBEDDING_MODEL`` until a model
+    change goes live)."""
+    return embedder_of(generations().live)
+
+
+def write_sinks() -> list[Sink]:
+    """What a writer writes: the live generation's sinks, and while another generation is built, a
+    :class:`~pi_framework.mirror.MirrorSink` per sink into it (after them: the live write comes first)."""
+    snapshot = generations()
+    live = sinks_of(snapshot.live)
+    if snapshot.building is None:
+        return live
+    key = snapshot.building.name
+    if key not in _mirrors:
+        targets, embedder = sinks_of(snapshot.building), embedder_of(snapshot.building)
+        _mirrors[key] = [
+            MirrorSink(sink, target, embedder, key, get_database(get_registry().settings))
+            for sink, target in zip(live, targets, strict=True)
+        ]
+    return live + _mirrors[key]
 
 
 def reconfigure(env: Mapping[str, str], unset: Iterable[str] = ()) -> None:
@@ -88,16 +170,25 @@ def reconfigure(env: Mapping[str, str], unset: Iterable[str] = ()) -> None:
     reset()
 
 
+def _forget_built() -> None:
+    """Close and forget the registry, sinks, embedders and generation reading (rebuilt on next use)."""
+    global _registry, _sinks, _snapshot
+    for sinks in [_sinks or [], *_generation_sinks.values()]:
+        for sink in sinks:
+            sink.close()
+    _registry = _sinks = _snapshot = None
+    _generation_sinks.clear()
+    _embedders.clear()
+    _mirrors.clear()
+
+
 def reset() -> None:
     """Forget everything built from the environment: settings, registry, sinks, embedder and the database
     engines (the next use rebuilds them from the current environment)."""
     from pi_framework.db import reset_database
     from pi_framework.plane import reset_plane_engine
 
-    global _registry, _sinks, _embedder
-    for sink in _sinks or []:
-        sink.close()
-    _registry = _sinks = _embedder = None
+    _forget_built()
     get_settings.cache_clear()
     reset_database()
     reset_plane_engine()

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # redact_url lives in pi_framework.redaction; it stays importable from here for code that imported it here
@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     PI_EMBEDDING_BATCH_SIZE: PositiveInt = Field(default=64, description="Texts per embedding batch (64 was fastest on 2 cores).")
     PI_EMBEDDING_THREADS: PositiveInt | None = Field(
         default=None, description="onnxruntime threads per process; unset = onnxruntime's default."
+    )
+    PI_GENERATION_CHECK_SECONDS: PositiveFloat = Field(
+        default=5.0,
+        description="How often a process re-reads which index generation is live (a model change's swap reaches every "
+        "process within this).",
+    )
+    PI_GENERATION_INTERVAL: PositiveInt = Field(
+        default=30, description="Seconds between passes that start, copy, swap and drop index generations."
+    )
+    PI_GENERATION_GRACE_SECONDS: PositiveInt = Field(
+        default=600, description="Seconds a replaced index generation is kept before its storage is dropped."
     )
     PI_CHUNK_TOKENS: PositiveInt = Field(default=256, description="Chunk window in model tokens (the default model's limit).")
     PI_CHUNK_OVERLAP: int = Field(default=32, ge=0, description="Tokens shared by consecutive chunks.")

@@ -59,7 +59,7 @@ def test_deny_list_and_allow_list(with_test_plugins):
 
 def test_essential_plugins_always_load_and_cannot_be_disabled(pi_env):
     only_search = load_plugins(pi_env(PI_LOAD_PLUGINS="search"))
-    assert set(only_search.plugins) == {"search", "embedded_sink", "fastembed", "metrics_exporter", "workspace_sync"}
+    assert set(only_search.plugins) == {"search", "embedded_sink", "fastembed", "index_generations", "metrics_exporter", "workspace_sync"}
     assert {"embedded", "fastembed"} <= set(only_search.sink_factories) | set(only_search.embedder_factories)
     assert "vectorize" in only_search.commands
 

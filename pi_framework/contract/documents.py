@@ -62,6 +62,9 @@ class Chunk:
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None
     metadata_hash: str = ""
+    #: the version the sink stored the chunk with (filled by ``Sink.read_chunks``; ``None``: written unversioned).
+    #: Writers pass their version to ``Sink.write`` instead.
+    version: int | None = None
 
 
 def chunk_id(document_id: str, index: int) -> str:

@@ -199,10 +199,21 @@ class Sink(Protocol):
         many chunks were removed. The pipeline deletes documents only this way. With a *version*, a chunk stored with
         a larger version stays (as in :meth:`delete_chunks`)."""
 
-    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
-        """Stream the stored chunks, vectors included, of the documents named (``documents``) or of every document of
-        one workspace (``workspace_id``); exactly one of the two is given. Chunks come in pages, never all at once;
-        a ``content_hash`` the sink does not keep is ``""``. For tools that move chunks without re-embedding them."""
+    def read_chunks(
+        self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None, global_chunks: bool = False
+    ) -> Iterator[Chunk]:
+        """Stream the stored chunks, vectors and versions included, of the documents named (``documents``), of every
+        document of one workspace (``workspace_id``) or of every global chunk (no workspace; ``global_chunks=True``);
+        exactly one of the three is given. Chunks come in pages, never all at once; a ``content_hash`` the sink does not
+        keep is ``""``. For tools that move chunks without re-embedding them, and for building an index generation."""
+
+    def for_generation(self, generation: str) -> Sink:
+        """This sink (same connection settings) storing into index generation *generation* (``[a-z0-9]+``), beside this
+        one and sharing nothing with it: OpenSearch indices named for it, another embedded file. A model change builds
+        the new generation there while this one serves (see :mod:`pi_framework.sync.generations`)."""
+
+    def drop(self) -> None:
+        """Remove everything this sink stores (its indices or file): an index generation that was replaced."""
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         """Remove every chunk of a workspace (optionally of one kind); return how many were removed."""

@@ -13,8 +13,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: the column types of an annotation, the same for the core's tables and the plugins'
+_TYPES = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+    """The core's tables."""
+
+    type_annotation_map = _TYPES
+
+
+class PluginTable(DeclarativeBase):
+    """The base of a plugin's own tables in the PI database, created and upgraded with the core's.
+
+    A declarative base of its own (its own ``MetaData`` and class registry): the core's tables are not reachable
+    through it, and a plugin table named like one of the core's stops the schema upgrade.
+    """
+
+    type_annotation_map = _TYPES
 
 
 class JobStatus:
@@ -132,3 +148,43 @@ class IndexedChunk(Base):
     metadata_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     workspace_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     indexed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IndexGeneration(Base):
+    """One index generation: the sinks' storage for one embedding model (:mod:`pi_framework.db.generations`).
+
+    Exactly one is ``live`` (search reads it, every writer writes it); at most one is ``building`` (written by every
+    writer too, and filled by copying the live one's chunks re-embedded). Rows are never deleted, so a name is never
+    reused; a replaced generation goes ``retired`` and then ``dropped`` once its storage is removed.
+    """
+
+    __tablename__ = "index_generations"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    number: Mapped[int] = mapped_column(unique=True)
+    embedder: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    #: the sinks' storage name (``Sink.for_generation``); ``""``: the sinks' own names (the first generation)
+    storage: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    live_at: Mapped[datetime | None] = mapped_column(default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: the last copy failure while building (cleared when a copy goes through)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class GenerationScope(Base):
+    """A workspace (``scope``; ``""``: the global chunks) a building generation must copy before it can go live.
+
+    ``epoch`` moves whenever the scope is sent back to ``pending`` (a write to the building generation failed), so a
+    copy that started before cannot mark it ``done`` (compare-and-set on the epoch)."""
+
+    __tablename__ = "generation_scopes"
+
+    generation: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    epoch: Mapped[int] = mapped_column(default=0)
+    chunks: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

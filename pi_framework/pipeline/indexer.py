@@ -130,27 +130,31 @@ class Indexer:
         self.chunking = ChunkingParams(
             self.settings.PI_CHUNK_TOKENS, self.settings.PI_CHUNK_OVERLAP, self.settings.PI_MAX_CHUNKS_PER_DOCUMENT
         )
-        self._ready = False
+        #: ``id()`` of the sinks whose indices this indexer made sure of
+        self._ready: set[int] = set()
+        #: the sinks of the group (or delete) in progress: one reading of :attr:`sinks` for all of its steps
+        self._group_sinks: list[Sink] = []
 
     # -------------------------------------------------------------- lazily built parts
     @property
     def sinks(self) -> list[Sink]:
-        if self._sinks is None:
-            self._sinks = runtime.get_sinks()
-        return self._sinks
+        """The sinks given, or what the process writes now (:func:`~pi_framework.runtime.write_sinks`: the live index
+        generation's sinks, and mirrors into a generation being built), asked again for every group."""
+        return self._sinks if self._sinks is not None else runtime.write_sinks()
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = runtime.get_embedder()
-        return self._embedder
+        return self._embedder if self._embedder is not None else runtime.get_embedder()
 
-    def _ensure_ready(self) -> None:
-        """Create the sinks' indices; a sink holding vectors of another dimension raises (never silent garbage)."""
-        if not self._ready:
-            for sink in self.sinks:
+    def _ensure_ready(self) -> list[Sink]:
+        """The sinks of this group, their indices created; a sink holding vectors of another dimension raises (never
+        silent garbage)."""
+        sinks = self.sinks
+        for sink in sinks:
+            if id(sink) not in self._ready:
                 sink.ensure_ready(self.embedder.dimension)
-            self._ready = True
+                self._ready.add(id(sink))
+        return sinks
 
     # -------------------------------------------------------------- public API
     def _begin(self) -> int:
@@ -196,6 +200,7 @@ class Indexer:
             return 0
         self._begin()
         self.ledger.check(self.fence)
+        self._group_sinks = self.sinks
         self._delete_from_sinks(ids)
         return self.ledger.remove_documents(ids, self.fence)
 
@@ -294,7 +299,7 @@ class Indexer:
 
     # -------------------------------------------------------------- one group
     def _flush(self, group: list[_Plan], stats: IndexStats, progress: Callable[[IndexStats], None] | None) -> None:
-        self._ensure_ready()
+        self._group_sinks = self._ensure_ready()
         ledger = self.ledger.lookup([plan.document.id for plan in group])
         update = LedgerUpdate()
         removals = [plan for plan in group if plan.document.deleted]
@@ -359,7 +364,7 @@ class Indexer:
         self.ledger.check(self.fence)  # as the write-ahead does: a writer that lost its lease changes nothing
         updates = [(chunk.id, chunk.metadata) for chunk in chunks]
         refused: dict[str, str] = {}
-        for sink in self.sinks:
+        for sink in self._group_sinks:
             try:
                 result = metrics.sink_call(sink.name, "update_metadata", sink.update_metadata, updates, version=self._version)
             except Exception as exc:
@@ -409,7 +414,7 @@ class Indexer:
         if not chunks:
             return
         problems: dict[str, str] = {}
-        for sink in self.sinks:
+        for sink in self._group_sinks:
             try:
                 result = metrics.sink_call(sink.name, "write", sink.write, chunks, version=self._version)
             except Exception as exc:
@@ -428,7 +433,7 @@ class Indexer:
         orphans = [orphan for plan in plans for orphan in plan.orphans]
         if not orphans:
             return
-        for sink in self.sinks:
+        for sink in self._group_sinks:
             try:
                 metrics.sink_call(sink.name, "delete_chunks", sink.delete_chunks, orphans, version=self._version)
             except Exception as exc:
@@ -439,7 +444,7 @@ class Indexer:
 
         Deleting by document id also removes chunks an interrupted run wrote but never recorded.
         """
-        for sink in self.sinks:
+        for sink in self._group_sinks:
             try:
                 metrics.sink_call(sink.name, "delete_documents", sink.delete_documents, document_ids, version=self._version)
             except Exception as exc:
@@ -466,7 +471,7 @@ class Indexer:
         next comparison removes or rewrites them."""
         if not chunk_ids:
             return
-        for sink in self.sinks:
+        for sink in self._group_sinks:
             try:
                 sink.delete_chunks(chunk_ids, version=self._version)
             except Exception as exc:  # noqa: BLE001 - the lease is lost either way; the ledger still knows them

@@ -223,8 +223,11 @@ class _Vectors:
 class EmbeddedSink:
     name = "embedded"
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path, generation: str = "") -> None:
+        #: the first generation's file; another generation's sits beside it (:meth:`for_generation`)
+        self.base_path = Path(path)
+        self.generation = generation
+        self.path = self.base_path.with_name(f"{self.base_path.stem}.{generation}{self.base_path.suffix}") if generation else self.base_path
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
         self._pid: int | None = None
@@ -427,24 +430,28 @@ class EmbeddedSink:
         """Every chunk of these documents (also chunks the ledger never recorded); returns how many."""
         return self._delete_where("document_id", document_ids, version) if document_ids and self._has_table() else 0
 
-    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
-        """Stored chunks of *documents* or of *workspace_id*, in pages of ``_IN_BATCH`` rows (see the Sink protocol)."""
-        if (documents is None) == (workspace_id is None):
-            raise ValueError("read_chunks needs documents or a workspace_id (exactly one)")
+    def read_chunks(
+        self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None, global_chunks: bool = False
+    ) -> Iterator[Chunk]:
+        """Stored chunks of *documents*, of *workspace_id* or the global ones, in pages of ``_IN_BATCH`` rows (see the
+        Sink protocol)."""
+        if (documents is not None) + (workspace_id is not None) + global_chunks != 1:
+            raise ValueError("read_chunks needs documents, a workspace_id or global_chunks (exactly one)")
         if not self._has_table():
             return
         if documents is not None:
             for batch in _batches(list(dict.fromkeys(documents))):
                 yield from self._read_page(f"document_id IN ({_marks(len(batch))})", list(batch))
             return
+        scope, params = ("workspace_id IS NULL", []) if global_chunks else ("workspace_id = ?", [workspace_id])
         last = -1
         while True:
             with self._lock:
                 rowids = [
                     row[0]
                     for row in self.connection.execute(
-                        "SELECT rowid FROM chunks WHERE workspace_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
-                        (workspace_id, last, _IN_BATCH),
+                        f"SELECT rowid FROM chunks WHERE {scope} AND rowid > ? ORDER BY rowid LIMIT ?",
+                        (*params, last, _IN_BATCH),
                     )
                 ]
             if not rowids:
@@ -456,7 +463,7 @@ class EmbeddedSink:
         with self._lock:
             rows = self.connection.execute(
                 "SELECT id, document_id, workspace_id, kind, owner_id, source, title, key, url, text, project_ids, metadata, "
-                f"vector FROM chunks WHERE {where} ORDER BY document_id, rowid",
+                f"vector, version FROM chunks WHERE {where} ORDER BY document_id, rowid",
                 params,
             ).fetchall()
         return [
@@ -476,9 +483,21 @@ class EmbeddedSink:
                 owner_id=owner_id,
                 metadata=json.loads(metadata),
                 vector=None if vector is None else np.frombuffer(vector, dtype=np.float32).tolist(),
+                version=version,
             )
-            for chunk_id_, document_id, workspace, kind, owner_id, source, title, key, url, text, projects, metadata, vector in rows
+            for chunk_id_, document_id, workspace, kind, owner_id, source, title, key, url, text, projects, metadata, vector, version in rows
         ]
+
+    def for_generation(self, generation: str) -> EmbeddedSink:
+        """The same sink on another file beside this one: ``embedded_index.<generation>.sqlite``."""
+        return EmbeddedSink(self.base_path, generation)
+
+    def drop(self) -> None:
+        """Delete this sink's file (and SQLite's ``-wal``/``-shm`` beside it)."""
+        self.close()
+        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            path.unlink(missing_ok=True)
+        self._dimension, self._schema_seen = None, False
 
     def delete_workspace(self, workspace_id: str, kind: str | None = None) -> int:
         if not self._has_table():

@@ -271,6 +271,7 @@ def chunk_from(raw: dict[str, Any]) -> Chunk:
         owner_id=source.get("owner_id"),
         metadata=source.get("metadata") or {},
         vector=source.get(VECTOR_FIELD),
+        version=raw.get("_version"),
     )
 
 

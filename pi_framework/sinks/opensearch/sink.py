@@ -91,6 +91,17 @@ class OpenSearchSink:
     ) -> None:
         if knn_engine not in queries.KNN_ENGINES:
             raise SinkError(f"OPENSEARCH_KNN_ENGINE must be one of {', '.join(queries.KNN_ENGINES)}, not {knn_engine!r}")
+        #: what :meth:`for_generation` builds another generation's sink from
+        self._options: dict[str, Any] = {
+            "url": url,
+            "prefix": prefix,
+            "timeout": timeout,
+            "retries": retries,
+            "backoff": backoff,
+            "bulk_chunk_size": bulk_chunk_size,
+            "bulk_concurrency": bulk_concurrency,
+            "knn_engine": knn_engine,
+        }
         self.prefix = prefix
         self.knn_engine = knn_engine
         self.safe_url = redact_url(url) or ""
@@ -428,23 +439,43 @@ class OpenSearchSink:
             raise SinkError(f"opensearch: {what} left failures: {response['failures'][:3]}")
         return int(response.get("deleted", 0))
 
-    def read_chunks(self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None) -> Iterator[Chunk]:
-        """Stored chunks of *documents* or of *workspace_id*, pages of :data:`READ_PAGE` by ``search_after`` on the
-        chunk id (see the Sink protocol)."""
-        if (documents is None) == (workspace_id is None):
-            raise ValueError("read_chunks needs documents or a workspace_id (exactly one)")
+    def read_chunks(
+        self, *, documents: Sequence[str] | None = None, workspace_id: str | None = None, global_chunks: bool = False
+    ) -> Iterator[Chunk]:
+        """Stored chunks of *documents*, of *workspace_id* or the global ones, pages of :data:`READ_PAGE` by
+        ``search_after`` on the chunk id (see the Sink protocol)."""
+        if (documents is not None) + (workspace_id is not None) + global_chunks != 1:
+            raise ValueError("read_chunks needs documents, a workspace_id or global_chunks (exactly one)")
         self._refresh()
         if documents is not None:
             ids = list(dict.fromkeys(documents))
             for start in range(0, len(ids), ID_BATCH):
                 yield from self._read({"terms": {"document_id": ids[start : start + ID_BATCH]}})
             return
+        if global_chunks:
+            yield from self._read({"bool": {"must_not": [{"exists": {"field": "workspace_id"}}]}})
+            return
         yield from self._read({"term": {"workspace_id": workspace_id}})
+
+    def for_generation(self, generation: str) -> OpenSearchSink:
+        """The same cluster and settings, indices ``<prefix>_<generation>-<kind>``: outside this prefix's index
+        expression (``<prefix>-*``), so neither generation ever reads or deletes the other's chunks."""
+        return OpenSearchSink(**{**self._options, "prefix": f"{self._options['prefix']}_{generation}"})
+
+    def drop(self) -> None:
+        """Delete every index of this prefix."""
+        indices = self._own_indices()
+        if indices:
+            with self._errors(f"deleting indices {', '.join(indices)}"):
+                self.client.indices.delete(index=",".join(indices), ignore_unavailable=True)
+            logger.info("opensearch: deleted indices {}", ", ".join(indices))
+        self._ready.clear()
+        self._dirty.clear()
 
     def _read(self, query: dict[str, Any]) -> Iterator[Chunk]:
         after: list[Any] | None = None
         while True:
-            body: dict[str, Any] = {"size": READ_PAGE, "query": query, "sort": [{"chunk_id": "asc"}]}
+            body: dict[str, Any] = {"size": READ_PAGE, "query": query, "sort": [{"chunk_id": "asc"}], "version": True}
             if after is not None:
                 body["search_after"] = after
             hits = self._search(self._all_indices(), body, "reading chunks back")
