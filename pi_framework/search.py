@@ -123,7 +123,8 @@ def search(
         raise ValueError("search needs a workspace id: every search is filtered by workspace")
     if not query.strip() or limit <= 0:
         return []
-    sinks = list(sinks) if sinks is not None else runtime.get_sinks()
+    live_sinks, embedder = runtime.live_index()  # one generation: the query vector is of its model
+    sinks = list(sinks) if sinks is not None else live_sinks
     request = SearchQuery(
         workspace_id=workspace_id,
         text=query,
@@ -141,7 +142,7 @@ def search(
         request.projects = sorted(access.projects)
         request.guest_projects = sorted(access.guest_projects)
     if mode != "text":
-        request.vector = runtime.get_embedder().embed([query])[0].tolist()
+        request.vector = embedder.embed([query])[0].tolist()
     rankings: list[list[Hit]] = []
     for sink in sinks:
         if mode != "vector":
