@@ -126,13 +126,6 @@ def embedder_of(generation: Generation) -> Embedder:
     return _embedders[generation.model_key]
 
 
-def live_index() -> tuple[list[Sink], Embedder]:
-    """The live generation's sinks and the embedder of its model, from one reading: what search uses, so a query
-    vector always meets vectors of its own model, across a swap too."""
-    live = generations().live
-    return sinks_of(live), embedder_of(live)
-
-
 def get_sinks() -> list[Sink]:
     """The live index generation's sinks (what search reads)."""
     return sinks_of(generations().live)

@@ -123,8 +123,8 @@ def search(
         raise ValueError("search needs a workspace id: every search is filtered by workspace")
     if not query.strip() or limit <= 0:
         return []
-    live_sinks, embedder = runtime.live_index()  # one generation: the query vector is of its model
-    sinks = list(sinks) if sinks is not None else live_sinks
+    live = runtime.generations().live  # one reading: the query vector is of the model of the sinks searched
+    sinks = list(sinks) if sinks is not None else runtime.sinks_of(live)
     request = SearchQuery(
         workspace_id=workspace_id,
         text=query,
@@ -142,7 +142,7 @@ def search(
         request.projects = sorted(access.projects)
         request.guest_projects = sorted(access.guest_projects)
     if mode != "text":
-        request.vector = embedder.embed([query])[0].tolist()
+        request.vector = runtime.embedder_of(live).embed([query])[0].tolist()
     rankings: list[list[Hit]] = []
     for sink in sinks:
         if mode != "vector":

@@ -16,7 +16,7 @@ side by side, or stopped the embedded sink on another dimension). :func:`advance
    ``PI_GENERATION_INTERVAL`` seconds; a killed pass leaves its scope pending and the next pass redoes it;
 3. **swap**: when no scope is pending, one transaction makes the new generation live; every process searches it
    within ``PI_GENERATION_CHECK_SECONDS`` (until then the old one, complete, still answers; never a mix: a search reads
-   one generation with its own model, see :func:`pi_framework.runtime.live_index`);
+   one generation with its own model, see :func:`pi_framework.search.search`);
 4. **drop**: ``PI_GENERATION_GRACE_SECONDS`` after the swap, the old generation's indices or file are removed.
 
 Chunks are copied as they are (same ids, text, fields): the ledger stays true for the new generation, and nothing is
