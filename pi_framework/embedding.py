@@ -193,6 +193,8 @@ class HashingEmbedder:
     """Deterministic bag-of-words vectors (feature hashing): instant, no model, for unit tests only.
 
     Texts sharing words get similar vectors, which is enough to test ranking plumbing, not semantics.
+    ``PI_EMBEDDING_MODEL=hashing-<dimension>`` (``hashing-256``) makes vectors of another size: another "model" for
+    tests of a model change; any other model name gives the default, ``hashing-v1`` (384).
     """
 
     model_name = "hashing-v1"
@@ -200,6 +202,9 @@ class HashingEmbedder:
     special_tokens = 2
 
     def __init__(self, settings: Settings | None = None, dimension: int = 384) -> None:
+        model = settings.PI_EMBEDDING_MODEL if settings is not None else ""
+        if re.fullmatch(r"hashing-[1-9][0-9]*", model):
+            self.model_name, dimension = model, int(model.removeprefix("hashing-"))
         self.dimension = dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
