@@ -135,7 +135,9 @@ def test_a_model_change_builds_beside_the_live_generation_and_swaps_without_an_e
 
     def edit(step: int) -> None:
         if step == 1:  # the build has started: a live sync now writes both generations
-            plane.update(schema.issues, items["Dark mode"]["id"], name="Dark mode schedule", description_html="<p>Sunset timer</p>")
+            plane.update(
+                schema.issues, items["Dark mode"]["id"], name="Dark mode schedule", description_html="<p>Sunset timer</p>"
+            )
             assert live_sync(ws)["status"] == "success"
 
     passes = advance_until_live(workspace, between=edit)

@@ -186,15 +186,21 @@ def swap(database: Database, generation: str, settle_seconds: float) -> bool:
         if row is None or row.status != BUILDING:
             return False
         old_enough = session.scalar(
-            select(func.count()).where(IndexGeneration.name == generation, IndexGeneration.created_at <= clock(session, -settle_seconds))
+            select(func.count()).where(
+                IndexGeneration.name == generation, IndexGeneration.created_at <= clock(session, -settle_seconds)
+            )
         )
         pending = session.scalar(
             select(func.count()).where(GenerationScope.generation == generation, GenerationScope.status == PENDING)
         )
         if not old_enough or pending:
             return False
-        session.execute(update(IndexGeneration).where(IndexGeneration.status == LIVE).values(status=RETIRED, retired_at=clock(session)))
-        session.execute(update(IndexGeneration).where(IndexGeneration.name == generation).values(status=LIVE, live_at=clock(session)))
+        session.execute(
+            update(IndexGeneration).where(IndexGeneration.status == LIVE).values(status=RETIRED, retired_at=clock(session))
+        )
+        session.execute(
+            update(IndexGeneration).where(IndexGeneration.name == generation).values(status=LIVE, live_at=clock(session))
+        )
         return True
 
 

@@ -87,7 +87,9 @@ def copy_scope(scope: str, live: Sequence[Sink], targets: Sequence[Sink], embedd
                 result = target.write(group, version=version)
                 if result.failed:
                     chunk_id, reason = next(iter(result.failed.items()))
-                    raise SinkError(f"{target.name} refused {len(result.failed)} chunk(s) of scope {scope!r}: {chunk_id}: {reason}")
+                    raise SinkError(
+                        f"{target.name} refused {len(result.failed)} chunk(s) of scope {scope!r}: {chunk_id}: {reason}"
+                    )
             copied += len(chunks)
         for chunks in _pages(_scope_chunks(target, scope), page):  # what the live generation no longer holds
             kept = source.existing([chunk.id for chunk in chunks])
