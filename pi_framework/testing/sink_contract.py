@@ -268,6 +268,39 @@ class SinkContract:
         with pytest.raises(ValueError):
             list(ready_sink.read_chunks())
 
+    def test_global_chunks_read_back_with_the_version_they_were_written_with(self, ready_sink: Sink) -> None:
+        """``read_chunks(global_chunks=True)`` gives the chunks without a workspace, and every chunk read back carries
+        the version it was stored with (a model change copies chunks with it, so a newer write always wins)."""
+        assert ready_sink.write([self.chunk("docs:a#0", None, kind="docs", source="docs")], version=7).written
+        assert ready_sink.write([self.chunk("issues:w#0")], version=11).written
+        (doc,) = ready_sink.read_chunks(global_chunks=True)
+        assert (doc.id, doc.workspace_id, doc.version) == ("docs:a#0", None, 7)
+        (issue,) = ready_sink.read_chunks(workspace_id=WS_A)
+        assert issue.version == 11
+        with pytest.raises(ValueError):
+            list(ready_sink.read_chunks(workspace_id=WS_A, global_chunks=True))
+
+    def test_another_generation_shares_nothing_and_drop_removes_it(self, ready_sink: Sink) -> None:
+        """``for_generation`` stores beside this sink without seeing or touching its chunks, in any vector size (a
+        model change); ``drop`` removes that generation and nothing of this one."""
+        self.write_all(ready_sink, [self.chunk("issues:live#0", text="the live generation")])
+        other = ready_sink.for_generation("gtest")
+        try:
+            other.ensure_ready(self.dimension + 4)
+            moved = self.chunk("issues:new#0", text="the new generation", vector=[0.5] * (self.dimension + 4))
+            assert other.write([moved]).written == ["issues:new#0"]
+            assert other.count() == 1 and ready_sink.count() == 1
+            assert ready_sink.existing(["issues:new#0"]) == set() and other.existing(["issues:live#0"]) == set()
+            assert other.delete_workspace(WS_A) == 1 and ready_sink.count() == 1
+            assert other.write([moved]).written
+            query = SearchQuery(workspace_id=WS_A, text="generation", limit=5)
+            assert self.ids(other.search_text(query)) == ["issues:new#0"]
+            assert self.ids(ready_sink.search_text(query)) == ["issues:live#0"]
+        finally:
+            other.drop()
+        assert other.for_generation("gtest").count() == 0, "dropped"
+        assert ready_sink.count() == 1 and ready_sink.existing(["issues:live#0"]) == {"issues:live#0"}
+
     # ------------------------------------------------------------------ fencing
     def test_an_older_version_never_replaces_or_deletes_a_newer_one(self, ready_sink: Sink) -> None:
         """Versioned writes and deletes (the pipeline writes with its lease's fencing token): a smaller version is
