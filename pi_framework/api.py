@@ -59,16 +59,20 @@ plugin's ``import`` costs nothing.
 * ``Database``: the PI database (engine, sessions, circuit breaker)
 * ``DatabaseUnavailable``: the PI database cannot be reached (the breaker is open)
 * ``get_database``: this process's PI database
-* ``ModelBase``: the declarative base of the PI database's tables (a plugin declaring tables of its own)
+* ``PluginTable``: the declarative base of a plugin's own tables in the PI database (created and upgraded with the
+  core's, which are not reachable through it; a plugin reads the core's state through the names below, never its tables)
 * ``utcnow``: the aware UTC "now" the PI database's rows use
 * ``JobStatus``: the statuses of a vectorization job
-* ``SyncState``: the ``sync_states`` table (cursors, markers; write only rows of your own: ``PluginState``)
-* ``IndexedDocument``: the ledger's documents table (read only)
-* ``WorkspaceVectorization``: the vectorization jobs table (read only; transitions go through ``Jobs``)
-* ``PluginState``: a plugin's own rows in ``sync_states`` (``plugin:<name>``)
+* ``PluginState``: a plugin's own JSON rows by scope in ``sync_states``: ``PluginState("<plugin>")`` (``plugin:<plugin>``),
+  or ``PluginState.reserved(name)`` for a name the plugin reserved with ``register_state_names`` (``load``, ``save``,
+  ``remove``, ``all``, ``rows``, and ``update`` read-modify-write in one transaction)
 * ``Indexer``: documents in, chunks embedded and written to every sink, the ledger updated (push and global sources)
 * ``IndexStats``: what one ``Indexer.index`` call did
 * ``SinkOutage``: a sink failed as a whole during indexing (retry the run)
+* ``Ledger``: ``Ledger(database)`` (also ``Indexer.ledger``), what every sink confirmed: read it (``lookup``,
+  ``document_ids``, ``find_ids``, ``records``, ``count``, ``workspaces_with_documents``), change it only with
+  ``apply(LedgerUpdate)`` once the sinks confirmed
+* ``LedgerRecord``: one recorded document as ``Ledger.records`` returns it (id, workspace, source, kind, version, chunks)
 * ``LedgerUpdate``: one group of ledger changes, applied in one transaction
 * ``to_str``: any value as valid text (bytes decoded, lone surrogates replaced)
 * ``search``: hybrid search of one workspace, filtered by what the user may see
@@ -76,9 +80,15 @@ plugin's ``import`` costs nothing.
 * ``live_sync``: apply a workspace's pending changes in this process
 * ``jobs``: this process's ``Jobs`` (vectorization jobs: request, cancel, ...)
 * ``Jobs``: the vectorization jobs and their compare-and-set transitions
+* ``job_counts``: how many vectorization jobs have each status
+* ``workspace_jobs``: per workspace with jobs: its latest job (``JobView``), counts by status, live sync, activity
+* ``silent_jobs``: how many queued or running jobs made no progress since a time
+* ``oldest_active_progress``: the earliest last progress of a queued or running job
 * ``forget_workspace``: remove a workspace from every sink and the ledger (its plan left vectorization)
 * ``stuck_workspaces``: workspaces with pending work older than a threshold, and why
 * ``source_errors``: the installed workspace sources that raised at run time (skipped while the others sync), and why
+* ``changefeed_status``: ``slot -> status`` of the change feed (on or polling and why, slot lag), what ``pi changefeed
+  status`` shows
 * ``run_health_checks``: run every registered health check
 * ``metrics``: the metrics recorder (no-ops unless the process records); a plugin declares metrics of its own with
   ``metrics.counter``, ``metrics.gauge`` and ``metrics.histogram``
@@ -118,13 +128,13 @@ from pi_framework.settings import PluginSettings, Settings, SettingsError, get_s
 
 if TYPE_CHECKING:
     from pi_framework import metrics
+    from pi_framework.changefeed.requests import load_status as changefeed_status
     from pi_framework.db import Database, DatabaseUnavailable, get_database
-    from pi_framework.db.models import Base as ModelBase
-    from pi_framework.db.models import IndexedDocument, JobStatus, SyncState, WorkspaceVectorization, utcnow
+    from pi_framework.db.models import JobStatus, PluginTable, utcnow
     from pi_framework.events import redacting as redact_task_arguments
     from pi_framework.health import run_health_checks
     from pi_framework.pipeline.indexer import Indexer, IndexStats, SinkOutage
-    from pi_framework.pipeline.ledger import LedgerUpdate
+    from pi_framework.pipeline.ledger import Ledger, LedgerRecord, LedgerUpdate
     from pi_framework.pipeline.normalise import to_str
     from pi_framework.plane import schema as plane_schema
     from pi_framework.plane.db import plane_engine
@@ -134,6 +144,7 @@ if TYPE_CHECKING:
     from pi_framework.sync import current_jobs as jobs
     from pi_framework.sync.downgrade import forget_workspace
     from pi_framework.sync.isolation import source_errors
+    from pi_framework.sync.job_reads import job_counts, oldest_active_progress, silent_jobs, workspace_jobs
     from pi_framework.sync.jobs import Jobs
     from pi_framework.sync.live import live_sync
     from pi_framework.sync.state import PluginState
@@ -147,21 +158,20 @@ _LAZY = {
     "plugin_settings": "pi_framework.runtime:plugin_settings",
     "get_sinks": "pi_framework.runtime:get_sinks",
     "get_embedder": "pi_framework.runtime:get_embedder",
-    # the PI database: engine and sessions, its tables (read them; write only rows of your own)
+    # the PI database: engine and sessions; a plugin's own tables and state rows (the core's are read through functions)
     "Database": "pi_framework.db:Database",
     "DatabaseUnavailable": "pi_framework.db:DatabaseUnavailable",
     "get_database": "pi_framework.db:get_database",
-    "ModelBase": "pi_framework.db.models:Base",
+    "PluginTable": "pi_framework.db.models:PluginTable",
     "utcnow": "pi_framework.db.models:utcnow",
     "JobStatus": "pi_framework.db.models:JobStatus",
-    "SyncState": "pi_framework.db.models:SyncState",
-    "IndexedDocument": "pi_framework.db.models:IndexedDocument",
-    "WorkspaceVectorization": "pi_framework.db.models:WorkspaceVectorization",
     "PluginState": "pi_framework.sync.state:PluginState",
     # indexing documents a plugin brings itself (push and global sources)
     "Indexer": "pi_framework.pipeline.indexer:Indexer",
     "IndexStats": "pi_framework.pipeline.indexer:IndexStats",
     "SinkOutage": "pi_framework.pipeline.indexer:SinkOutage",
+    "Ledger": "pi_framework.pipeline.ledger:Ledger",
+    "LedgerRecord": "pi_framework.pipeline.ledger:LedgerRecord",
     "LedgerUpdate": "pi_framework.pipeline.ledger:LedgerUpdate",
     "to_str": "pi_framework.pipeline.normalise:to_str",
     # the framework's verbs, run in this process (plugins' commands and tests)
@@ -171,9 +181,14 @@ _LAZY = {
     # vectorization jobs and workspaces
     "jobs": "pi_framework.sync:current_jobs",
     "Jobs": "pi_framework.sync.jobs:Jobs",
+    "job_counts": "pi_framework.sync.job_reads:job_counts",
+    "workspace_jobs": "pi_framework.sync.job_reads:workspace_jobs",
+    "silent_jobs": "pi_framework.sync.job_reads:silent_jobs",
+    "oldest_active_progress": "pi_framework.sync.job_reads:oldest_active_progress",
     "forget_workspace": "pi_framework.sync.downgrade:forget_workspace",
     "stuck_workspaces": "pi_framework.sync.trigger:stuck_workspaces",
     "source_errors": "pi_framework.sync.isolation:source_errors",
+    "changefeed_status": "pi_framework.changefeed.requests:load_status",
     "run_health_checks": "pi_framework.health:run_health_checks",
     # operators' eyes: metrics (no-ops unless the process records) and task options keeping text out of task events
     "metrics": "pi_framework.metrics",
@@ -225,16 +240,15 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "get_database",
-    "ModelBase",
+    "PluginTable",
     "utcnow",
     "JobStatus",
-    "SyncState",
-    "IndexedDocument",
-    "WorkspaceVectorization",
     "PluginState",
     "Indexer",
     "IndexStats",
     "SinkOutage",
+    "Ledger",
+    "LedgerRecord",
     "LedgerUpdate",
     "to_str",
     "search",
@@ -242,9 +256,14 @@ __all__ = [
     "live_sync",
     "jobs",
     "Jobs",
+    "job_counts",
+    "workspace_jobs",
+    "silent_jobs",
+    "oldest_active_progress",
     "forget_workspace",
     "stuck_workspaces",
     "source_errors",
+    "changefeed_status",
     "run_health_checks",
     "metrics",
     "redact_task_arguments",

@@ -47,7 +47,8 @@ def register_state_names(register: Callable[[str], None]) -> None:
 
     Called after :func:`register_settings`, before every other hook. No workspace source may take such a name (its
     cursors would be those rows). New rows belong under ``PluginState("<plugin>")`` (``plugin:<plugin>``), which needs
-    no reservation; this is for rows a plugin kept before that existed (a billing plugin's ``plans`` markers, say).
+    no reservation; this is for rows a plugin kept before that existed (a billing plugin's ``plans`` markers, say),
+    read and written with ``PluginState.reserved(name)``.
     """
 
 

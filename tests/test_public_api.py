@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import String, inspect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import pi_framework.api as api
 from pi_framework.contract.contributions import BaseSource, Source, source_name_problem
 from pi_framework.contract.sinks import Sink
+from pi_framework.db import get_database
+from pi_framework.db.models import Base, SyncState
 
 ROOT = Path(__file__).parents[1]
 PLUGIN_MODULES = sorted(path for path in ROOT.glob("plugins/pi_*/pi_*/**/*.py") if "build" not in path.parts)
@@ -148,9 +152,42 @@ def test_plugin_state_is_namespaced(pi_database) -> None:
     state.save("w1", {"seen": 1})
     assert state.load("w1") == {"seen": 1} and state.all() == {"w1": {"seen": 1}}
     with pi_database.session() as session:
-        assert session.get(api.SyncState, ("plugin:pi_cycles", "w1")) is not None
+        assert session.get(SyncState, ("plugin:pi_cycles", "w1")) is not None
     state.remove("w1")
     assert state.load("w1") is None
+
+
+def test_plugin_state_under_a_reserved_name_only(pi_database, register_plugin) -> None:
+    class Markers:
+        @api.hookimpl
+        def register_state_names(self, register):
+            register("old-markers")
+
+    register_plugin(Markers(), "markers")
+    state = api.PluginState.reserved("old-markers")
+    assert state.update("w1", lambda value: {"n": (value or {}).get("n", 0) + 1}) == {"n": 1}
+    assert state.update("w1", lambda value: {"n": (value or {}).get("n", 0) + 1}) == {"n": 2}
+    [row] = state.rows()
+    assert (row.scope, row.value, row.updated_at.tzinfo is not None) == ("w1", {"n": 2}, True)
+    with pi_database.session() as session:
+        assert session.get(SyncState, ("old-markers", "w1")).cursor == {"n": 2}
+    for name in ("reconcile", "pending-work", "issues", "not-reserved"):  # the core's rows, a source's cursors
+        with pytest.raises(LookupError, match="not reserved"):
+            api.PluginState.reserved(name).load("w1")
+
+
+def test_a_plugin_table_is_created_with_the_core_s_and_reaches_none_of_them(pi_settings) -> None:
+    class Note(api.PluginTable):
+        __tablename__ = "test_plugin_notes"
+        id: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+    try:
+        database = get_database(pi_settings)
+        database.ensure_schema()
+        assert "test_plugin_notes" in inspect(database.engine).get_table_names()
+        assert not set(Base.metadata.tables) & set(api.PluginTable.metadata.tables)
+    finally:
+        api.PluginTable.metadata.remove(Note.__table__)
 
 
 @pytest.mark.parametrize("name", api.__all__)
@@ -161,3 +198,10 @@ def test_every_exported_name_is_documented(name: str) -> None:
 
 def test_no_concrete_sink_or_internal_module_is_exported() -> None:
     assert not {"EmbeddedSink", "OpenSearchSink", "opensearch_index_name"} & set(api.__all__)
+
+
+def test_no_table_of_the_core_is_exported() -> None:
+    """Plugins read the core's state through functions (jobs, ledger, plugin state), never its ORM tables."""
+    tables = {name for name in api.__all__ if isinstance(getattr(api, name), type) and issubclass(getattr(api, name), Base)}
+    assert tables == set()
+    assert api.PluginTable is not Base and issubclass(api.PluginTable, DeclarativeBase)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from pi_framework import metrics
 from pi_framework.db.breaker import CircuitBreaker, DatabaseUnavailable, is_connection_error
-from pi_framework.db.models import Base
+from pi_framework.db.models import Base, PluginTable
 from pi_framework.settings import Settings, get_settings, redact_url
 
 __all__ = ["Database", "DatabaseUnavailable", "get_database", "reset_database"]
@@ -85,12 +85,17 @@ def _upgrade_schema(engine: Engine) -> None:
     transaction under an advisory lock: worker processes starting together on a fresh database would
     otherwise race on ``CREATE TABLE`` (``pg_type_typname_nsp_index`` unique violations).
     """
+    clash = sorted(set(Base.metadata.tables) & set(PluginTable.metadata.tables))
+    if clash:  # create_all would skip the plugin's table and the upgrade would alter the core's
+        raise RuntimeError(f"a plugin declares a table named like one of the core's: {', '.join(clash)}")
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        tables = [*Base.metadata.sorted_tables, *PluginTable.metadata.sorted_tables]
         Base.metadata.create_all(connection)
+        PluginTable.metadata.create_all(connection)
         inspector = inspect(connection)
-        for table in Base.metadata.sorted_tables:
+        for table in tables:
             present = {column["name"]: column for column in inspector.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in present:

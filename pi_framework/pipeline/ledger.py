@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,18 @@ class LedgerEntry:
     metadata_hashes: dict[str, str | None] = field(default_factory=dict)
     recorded: bool = False
     source_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One recorded document as the ledger holds it (its chunks aside)."""
+
+    document_id: str
+    workspace_id: str | None
+    source: str
+    kind: str
+    source_updated_at: datetime | None
+    chunk_count: int
 
 
 @dataclass
@@ -323,3 +335,58 @@ class Ledger:
             session.execute(delete(WithheldDocument).where(WithheldDocument.workspace_id == workspace_id))
             session.execute(delete(IndexedChunk).where(IndexedChunk.workspace_id == workspace_id))
             return session.execute(delete(IndexedDocument).where(IndexedDocument.workspace_id == workspace_id)).rowcount
+
+    # ------------------------------------------------------------------ reads for plugins
+    def workspaces_with_documents(self, workspace_ids: Iterable[str]) -> set[str]:
+        """Which of *workspace_ids* still have recorded documents."""
+        ids = sorted(set(workspace_ids))
+        with self.database.session() as session:
+            return {
+                workspace_id
+                for batch in _batches(ids)
+                for workspace_id in session.scalars(
+                    select(IndexedDocument.workspace_id).where(IndexedDocument.workspace_id.in_(batch)).distinct()
+                )
+            }
+
+    def find_ids(self, workspace_id: str, source: str, ids: Iterable[str] = (), prefixes: Iterable[str] = ()) -> list[str]:
+        """Recorded documents of *source* in *workspace_id* whose id is one of *ids* or starts with one of *prefixes*."""
+        wanted = [IndexedDocument.document_id.in_(list(ids))] + [
+            IndexedDocument.document_id.startswith(prefix, autoescape=True) for prefix in prefixes
+        ]
+        query = select(IndexedDocument.document_id).where(
+            IndexedDocument.workspace_id == workspace_id, IndexedDocument.source == source, or_(*wanted)
+        )
+        with self.database.session() as session:
+            return list(session.scalars(query))
+
+    def records(self, source: str, prefix: str = "", after: str = "", limit: int = 1000) -> list[LedgerRecord]:
+        """Recorded documents of *source* with ids starting with *prefix*, the first *limit* after id *after* in id
+        order (keyset paging: pass the last id of a page to get the next)."""
+        query = (
+            select(
+                IndexedDocument.document_id,
+                IndexedDocument.workspace_id,
+                IndexedDocument.source,
+                IndexedDocument.kind,
+                IndexedDocument.source_updated_at,
+                IndexedDocument.chunk_count,
+            )
+            .where(
+                IndexedDocument.source == source,
+                IndexedDocument.document_id.startswith(prefix, autoescape=True),
+                IndexedDocument.document_id > after,
+            )
+            .order_by(IndexedDocument.document_id)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            return [LedgerRecord(*row) for row in session.execute(query)]
+
+    def count(self, source: str, prefix: str = "") -> int:
+        """How many documents of *source* with ids starting with *prefix* are recorded."""
+        query = select(func.count()).where(
+            IndexedDocument.source == source, IndexedDocument.document_id.startswith(prefix, autoescape=True)
+        )
+        with self.database.session() as session:
+            return session.scalar(query) or 0

@@ -17,17 +17,20 @@ Rows that are not a source's cursor belong to one owner each, so no owner can co
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from pi_framework import runtime
 from pi_framework.contract.names import PENDING, PLUGIN_PREFIX, RECONCILE, RESERVED, RETRIES
 from pi_framework.db import get_database
 from pi_framework.db.models import SyncState, utcnow
 
-__all__ = ["PENDING", "PLUGIN_PREFIX", "RECONCILE", "RESERVED", "RETRIES", "PluginState"]
+__all__ = ["PENDING", "PLUGIN_PREFIX", "RECONCILE", "RESERVED", "RETRIES", "PluginState", "StateRow"]
 
 
 
@@ -86,12 +89,7 @@ def flag(workspace_id: str, path: str = "live sync") -> None:
     now = utcnow()
     row = {"source": PENDING, "scope": workspace_id, "cursor": {"since": now.isoformat(), "pending": None, "path": path}}
     with get_database().session() as session:
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(SyncState).values(**row, updated_at=now)
+        statement = _insert(session)(SyncState).values(**row, updated_at=now)
         session.execute(statement.on_conflict_do_update(index_elements=["source", "scope"], set_={"updated_at": now}))
 
 
@@ -114,24 +112,90 @@ def clear_marker(workspace_id: str, version: datetime) -> bool:
         )
 
 
-class PluginState:
-    """A plugin's own rows in ``sync_states``, under ``plugin:<plugin name>`` (never a source's cursor nor the core's).
+@dataclass(frozen=True)
+class StateRow:
+    """One row of a plugin's state: its scope, its value and when it was last written."""
 
-    ``PluginState("my_plugin").save("some-scope", {"last": "..."})``; values are JSON objects.
+    scope: str
+    value: dict[str, Any]
+    updated_at: datetime
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's ``INSERT`` (``ON CONFLICT`` clauses differ in import only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+class PluginState:
+    """A plugin's own rows in ``sync_states``: JSON objects by scope, never a source's cursor nor the core's rows.
+
+    ``PluginState("my_plugin")`` keeps them under ``plugin:my_plugin``; ``PluginState.reserved("plans")`` under a name
+    a loaded plugin reserved with ``register_state_names`` (rows it kept before ``plugin:<name>`` existed), checked on
+    every use: any other name raises :class:`LookupError`, so a plugin cannot touch rows of the core or of a source.
+    Rows live in this process's PI database (:func:`~pi_framework.db.get_database`).
     """
 
     def __init__(self, plugin: str) -> None:
-        self.name = f"{PLUGIN_PREFIX}{plugin}"
+        self.name, self._reserved = f"{PLUGIN_PREFIX}{plugin}", False
+
+    @classmethod
+    def reserved(cls, name: str) -> PluginState:
+        """The rows under *name*, a ``register_state_names`` name (checked when used: a module-level instance is made
+        while its plugin is imported, before the registry exists)."""
+        state = cls(name)
+        state.name, state._reserved = name, True
+        return state
+
+    def _checked(self) -> str:
+        if self._reserved and self.name not in runtime.get_registry().reserved_state_names:
+            raise LookupError(
+                f"sync_states name {self.name!r} is not reserved by a loaded plugin (register_state_names); "
+                f"a plugin's own rows go under PluginState('<plugin>')"
+            )
+        return self.name
 
     def load(self, scope: str) -> dict[str, Any] | None:
-        return load(self.name, scope)
+        return load(self._checked(), scope)
 
     def save(self, scope: str, value: dict[str, Any]) -> None:
-        save(self.name, scope, value)
+        save(self._checked(), scope, value)
 
     def remove(self, scope: str) -> None:
-        remove(self.name, scope)
+        remove(self._checked(), scope)
 
     def all(self) -> dict[str, dict[str, Any]]:
-        """``scope -> value`` of every row of the plugin."""
-        return all_of(self.name)
+        """``scope -> value`` of every row."""
+        return all_of(self._checked())
+
+    def rows(self) -> list[StateRow]:
+        """Every row with when it was written, by scope."""
+        name = self._checked()
+        with get_database().session() as session:
+            query = select(SyncState).where(SyncState.source == name).order_by(SyncState.scope)
+            return [StateRow(row.scope, dict(row.cursor), _aware(row.updated_at)) for row in session.scalars(query)]
+
+    def update(self, scope: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+        """Replace the row of *scope* with ``change(current value or None)`` in one transaction; returns the new value.
+
+        The row is locked from the read to the write (created first if missing, so even a first write is locked on
+        PostgreSQL; SQLite has one writer at a time), so two concurrent updates never lose one another's change.
+        """
+        name = self._checked()
+        with get_database().session() as session:
+            insert = _insert(session)
+            blank = insert(SyncState).values(source=name, scope=scope, cursor={}, updated_at=utcnow())
+            created = session.execute(blank.on_conflict_do_nothing(index_elements=["source", "scope"])).rowcount == 1
+            key = (SyncState.source == name, SyncState.scope == scope)
+            row = session.scalars(select(SyncState).where(*key).with_for_update()).one()
+            row.cursor = value = change(None if created else dict(row.cursor))
+            row.updated_at = utcnow()
+            return value

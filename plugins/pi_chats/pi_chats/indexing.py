@@ -6,18 +6,17 @@ One code path serves the ``index_chat_message`` task (a batch of one) and ``pi c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import select
 
 from pi_chats import backlog, ids, rekey, store
 from pi_chats.payloads import ChatMessage
 from pi_chats.settings import chats_settings
-from pi_framework.api import Database, Document, IndexedDocument, Indexer, Settings, get_database, get_settings
+from pi_framework.api import Database, Document, Indexer, Settings, get_database, get_settings
 
 SOURCE = "chats"
 KIND = "chats"
@@ -196,28 +195,23 @@ class ChatIndex:
         with self.database.session() as session:
             store.tombstone(session, workspace_id, chat_id)
             backlog.forget_chat(session, workspace_id, chat_id)
-            doc_ids = list(self._indexed_ids(session, workspace_id, chat_id))
+        doc_ids = self._indexed_ids(workspace_id, chat_id)
         removed = self.indexer.delete_documents(doc_ids) if doc_ids else 0
         with self.database.session() as session:
             store.mark_purged(session, workspace_id, chat_id)
         return removed
 
-    @staticmethod
-    def _indexed_ids(session: Any, workspace_id: str, chat_id: str) -> Iterable[str]:
+    def _indexed_ids(self, workspace_id: str, chat_id: str) -> list[str]:
         """The ledger's documents of one chat (its title and every message), in *workspace_id* only.
 
         First-version ids (``chats:<chat>[:<message>]``, recorded under this workspace) are included, with their
         new twins: until the upgrade (:mod:`pi_chats.rekey`) has re-keyed them, a chat may be indexed under both.
         """
-        title_id, legacy_title_id = ids.document_id(workspace_id, chat_id), ids.legacy_document_id(chat_id)
-        query = select(IndexedDocument.document_id).where(
-            IndexedDocument.workspace_id == workspace_id,
-            IndexedDocument.source == SOURCE,
-            (IndexedDocument.document_id == title_id)
-            | IndexedDocument.document_id.startswith(ids.messages_prefix(workspace_id, chat_id), autoescape=True)
-            | (IndexedDocument.document_id == legacy_title_id)
-            | IndexedDocument.document_id.startswith(ids.legacy_messages_prefix(chat_id), autoescape=True),
+        found = self.indexer.ledger.find_ids(
+            workspace_id,
+            SOURCE,
+            ids=[ids.document_id(workspace_id, chat_id), ids.legacy_document_id(chat_id)],
+            prefixes=[ids.messages_prefix(workspace_id, chat_id), ids.legacy_messages_prefix(chat_id)],
         )
-        found = list(session.scalars(query))
         twins = [ids.document_id(workspace_id, *legacy) for doc_id in found if (legacy := ids.parse_legacy(doc_id))]
         return list(dict.fromkeys([*found, *twins]))

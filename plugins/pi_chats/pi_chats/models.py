@@ -8,11 +8,10 @@ from typing import Any
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pi_framework.api import ModelBase as Base
-from pi_framework.api import utcnow
+from pi_framework.api import PluginTable, utcnow
 
 
-class ChatRecord(Base):
+class ChatRecord(PluginTable):
     """One chat: its owner, its title and where the title came from, and whether it was deleted.
 
     Messages can arrive out of order, so the title is kept with the ``created_at`` of the message it
@@ -36,7 +35,7 @@ class ChatRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class ParkedChatMessage(Base):
+class ParkedChatMessage(PluginTable):
     """A message the index kept refusing after every retry: kept here, indexed again by a periodic pass.
 
     A push source has no other copy of its work: the chat service sent the message once, so a sink

@@ -38,10 +38,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from pi_chats import ids, store
@@ -49,12 +48,13 @@ from pi_framework.api import (
     Chunk,
     Database,
     Document,
-    IndexedDocument,
     Indexer,
+    Ledger,
+    LedgerRecord,
     LedgerUpdate,
+    PluginState,
     Settings,
     Sink,
-    SyncState,
     chunk_id,
     get_database,
     get_settings,
@@ -63,6 +63,8 @@ from pi_framework.api import (
 
 SOURCE = KIND = "chats"
 MARKER_SOURCE, MARKER_SCOPE = "pi_chats", "document-ids"
+#: the plugin's reserved ``sync_states`` name, where the marker lives
+MARKER = PluginState.reserved(MARKER_SOURCE)
 #: what the marker says once the index holds only ids of :mod:`pi_chats.ids`
 VERSION = 2
 #: old documents per batch (one ledger read, one write per sink, one ledger transaction)
@@ -101,19 +103,19 @@ def ensure_rekeyed(
     settings = settings or get_settings()
     database = database or get_database(settings)
     key = (os.getpid(), database.url)
-    if not force and (key in _finished or _marked(database)):
+    if not force and (key in _finished or _marked()):
         _finished.add(key)
         return None
     with _exclusive(database, settings) as mine:
         if not mine:
             logger.debug("chats: another process is re-keying chat document ids")
             return None
-        if not force and _marked(database):
+        if not force and _marked():
             _finished.add(key)
             return None
         stats = rekey(database, list(sinks) if sinks is not None else _sinks())
         if stats.complete:
-            _mark(database, stats)
+            _mark(stats)
             _finished.add(key)
         return stats
 
@@ -143,16 +145,15 @@ def _sinks() -> list[Sink]:
 
 
 # ---------------------------------------------------------------------- the marker and the lock
-def _marked(database: Database) -> bool:
-    with database.session() as session:
-        state = session.get(SyncState, (MARKER_SOURCE, MARKER_SCOPE))
-        return state is not None and int((state.cursor or {}).get("version", 0)) >= VERSION
+def _marked() -> bool:
+    return int((MARKER.load(MARKER_SCOPE) or {}).get("version", 0)) >= VERSION
 
 
-def _mark(database: Database, stats: RekeyStats) -> None:
-    cursor = {"version": VERSION, "finished_at": utcnow().isoformat(), "rekeyed": stats.rekeyed, "dropped": stats.dropped}
-    with database.session() as session:
-        session.merge(SyncState(source=MARKER_SOURCE, scope=MARKER_SCOPE, cursor=cursor, updated_at=utcnow()))
+def _mark(stats: RekeyStats) -> None:
+    MARKER.save(
+        MARKER_SCOPE,
+        {"version": VERSION, "finished_at": utcnow().isoformat(), "rekeyed": stats.rekeyed, "dropped": stats.dropped},
+    )
 
 
 @contextmanager
@@ -195,35 +196,13 @@ def _lock_path(url: str, settings: Settings) -> Path:
 
 
 # ---------------------------------------------------------------------- the run
-def _legacy(database: Database, after: str, limit: int) -> list[Any]:
+def _legacy(database: Database, after: str, limit: int) -> list[LedgerRecord]:
     """Old documents of the ledger after *after*, in id order (keyset paging: failed ones are not read again)."""
-    query = (
-        select(
-            IndexedDocument.document_id,
-            IndexedDocument.workspace_id,
-            IndexedDocument.source,
-            IndexedDocument.kind,
-            IndexedDocument.source_updated_at,
-            IndexedDocument.chunk_count,
-        )
-        .where(
-            IndexedDocument.source == SOURCE,
-            IndexedDocument.document_id.startswith(ids.LEGACY_PREFIX, autoescape=True),
-            IndexedDocument.document_id > after,
-        )
-        .order_by(IndexedDocument.document_id)
-        .limit(limit)
-    )
-    with database.session() as session:
-        return list(session.execute(query))
+    return Ledger(database).records(SOURCE, ids.LEGACY_PREFIX, after, limit)
 
 
 def _count_legacy(database: Database) -> int:
-    query = select(func.count()).where(
-        IndexedDocument.source == SOURCE, IndexedDocument.document_id.startswith(ids.LEGACY_PREFIX, autoescape=True)
-    )
-    with database.session() as session:
-        return session.scalar(query) or 0
+    return Ledger(database).count(SOURCE, ids.LEGACY_PREFIX)
 
 
 def rekey(database: Database, sinks: Sequence[Sink], batch: int = BATCH) -> RekeyStats:
@@ -266,7 +245,7 @@ class _Run:
         self.indexer = Indexer(sinks=self.sinks, database=database)
         self.ready = False
 
-    def batch(self, rows: list[Any]) -> None:
+    def batch(self, rows: list[LedgerRecord]) -> None:
         targets: dict[str, str] = {}  # old id -> new id
         drop: list[str] = []
         parsed = {row.document_id: ids.parse_legacy(row.document_id) for row in rows}
@@ -294,7 +273,7 @@ class _Run:
         self.stats.already += len(already)
         self.stats.dropped += len(drop) + len(lost)
 
-    def _copies(self, rows: list[Any], targets: dict[str, str]) -> dict[str, list[Chunk] | None]:
+    def _copies(self, rows: list[LedgerRecord], targets: dict[str, str]) -> dict[str, list[Chunk] | None]:
         """The chunks of each old document under its new id (``None``: no sink holds it any more)."""
         wanted = {row.document_id: row for row in rows}
         found: dict[str, list[Chunk]] = {}
@@ -315,7 +294,7 @@ class _Run:
             copies[old] = [_moved(chunk, targets[old], hashes.get(chunk.id, chunk.content_hash)) for chunk in chunks]
         return copies
 
-    def _write(self, copies: dict[str, list[Chunk]], rows: list[Any], targets: dict[str, str]) -> list[str]:
+    def _write(self, copies: dict[str, list[Chunk]], rows: list[LedgerRecord], targets: dict[str, str]) -> list[str]:
         """Write the copies to every sink and record those every sink confirmed; returns their old ids."""
         chunks = [chunk for group in copies.values() for chunk in group]
         refused: dict[str, str] = {}

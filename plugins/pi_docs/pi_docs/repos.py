@@ -41,7 +41,7 @@ class RepoSpec:
 
     @property
     def scope(self) -> str:
-        """Key of this entry's :class:`~pi_framework.db.models.SyncState` row (``source="docs"``)."""
+        """Scope of this entry's state row (the plugin's ``docs`` state, :data:`pi_docs.sync.STATE`)."""
         return f"{self.name}@{self.branch}" + (f":{self.prefix}" if self.prefix else "")
 
     def document_id(self, path: str) -> str:

@@ -29,9 +29,11 @@ from pi_docs.github import GitHubClient, GitHubError, NotFound
 from pi_docs.repos import RepoSpec, RepoSpecError, parse_repo_spec
 from pi_docs.settings import DocsSettings, docs_settings
 from pi_docs.text import NotText, parse_document
-from pi_framework.api import Database, Document, Indexer, Settings, SyncState, get_database
+from pi_framework.api import Database, Document, Indexer, PluginState, Settings, get_database
 
 SOURCE = "docs"
+#: per repository entry (scope :attr:`RepoSpec.scope`): its synced SHA and ETag, files pending, its last error
+STATE = PluginState.reserved(SOURCE)
 Progress = Callable[[RepoSpec, int, int], None]
 
 
@@ -257,20 +259,13 @@ class DocsSync:
 
     # ------------------------------------------------------------------ state
     def load_state(self, spec: RepoSpec) -> dict[str, Any]:
-        with self.database.session() as session:
-            row = session.get(SyncState, (SOURCE, spec.scope))
-            return dict(row.cursor) if row is not None else {}
+        return STATE.load(spec.scope) or {}
 
     def _record_failure(self, spec: RepoSpec, error: str) -> None:
         """Keep the last error beside the cursor (for ``pi health``); the SHA is left as it was."""
+        failure = {"last_error": error, "failed_at": time.time()}
         try:
-            with self.database.session() as session:
-                row = session.get(SyncState, (SOURCE, spec.scope))
-                failure = {"last_error": error, "failed_at": time.time()}
-                if row is None:
-                    session.add(SyncState(source=SOURCE, scope=spec.scope, cursor=failure))
-                else:
-                    row.cursor = {**row.cursor, **failure}
+            STATE.update(spec.scope, lambda cursor: {**(cursor or {}), **failure})
         except Exception as exc:  # noqa: BLE001 - the failure itself is already logged
             logger.warning("docs {}: could not record the failure: {}", spec, exc)
 
@@ -290,13 +285,7 @@ class DocsSync:
 
     def save_state(self, spec: RepoSpec, head: Head, pending: list[str] | None = None) -> None:
         """Record *head* as synced; *pending* files (refused by the indexer) are retried by the next run."""
-        with self.database.session() as session:
-            row = session.get(SyncState, (SOURCE, spec.scope))
-            cursor = {"sha": head.sha, "etag": head.etag, "pending": pending or [], "synced_at": time.time()}
-            if row is None:
-                session.add(SyncState(source=SOURCE, scope=spec.scope, cursor=cursor))
-            else:
-                row.cursor = cursor
+        STATE.save(spec.scope, {"sha": head.sha, "etag": head.etag, "pending": pending or [], "synced_at": time.time()})
 
 
 def _refused(document_id: str, failed: dict[str, str]) -> bool:

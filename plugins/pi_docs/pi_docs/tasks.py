@@ -6,8 +6,8 @@ from typing import Any
 
 from pi_docs.repos import RepoSpecError, parse_repo_spec
 from pi_docs.settings import docs_settings
-from pi_docs.sync import SOURCE, DocsSync, RepoResult
-from pi_framework.api import SyncState, get_database, get_registry
+from pi_docs.sync import STATE, DocsSync, RepoResult
+from pi_framework.api import get_registry
 
 
 def summarise(results: list[RepoResult]) -> dict[str, Any]:
@@ -32,23 +32,21 @@ def sync_docs_periodic_task(repo: str | None = None, full: bool = False) -> dict
 
 def docs_health() -> dict[str, Any]:
     """Last synced commit of each configured repository (from the PI database; no API call)."""
-    settings = get_registry().settings
     repos: dict[str, Any] = {}
-    with get_database(settings).session() as session:
-        for entry in docs_settings().PI_DOCS_REPOS:
-            try:
-                scope = parse_repo_spec(entry).scope
-            except RepoSpecError as exc:
-                return {"ok": False, "error": str(exc)}
-            row = session.get(SyncState, (SOURCE, scope))
-            repos[scope] = None
-            if row is not None:
-                cursor = row.cursor
-                repos[scope] = {
-                    "sha": cursor.get("sha"),
-                    "pending": len(cursor.get("pending", [])),
-                    "last_error": cursor.get("last_error"),
-                }
+    states = STATE.all()
+    for entry in docs_settings().PI_DOCS_REPOS:
+        try:
+            scope = parse_repo_spec(entry).scope
+        except RepoSpecError as exc:
+            return {"ok": False, "error": str(exc)}
+        cursor = states.get(scope)
+        repos[scope] = None
+        if cursor is not None:
+            repos[scope] = {
+                "sha": cursor.get("sha"),
+                "pending": len(cursor.get("pending", [])),
+                "last_error": cursor.get("last_error"),
+            }
     return {
         "repos": repos,
         "never_synced": [scope for scope, state in repos.items() if state is None or not state["sha"]],

@@ -6,10 +6,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from pi_framework.api import JobStatus, WorkspaceVectorization, get_database, get_registry, run_health_checks, utcnow
-from pi_maintenance.jobs import counts_by_status, iso, last_progress
+from pi_framework.api import get_registry, job_counts, oldest_active_progress, run_health_checks, silent_jobs, utcnow
+from pi_maintenance.jobs import iso
 
 
 def jobs() -> dict[str, Any]:
@@ -19,14 +17,11 @@ def jobs() -> dict[str, Any]:
     """
     settings = get_registry().settings
     silent_since = utcnow() - timedelta(seconds=settings.PI_HEARTBEAT_TIMEOUT_SECONDS)
-    active = WorkspaceVectorization.status.in_(JobStatus.ACTIVE)
-    with get_database().session() as session:
-        by_status = counts_by_status(session)
-        silent = session.scalar(
-            select(func.count()).select_from(WorkspaceVectorization).where(active, last_progress < silent_since)
-        )
-        oldest = session.scalar(select(func.min(last_progress)).where(active))
-    return {"by_status": by_status, "silent_active": silent, "oldest_active_progress": iso(oldest)}
+    return {
+        "by_status": job_counts(),
+        "silent_active": silent_jobs(silent_since),
+        "oldest_active_progress": iso(oldest_active_progress()),
+    }
 
 
 def health_check() -> dict[str, Any]:

@@ -8,60 +8,53 @@ from datetime import datetime
 from typing import Any
 
 import click
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from pi_framework.api import Database, SyncState, WorkspaceVectorization, get_database, source_errors, stuck_workspaces
-from pi_maintenance.jobs import counts_by_status, iso, last_progress
+from pi_framework.api import (
+    Database,
+    PluginState,
+    changefeed_status,
+    get_database,
+    get_registry,
+    job_counts,
+    source_errors,
+    stuck_workspaces,
+    workspace_jobs,
+)
+from pi_maintenance.jobs import iso
 
-DOCS_SOURCE = "docs"
+#: the docs plugin's rows (its ``register_state_names`` name): a repository's last synced SHA per scope
+DOCS_STATE = "docs"
 
 
-def _workspaces(session: Session, workspace_id: str | None) -> list[dict[str, Any]]:
-    job = WorkspaceVectorization
-    scope = [job.workspace_id == workspace_id] if workspace_id else []
-    per_status: dict[str, dict[str, int]] = {}
-    for ws, status, count in session.execute(
-        select(job.workspace_id, job.status, func.count()).where(*scope).group_by(job.workspace_id, job.status)
-    ):
-        per_status.setdefault(ws, {})[status] = count
-    last_live = dict(
-        session.execute(select(job.workspace_id, func.max(job.last_live_sync_at)).where(*scope).group_by(job.workspace_id)).all()
-    )
-    latest_ids = select(func.max(job.id)).where(*scope).group_by(job.workspace_id)
-    rows = session.execute(select(job, last_progress).where(job.id.in_(latest_ids)).order_by(job.workspace_id))
+def _workspaces(database: Database, workspace_id: str | None) -> list[dict[str, Any]]:
     return [
         {
-            "workspace_id": latest.workspace_id,
-            "job_id": latest.id,
-            "status": latest.status,
-            "progress_done": latest.progress_done,
-            "progress_total": latest.progress_total,
-            "attempts": latest.attempts,
-            "live_sync_enabled": latest.live_sync_enabled,
-            "last_live_sync_at": iso(last_live.get(latest.workspace_id)),
-            "last_progress_at": iso(progress_at),
-            "error": latest.error,
-            "jobs": per_status.get(latest.workspace_id, {}),
+            "workspace_id": jobs.workspace_id,
+            "job_id": jobs.latest.id,
+            "status": jobs.latest.status,
+            "progress_done": jobs.latest.progress_done,
+            "progress_total": jobs.latest.progress_total,
+            "attempts": jobs.latest.attempts,
+            "live_sync_enabled": jobs.latest.live_sync_enabled,
+            "last_live_sync_at": iso(jobs.last_live_sync_at),
+            "last_progress_at": iso(jobs.latest.last_progress_at),
+            "error": jobs.latest.error,
+            "jobs": jobs.by_status,
         }
-        for latest, progress_at in rows
+        for jobs in workspace_jobs(workspace_id, database)
     ]
 
 
-def _docs(session: Session) -> list[dict[str, Any]]:
-    states = session.scalars(select(SyncState).where(SyncState.source == DOCS_SOURCE).order_by(SyncState.scope))
-    return [
-        {"repo": state.scope, "sha": (state.cursor or {}).get("sha"), "updated_at": iso(state.updated_at)} for state in states
-    ]
+def _docs() -> list[dict[str, Any]]:
+    """The docs plugin's repositories, while it is loaded (its rows are its own)."""
+    if DOCS_STATE not in get_registry().reserved_state_names:
+        return []
+    rows = PluginState.reserved(DOCS_STATE).rows()
+    return [{"repo": row.scope, "sha": row.value.get("sha"), "updated_at": iso(row.updated_at)} for row in rows]
 
 
-#: the change feed's status rows (``pi_framework.changefeed.requests.STATUS``), one per slot
-CHANGEFEED_STATUS = "changefeed:status"
-
-
-def _changefeed(session: Session) -> list[dict[str, Any]]:
-    rows = session.scalars(select(SyncState).where(SyncState.source == CHANGEFEED_STATUS).order_by(SyncState.scope))
-    return [{"slot": row.scope, **(row.cursor or {})} for row in rows]
+def _changefeed() -> list[dict[str, Any]]:
+    return [{"slot": slot, **status} for slot, status in sorted(changefeed_status().items())]
 
 
 def _changefeed_line(feed: dict[str, Any]) -> str:
@@ -88,15 +81,14 @@ def collect_status(database: Database, workspace_id: str | None = None) -> dict[
     (since when, and why), sources skipped because they raise, and the docs SHA of each repository."""
     pending = [row for row in stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
     errors = [row for row in source_errors() if workspace_id in (None, row["workspace"]) or row["stage"] == "tick"]
-    with database.session() as session:
-        return {
-            "jobs": counts_by_status(session) if workspace_id is None else None,
-            "workspaces": _workspaces(session, workspace_id),
-            "pending": pending,
-            "sources": errors,
-            "docs": _docs(session),
-            "changefeed": _changefeed(session),
-        }
+    return {
+        "jobs": job_counts(database) if workspace_id is None else None,
+        "workspaces": _workspaces(database, workspace_id),
+        "pending": pending,
+        "sources": errors,
+        "docs": _docs(),
+        "changefeed": _changefeed(),
+    }
 
 
 def _progress(row: dict[str, Any]) -> str:

@@ -7,11 +7,23 @@ from datetime import timedelta
 
 from click.testing import CliRunner
 
+from pi_framework import runtime
+from pi_framework.api import hookimpl
 from pi_framework.cli import build_cli
 from pi_framework.db.models import JobStatus, SyncState, utcnow
 
 
-def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pi_db, add_job):
+class DocsRows:
+    """Reserves the docs plugin's ``sync_states`` name as pi_docs does (it may not be installed with this plugin)."""
+
+    @hookimpl
+    def register_state_names(self, register):
+        register("docs")
+
+
+def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pi_db, add_job, register_plugin):
+    if "docs" not in runtime.get_registry().reserved_state_names:
+        register_plugin(DocsRows(), "docs_rows")
     live_at = utcnow() - timedelta(minutes=3)
     add_job("ws-a", JobStatus.FAILED, created=timedelta(days=3), error="boom")
     add_job(

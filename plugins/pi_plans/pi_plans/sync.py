@@ -27,25 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import case, delete, func, select
 
 from pi_framework.api import (
     Database,
-    IndexedDocument,
     Jobs,
-    JobStatus,
+    Ledger,
+    PluginState,
     Settings,
-    SyncState,
-    WorkspaceVectorization,
     forget_workspace,
     get_database,
     get_registry,
-    utcnow,
+    workspace_jobs,
 )
 
-#: ``SyncState.source`` of the marker a downgrade leaves behind (scope = workspace id)
+#: the ``sync_states`` name of the markers a downgrade leaves behind (scope = workspace id), reserved by the plugin
 MARKER_SOURCE = "plans"
-Job = WorkspaceVectorization
+MARKERS = PluginState.reserved(MARKER_SOURCE)
 
 
 @dataclass
@@ -79,27 +76,17 @@ def read_plans(settings: Settings) -> dict[str, str] | None:
 
 
 def job_states(database: Database) -> dict[str, JobState]:
-    latest = select(func.max(Job.id)).group_by(Job.workspace_id)
-    with database.session() as session:
-        flags = {
-            workspace_id: (bool(live), bool(active))
-            for workspace_id, live, active in session.execute(
-                select(
-                    Job.workspace_id,
-                    func.max(case((Job.live_sync_enabled.is_(True), 1), else_=0)),
-                    func.max(case((Job.status.in_(JobStatus.ACTIVE), 1), else_=0)),
-                ).group_by(Job.workspace_id)
-            )
-        }
-        statuses = dict(session.execute(select(Job.workspace_id, Job.status).where(Job.id.in_(latest))).all())
-        marked = select(SyncState.scope).where(SyncState.source == MARKER_SOURCE)
-        markers = set(session.scalars(marked))
-        leftovers = set(
-            session.scalars(select(IndexedDocument.workspace_id).where(IndexedDocument.workspace_id.in_(marked)).distinct())
-        )
+    markers = set(MARKERS.all())
+    leftovers = Ledger(database).workspaces_with_documents(markers)
     return {
-        workspace_id: JobState(statuses[workspace_id], live, active, workspace_id in markers, workspace_id in leftovers)
-        for workspace_id, (live, active) in flags.items()
+        jobs.workspace_id: JobState(
+            jobs.latest.status,
+            jobs.live_sync_enabled,
+            jobs.active,
+            jobs.workspace_id in markers,
+            jobs.workspace_id in leftovers,
+        )
+        for jobs in workspace_jobs(database=database)
     }
 
 
@@ -127,16 +114,14 @@ def downgrade(database: Database, workspace_id: str, plan: str | None) -> int:
     """
     Jobs(database, database.settings).cancel(workspace_id, f"cancelled: workspace plan {plan or '(none)'} is not vectorized")
     removed = forget_workspace(workspace_id)
-    with database.session() as session:
-        session.merge(SyncState(source=MARKER_SOURCE, scope=workspace_id, cursor={"plan": plan}, updated_at=utcnow()))
+    MARKERS.save(workspace_id, {"plan": plan})
     return removed
 
 
 def queue_vectorization(jobs: Jobs, workspace_id: str) -> int:
     """Queue a job (not dispatched yet); an onboarded workspace is no longer marked downgraded."""
     job_id = jobs.request(workspace_id, dispatch=False)
-    with jobs.database.session() as session:
-        session.execute(delete(SyncState).where(SyncState.source == MARKER_SOURCE, SyncState.scope == workspace_id))
+    MARKERS.remove(workspace_id)
     return job_id
 
 
