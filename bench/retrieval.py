@@ -271,7 +271,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
 
     def modes(embedder) -> dict[str, Callable[[str, object], list]]:  # noqa: ANN001
         found: dict[str, Callable[[str, object], list]] = {
-            mode: (lambda q, sink, m=mode: search(q, WORKSPACE, limit=LIMIT, mode=m, sinks=[sink], rerank=False))
+            mode: (lambda q, sink, m=mode: search(q, WORKSPACE, limit=LIMIT, mode=m, sinks=[sink], embedder=embedder, rerank=False))
             for mode in ("text", "vector", "hybrid")
         }
         if cross_encoder is not None:
@@ -279,7 +279,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             def reranked(q: str, sink: object) -> list:
                 rerank.use(cross_encoder)
                 try:
-                    return search(q, WORKSPACE, limit=LIMIT, mode="hybrid", sinks=[sink], rerank=True)
+                    return search(q, WORKSPACE, limit=LIMIT, mode="hybrid", sinks=[sink], embedder=embedder, rerank=True)
                 finally:
                     rerank.use(None)
 
@@ -319,7 +319,6 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 else:
                     fresh_environment(Path(tmp) / f"chunks-{'path' if config.heading_path else 'v1'}")
                 sinks, embedder = indexed[config.heading_path]
-                runtime._embedder = embedder  # noqa: SLF001 - search() embeds queries with the model already loaded
                 results = run_quality(sinks, modes(embedder), asked)
                 for (sink_name, mode), (mrr, r1, r5, _ranks) in results.items():
                     rows.append((config.name, sink_name, mode, (mrr, r1, r5)))
@@ -337,9 +336,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 second = OnnxMeanPoolEmbedder(args.second_model, offline_model_dir(folder) / "tokenizer.json")
                 sink = EmbeddedSink(folder / "embedded.sqlite")
                 Indexer(sinks=[sink], embedder=second).index(documents)
-                runtime._embedder = second  # noqa: SLF001 - search() embeds the query with the runtime's embedder
                 ranks = [
-                    rank_of(search(q, WORKSPACE, limit=LIMIT, mode="vector", sinks=[sink]), document_id(page))
+                    rank_of(search(q, WORKSPACE, limit=LIMIT, mode="vector", sinks=[sink], embedder=second), document_id(page))
                     for q, page in asked
                 ]
                 first = final["results"][("embedded", "vector")]
@@ -367,7 +365,6 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             set_title_weight(config.title_weight)
             fresh_environment(Path(tmp) / f"chunks-{'path' if config.heading_path else 'v1'}")
             sinks, embedder = indexed[config.heading_path]
-            runtime._embedder = embedder  # noqa: SLF001 - the model already loaded
             rng = np.random.default_rng(3)
             words = random.Random(5)
             started = time.perf_counter()
@@ -405,7 +402,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 def stand_in_run(q: str, sink: object) -> list:
                     rerank.use(stand_in)
                     try:
-                        return search(q, WORKSPACE, limit=LIMIT, mode="hybrid", sinks=[sink], rerank=True)
+                        return search(q, WORKSPACE, limit=LIMIT, mode="hybrid", sinks=[sink], embedder=embedder, rerank=True)
                     finally:
                         rerank.use(None)
 

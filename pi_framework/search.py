@@ -43,6 +43,7 @@ from loguru import logger
 
 from pi_framework import metrics, runtime
 from pi_framework import rerank as rerank_module
+from pi_framework.contract.contributions import Embedder
 from pi_framework.contract.sinks import Filters, Hit, SearchQuery, Sink, SinkError
 from pi_framework.db import get_database
 from pi_framework.pipeline.ledger import Ledger
@@ -98,6 +99,7 @@ def search(
     limit: int = 10,
     mode: str = "hybrid",
     sinks: Sequence[Sink] | None = None,
+    embedder: Embedder | None = None,
     all_projects: bool = False,
     filters: Filters | Mapping[str, Sequence[str] | str | None] | None = None,
     rerank: bool | None = None,
@@ -112,6 +114,8 @@ def search(
     ``filters`` keeps only chunks matching Plane's filters: a :class:`~pi_framework.contract.sinks.Filters` or a mapping
     of its fields (``{"state_group": ["started"], "labels": ["bug"], "assignees": [user_id]}``); values of one field
     are alternatives, fields all apply.
+    ``sinks`` and ``embedder`` (the model of the query vector) default to the live index generation's; pass both when
+    searching sinks built by hand.
     ``rerank``: in ``hybrid`` mode, the configured cross-encoder (``PI_RERANKER_PATH``, see :mod:`pi_framework.rerank`)
     re-orders the best ``PI_RERANK_CANDIDATES`` documents of the fusion; ``None`` = whenever one is configured and
     loads, ``False`` = never.
@@ -123,7 +127,8 @@ def search(
         raise ValueError("search needs a workspace id: every search is filtered by workspace")
     if not query.strip() or limit <= 0:
         return []
-    live = runtime.generations().live  # one reading: the query vector is of the model of the sinks searched
+    live = runtime.generations().live if sinks is None or embedder is None else None
+    # one reading of the live generation for both: the query vector is of the model of the sinks searched
     sinks = list(sinks) if sinks is not None else runtime.sinks_of(live)
     request = SearchQuery(
         workspace_id=workspace_id,
@@ -142,7 +147,7 @@ def search(
         request.projects = sorted(access.projects)
         request.guest_projects = sorted(access.guest_projects)
     if mode != "text":
-        request.vector = runtime.embedder_of(live).embed([query])[0].tolist()
+        request.vector = (embedder or runtime.embedder_of(live)).embed([query])[0].tolist()
     rankings: list[list[Hit]] = []
     for sink in sinks:
         if mode != "vector":

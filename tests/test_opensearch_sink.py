@@ -743,7 +743,7 @@ def test_hybrid_fuses_knn_and_bm25(hybrid):
 def test_a_failed_vector_query_is_an_error_not_a_silent_fallback(hybrid, monkeypatch):
     """The search side's embedder no longer matches the index (8 dimensions against 384): the node answers HTTP 400.
     Hybrid search answers from BM25, logs ERROR with the node's reason and counts it; vector-only search raises."""
-    monkeypatch.setattr(runtime, "get_embedder", lambda: HashingEmbedder(dimension=8))
+    monkeypatch.setattr(runtime, "embedder_of", lambda generation: HashingEmbedder(dimension=8))
     errors: list[str] = []
     handler = logger.add(errors.append, level="ERROR", format="{message}")
     before = search_module.vector_query_failures["opensearch"]
