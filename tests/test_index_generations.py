@@ -24,6 +24,7 @@ from pi_framework.db import generations as state
 from pi_framework.db import get_database
 from pi_framework.db.models import JobStatus
 from pi_framework.embedding import HashingEmbedder
+from pi_framework.health import run_health_checks
 from pi_framework.plane import schema
 from pi_framework.search import search
 from pi_framework.sinks.embedded import EmbeddedSink
@@ -195,6 +196,8 @@ def test_a_copy_killed_midway_resumes_and_a_failed_mirror_write_sends_its_worksp
     assert "swapped" not in result and "node gone" in result["error"]
     (row,) = [row for row in generations.status() if row["generation"] == started]
     assert "node gone" in row["error"] and row["scopes_copied"] < row["scopes_total"]
+    health = run_health_checks(runtime.get_registry())["checks"]["index_generations"]
+    assert not health["ok"] and "node gone" in health["error"], "pi health says the build is stuck, and why"
     assert ws in {scope for scope, _ in state.pending_scopes(database, started)}
     monkeypatch.undo()
 
@@ -214,6 +217,11 @@ def test_a_copy_killed_midway_resumes_and_a_failed_mirror_write_sends_its_worksp
     assert ws in {scope for scope, _ in state.pending_scopes(database, started)}
     advance_until_live(workspace)
     assert first(workspace, "sunset timer", "vector") == "Dark mode", "the redone copy carried the edit over"
+    assert run_health_checks(runtime.get_registry())["checks"]["index_generations"] == {
+        "live": started,
+        "ok": True,
+        "seconds": pytest.approx(0, abs=5),
+    }
     (sink,) = runtime.get_sinks()
     assert {len(chunk.vector) for chunk in sink.read_chunks(workspace_id=ws)} == {256}
 

@@ -2,6 +2,7 @@
 
 * ``advance_index_generations`` (beat ``advance-index-generations``, every ``PI_GENERATION_INTERVAL``): starts a
   generation for a changed ``PI_EMBEDDER``/``PI_EMBEDDING_MODEL``, copies it, swaps it live, drops the old one;
+* health check ``index_generations``: fails while a build's copy fails;
 * ``pi generations``: every generation with its progress; ``pi generations advance [--until-live]``: the same pass
   now (``--until-live`` repeats it until the new generation is live: a model change on a stopped deployment).
 """
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from pi_framework import hookimpl
-from pi_framework.contract.contributions import PeriodicJob
+from pi_framework.contract.contributions import HealthCheck, PeriodicJob
 from pi_framework.sync import generations
 
 ADVANCE_TASK = "pi.celery_app.advance_index_generations"
@@ -24,6 +25,16 @@ ADVANCE_TASK = "pi.celery_app.advance_index_generations"
 def advance_index_generations() -> dict[str, Any]:
     """Celery task ``pi.celery_app.advance_index_generations``."""
     return generations.advance()
+
+
+def check_index_generations() -> dict[str, Any]:
+    """Health check ``index_generations``: the live generation, and a build's progress; fails while the last copy of a
+    build failed (its error)."""
+    rows = generations.status()
+    for row in rows:
+        if row["status"] == "building" and row["error"]:
+            raise RuntimeError(f"index generation {row['generation']} ({row['model']}): the copy fails: {row['error']}")
+    return {row["status"]: row["generation"] for row in rows if row["status"] in ("live", "building")}
 
 
 @click.group("generations", invoke_without_command=True)
@@ -58,6 +69,11 @@ def register_tasks(register) -> None:  # noqa: ANN001
 @hookimpl
 def register_periodic_jobs(register, settings) -> None:  # noqa: ANN001
     register(PeriodicJob("advance-index-generations", ADVANCE_TASK, every=settings.PI_GENERATION_INTERVAL))
+
+
+@hookimpl
+def register_health_checks(register) -> None:  # noqa: ANN001
+    register(HealthCheck("index_generations", check_index_generations))
 
 
 @hookimpl
