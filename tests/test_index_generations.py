@@ -31,7 +31,7 @@ from pi_framework.sinks.embedded import EmbeddedSink
 from pi_framework.sync import generations
 from pi_framework.sync.live import live_sync
 from pi_framework.sync.vectorize import vectorize
-from pi_framework.worker_process import wait_for
+from pi_framework.worker_process import WorkerProcess, wait_for
 
 FAST = {"PI_EMBEDDER": "hashing", "PI_GENERATION_CHECK_SECONDS": "0.05", "PI_GENERATION_GRACE_SECONDS": "1"}
 
@@ -272,3 +272,48 @@ def test_pi_generations_shows_the_build_and_settings_reverted_abandon_it(workspa
     wait_for(lambda: "g2" in generations.advance().get("dropped", []), timeout=30, interval=0.2)
     result = CliRunner().invoke(build_cli(), ["generations", "advance", "--until-live"], catch_exceptions=False)
     assert result.exit_code == 0 and '"live": "g1"' in result.output
+
+
+@pytest.mark.slow
+def test_a_rolling_model_change_through_a_real_worker_and_beat_never_shows_an_empty_or_mixed_index(
+    plane_db, plane_settings, pi_env, tmp_path
+):
+    """An operator restarts the worker (with beat) on another model while users search and edit: beat builds, copies,
+    swaps and drops on its own; every search meanwhile answers right; edits made during the build are found after."""
+    env = {
+        **FAST,
+        "PLANE_DATABASE_URL": plane_db.url,
+        "CELERY_DEFAULT_QUEUE": f"pi_test_{uuid.uuid4().hex}",
+        "CELERY_VECTOR_SYNC_INTERVAL": "1",
+        "PI_GENERATION_INTERVAL": "1",
+        "PI_GENERATION_CHECK_SECONDS": "0.2",
+        "HF_HUB_OFFLINE": "1",
+    }
+    pi_env(**env)
+    workspace = vectorized(plane_db, env)
+    worker = WorkerProcess({**env, "PI_EMBEDDING_MODEL": "hashing-256"}, tmp_path / "worker.log", beat=True)
+    searches = 0
+    try:
+        worker.wait_ready()
+        plane, ws, items = workspace["plane"], workspace["ws"], workspace["items"]
+        edited = False
+
+        def live_now() -> bool:
+            nonlocal searches, edited
+            assert_search_answers(workspace)  # the test process searches whatever generation is live, with its model
+            searches += 1
+            if not edited and runtime.generations().building is not None:
+                plane.update(schema.issues, items["Dark mode"]["id"], description_html="<p>Sunset timer</p>")
+                edited = True
+            return runtime.generations().live.model == "hashing-256"
+
+        wait_for(live_now, timeout=120, interval=0.1, message="the new generation live", fatal=AssertionError)
+        assert edited, "an edit was made while the new generation was built"
+        wait_for(lambda: first(workspace, "sunset timer", "vector") == "Dark mode", 60, 0.2, "the edit, in the new generation")
+        (sink,) = runtime.get_sinks()
+        assert {len(chunk.vector) for chunk in sink.read_chunks(workspace_id=ws)} == {256}
+        wait_for(lambda: "g1" not in {row["generation"] for row in generations.status()}, 60, 0.2, "the old one dropped")
+        assert_search_answers(workspace)
+        assert searches > 3
+    finally:
+        worker.stop()
