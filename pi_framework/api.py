@@ -89,6 +89,10 @@ plugin's ``import`` costs nothing.
 * ``source_errors``: the installed workspace sources that raised at run time (skipped while the others sync), and why
 * ``changefeed_status``: ``slot -> status`` of the change feed (on or polling and why, slot lag), what ``pi changefeed
   status`` shows
+* ``index_generations``: every index generation not dropped (live, being built for a model change, replaced), with
+  its model and copy progress, what ``pi generations`` shows
+* ``write_sinks``: what a writer writes to (the live index generation's sinks, and mirrors into one being built); a
+  plugin that rewrites stored chunks itself uses it, so a model change in progress gets them too
 * ``run_health_checks``: run every registered health check
 * ``metrics``: the metrics recorder (no-ops unless the process records); a plugin declares metrics of its own with
   ``metrics.counter``, ``metrics.gauge`` and ``metrics.histogram``
@@ -133,6 +137,8 @@ if TYPE_CHECKING:
     from pi_framework.db.models import JobStatus, PluginTable, utcnow
     from pi_framework.events import redacting as redact_task_arguments
     from pi_framework.health import run_health_checks
+    from pi_framework.runtime import write_sinks
+    from pi_framework.sync.generations import status as index_generations
     from pi_framework.pipeline.indexer import Indexer, IndexStats, SinkOutage
     from pi_framework.pipeline.ledger import Ledger, LedgerRecord, LedgerUpdate
     from pi_framework.pipeline.normalise import to_str
@@ -189,6 +195,8 @@ _LAZY = {
     "stuck_workspaces": "pi_framework.sync.trigger:stuck_workspaces",
     "source_errors": "pi_framework.sync.isolation:source_errors",
     "changefeed_status": "pi_framework.changefeed.requests:load_status",
+    "index_generations": "pi_framework.sync.generations:status",
+    "write_sinks": "pi_framework.runtime:write_sinks",
     "run_health_checks": "pi_framework.health:run_health_checks",
     # operators' eyes: metrics (no-ops unless the process records) and task options keeping text out of task events
     "metrics": "pi_framework.metrics",
@@ -264,6 +272,8 @@ __all__ = [
     "stuck_workspaces",
     "source_errors",
     "changefeed_status",
+    "index_generations",
+    "write_sinks",
     "run_health_checks",
     "metrics",
     "redact_task_arguments",

@@ -15,6 +15,7 @@ from pi_framework.api import (
     changefeed_status,
     get_database,
     get_registry,
+    index_generations,
     job_counts,
     source_errors,
     stuck_workspaces,
@@ -76,9 +77,19 @@ def _source_line(row: dict[str, Any]) -> str:
     return line + f"; fix it, or switch it off: PI_DISABLE_PLUGINS={row['plugin'] or row['source']}"
 
 
+def _generation_line(row: dict[str, Any]) -> str:
+    line = f"index generation {row['generation']}: {row['status']}, {row['embedder']} {row['model']}"
+    if row["status"] == "building":
+        line += f", {row['scopes_copied']}/{row['scopes_total']} scopes copied ({row['chunks_copied']} chunks)"
+        if row["error"]:
+            line += f"; the copy fails: {row['error']}"
+    return line
+
+
 def collect_status(database: Database, workspace_id: str | None = None) -> dict[str, Any]:
     """Job counts by status, the latest job of each workspace with its progress, workspaces with pending work
-    (since when, and why), sources skipped because they raise, and the docs SHA of each repository."""
+    (since when, and why), sources skipped because they raise, the index generations (a model change's progress),
+    and the docs SHA of each repository."""
     pending = [row for row in stuck_workspaces(0) if workspace_id in (None, row["workspace_id"])]
     errors = [row for row in source_errors() if workspace_id in (None, row["workspace"]) or row["stage"] == "tick"]
     return {
@@ -88,6 +99,7 @@ def collect_status(database: Database, workspace_id: str | None = None) -> dict[
         "sources": errors,
         "docs": _docs(),
         "changefeed": _changefeed(),
+        "generations": index_generations(),
     }
 
 
@@ -117,6 +129,8 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(_changefeed_line(feed))
     if not report.get("changefeed"):
         click.echo("change feed: never started (pi changefeed status); changes are found by polling updated_at")
+    for row in report.get("generations") or []:
+        click.echo(_generation_line(row))
     for repo in report["docs"]:
         click.echo(f"docs {repo['repo']}: {repo['sha'] or '-'} (updated {repo['updated_at']})")
 

@@ -70,3 +70,22 @@ def test_status_shows_jobs_by_workspace_live_sync_and_docs_sha(pi_db, add_job, r
 
     only_b = json.loads(runner.invoke(build_cli(), ["status", "--workspace", "ws-b", "--json"]).output)
     assert [row["workspace_id"] for row in only_b["workspaces"]] == ["ws-b"]
+
+
+def test_status_shows_a_model_change_in_progress(pi_db, add_job):
+    """An index generation being built for a model change: how far its copy got, and why it is stuck if it is."""
+    from pi_framework.db import generations
+
+    add_job("ws-a", JobStatus.SUCCESS)
+    generations.snapshot(pi_db, "hashing", "hashing-v1")  # the live generation, as the first writer records it
+    building = generations.start(pi_db, "hashing", "hashing-256")
+    generations.note_error(pi_db, building.name, "SinkError: disk full")
+    runner = CliRunner()
+    report = json.loads(runner.invoke(build_cli(), ["status", "--json"]).output)
+    assert [(row["generation"], row["status"], row["model"]) for row in report["generations"]] == [
+        ("g1", "live", "hashing-v1"),
+        ("g2", "building", "hashing-256"),
+    ]
+    text = runner.invoke(build_cli(), ["status"]).output
+    assert "index generation g1: live, hashing hashing-v1" in text
+    assert "index generation g2: building, hashing hashing-256, 0/1 scopes copied (0 chunks); the copy fails: SinkError: disk full" in text
