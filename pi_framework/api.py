@@ -137,18 +137,17 @@ if TYPE_CHECKING:
     from pi_framework.db.models import JobStatus, PluginTable, utcnow
     from pi_framework.events import redacting as redact_task_arguments
     from pi_framework.health import run_health_checks
-    from pi_framework.runtime import write_sinks
-    from pi_framework.sync.generations import status as index_generations
     from pi_framework.pipeline.indexer import Indexer, IndexStats, SinkOutage
     from pi_framework.pipeline.ledger import Ledger, LedgerRecord, LedgerUpdate
     from pi_framework.pipeline.normalise import to_str
     from pi_framework.plane import schema as plane_schema
     from pi_framework.plane.db import plane_engine
     from pi_framework.plane.source import Marks, Observed, PlaneSource, chunked
-    from pi_framework.runtime import get_embedder, get_registry, get_sinks, plugin_settings
+    from pi_framework.runtime import get_embedder, get_registry, get_sinks, plugin_settings, write_sinks
     from pi_framework.search import search
     from pi_framework.sync import current_jobs as jobs
     from pi_framework.sync.downgrade import forget_workspace
+    from pi_framework.sync.generations import status as index_generations
     from pi_framework.sync.isolation import source_errors
     from pi_framework.sync.job_reads import job_counts, oldest_active_progress, silent_jobs, workspace_jobs
     from pi_framework.sync.jobs import Jobs
