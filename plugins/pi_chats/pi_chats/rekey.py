@@ -139,9 +139,11 @@ def _run_logged() -> None:
 
 
 def _sinks() -> list[Sink]:
-    from pi_framework.api import get_sinks
+    """What writers write: the live index generation's sinks, and one being built for a model change (its mirror reads
+    and rewrites that generation's own chunks)."""
+    from pi_framework.api import write_sinks
 
-    return get_sinks()
+    return write_sinks()
 
 
 # ---------------------------------------------------------------------- the marker and the lock
