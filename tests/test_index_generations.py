@@ -317,3 +317,14 @@ def test_a_rolling_model_change_through_a_real_worker_and_beat_never_shows_an_em
         assert searches > 3
     finally:
         worker.stop()
+
+
+def test_after_a_model_change_an_unchanged_text_is_not_embedded_again(embedded_workspace, pi_env):
+    """The ledger's hashes do not hold the model (the generation does): after the swap, a work item whose priority
+    alone changed gets a metadata update, not a new embedding the copy already made with the new model."""
+    workspace = embedded_workspace
+    switch_model(pi_env, workspace, "hashing-256")
+    advance_until_live(workspace)
+    workspace["plane"].update(schema.issues, workspace["items"]["Billing export"]["id"], priority="urgent")
+    result = live_sync(workspace["ws"])
+    assert (result["chunks_embedded"], result["chunks_updated"]) == (0, 1), result

@@ -137,8 +137,9 @@ class WithheldDocument(Base):
 
 
 class IndexedChunk(Base):
-    """One chunk in the sinks with the hash of what was embedded (text + model + chunking parameters + access fields)
-    and the hash of its metadata (``None``: recorded before metadata was hashed, or not confirmed yet)."""
+    """One chunk in the sinks with the hash of what was embedded (text + chunking parameters + access fields; the model is
+    the index generation's) and the hash of its metadata (``None``: recorded before metadata was hashed, or not
+    confirmed yet)."""
 
     __tablename__ = "indexed_chunks"
 

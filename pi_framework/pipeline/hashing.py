@@ -1,8 +1,10 @@
 """Hashes: what decides whether a chunk must be embedded and written again, or only its metadata updated.
 
-A chunk's **content hash** covers its text, the model that embeds it, the chunking parameters, and the access
-fields sinks filter on (workspace, kind, owner, projects, key, URL): a document that became private or moved
-project is rewritten (and embedded) even if its text did not change.
+A chunk's **content hash** covers its text, whether it is embedded, the chunking parameters, and the access fields
+sinks filter on (workspace, kind, owner, projects, key, URL): a document that became private or moved project is
+rewritten (and embedded) even if its text did not change. The model is not in it: the index generation records the
+model (:mod:`pi_framework.sync.generations`), and a model change copies the chunks into a new generation, re-embedded,
+so the ledger's hashes stay true across it.
 
 Its **metadata hash** covers the document's free ``metadata`` (a work item's state, priority, labels, assignees,
 dates, ...). When only that changed, the pipeline updates the stored metadata in place (``Sink.update_metadata``)
@@ -21,10 +23,10 @@ from pi_framework.contract.documents import Document
 PIPELINE_VERSION = "2"
 
 
-def content_hash(text: str, document: Document, model_name: str, chunking: str) -> str:
+def content_hash(text: str, document: Document, chunking: str) -> str:
     payload = [
         PIPELINE_VERSION,
-        model_name,
+        "vector" if document.embed else "none",
         chunking,
         text,
         document.workspace_id,

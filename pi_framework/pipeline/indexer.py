@@ -274,7 +274,6 @@ class Indexer:
                 self.chunking.max_chunks,
             )
         described = self.chunking.describe()
-        model = self.embedder.model_name if document.embed else "none"
         metadata = metadata_hash(document)
         return [
             Chunk(
@@ -282,7 +281,7 @@ class Indexer:
                 document_id=document.id,
                 index=window.index,
                 text=window.text,
-                content_hash=content_hash(window.text, document, model, described),
+                content_hash=content_hash(window.text, document, described),
                 source=document.source,
                 kind=document.kind,
                 workspace_id=document.workspace_id,
