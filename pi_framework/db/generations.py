@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,11 +91,19 @@ def snapshot(database: Database, embedder: str, model: str) -> Snapshot:
 
 def start(database: Database, embedder: str, model: str) -> Generation:
     """A new building generation for (*embedder*, *model*), with a pending scope per workspace the ledger holds
-    documents of (and the global scope). A building generation of another model is abandoned (retired)."""
+    documents of (and the global scope). A building generation of another model is abandoned (retired); one of this model
+    (another pass started it meanwhile) is returned as it is. Two passes at once on PostgreSQL: one inserts, the other
+    gets ``IntegrityError`` (the same name)."""
     with database.session() as session:
+        # a write first: on SQLite it takes the write lock, so a concurrent start waits and then sees this one's row
         session.execute(
-            update(IndexGeneration).where(IndexGeneration.status == BUILDING).values(status=RETIRED, retired_at=clock(session))
+            update(IndexGeneration)
+            .where(IndexGeneration.status == BUILDING, or_(IndexGeneration.embedder != embedder, IndexGeneration.model != model))
+            .values(status=RETIRED, retired_at=clock(session))
         )
+        current = session.scalars(select(IndexGeneration).where(IndexGeneration.status == BUILDING)).first()
+        if current is not None:
+            return Generation.of(current)
         number = (session.scalar(select(func.max(IndexGeneration.number))) or 0) + 1
         name = f"g{number}"
         session.execute(
