@@ -70,6 +70,34 @@ def test_vector_cache_follows_writes_of_other_connections(sink: EmbeddedSink) ->
     assert sink.search_vector(SearchQuery(WS_A, vector=helpers.vector(0))) == []
 
 
+def test_or_query_leaves_out_terms_in_half_the_chunks(sink: EmbeddedSink, monkeypatch) -> None:
+    """A term in half the chunks or more has no BM25 weight in FTS5: in a large index the OR query ranks by the others
+    (same order), chunks matching only the common term are no longer candidates; common terms alone still find them."""
+    from pi_framework.sinks import embedded
+
+    monkeypatch.setattr(embedded, "COMMON_TERMS_FROM", 11)  # these 11 chunks stand for a large index
+    texts = {
+        "issues:1#0": "plane webhook secret signature",
+        "issues:2#0": "plane webhook retries",
+        "issues:3#0": "plane secret rotation webhook webhook",
+        **{f"issues:{n}#0": f"plane cycle number {n}" for n in range(4, 12)},
+    }
+    helpers.write_all(sink, [helpers.chunk(chunk_id, text=text) for chunk_id, text in texts.items()])
+
+    def ranked(text: str) -> list[str]:
+        return [hit.chunk_id for hit in sink.search_text(SearchQuery(WS_A, text=text, limit=40))]
+
+    assert sink._scoring_terms(["plane", "webhook", "rotation"]) == ["webhook", "rotation"]  # noqa: SLF001
+    found = ranked("plane webhook rotation")
+    assert found[0] == "issues:3#0"  # matches every term (the AND pass)
+    assert found == ["issues:3#0", *[c for c in ranked("webhook rotation") if c != "issues:3#0"]]
+    assert set(found) == {"issues:1#0", "issues:2#0", "issues:3#0"}
+    common = ranked("plane cycle")  # every term common: all of them kept
+    assert len(common) == 11 and set(common[:8]) == {f"issues:{n}#0" for n in range(4, 12)}
+    monkeypatch.setattr(embedded, "COMMON_TERMS_FROM", 12)  # a small index: every term, as before
+    assert set(ranked("plane webhook rotation")) == set(texts)
+
+
 def test_text_queries_are_never_fts_syntax() -> None:
     terms = query_terms('Login "crash" OR NEAR(a b) -x workspace_id:1')
     assert terms == ["login", "crash", "near", "b", "x", "workspace_id", "1"]

@@ -74,6 +74,18 @@ def test_text_query_body_is_bm25_inside_the_same_filters():
     }
 
 
+def test_text_query_leaves_out_stop_words_but_keeps_keys_and_contractions():
+    def text_of(text: str) -> str:
+        body = queries.text_query_body(SearchQuery(workspace_id="w1", text=text))
+        return body["query"]["bool"]["must"]["multi_match"]["query"]
+
+    assert text_of("How do I move a ticket to another project?") == "do move ticket another project?"
+    assert text_of("what is PROJ-12") == "PROJ-12"  # the key field (keyword) now matches it exactly
+    assert text_of("A-12") == "A-12"
+    assert text_of("it's broken again") == "it's broken again"
+    assert text_of("what is it") == "what is it"  # nothing but stop words: kept
+
+
 def test_global_and_public_chunks_are_stored_without_workspace_and_owner_fields():
     chunk = Chunk(
         id="docs:a/b:x.md#0",

@@ -32,6 +32,7 @@ from pi_framework import hookimpl
 from pi_framework.contract.documents import Chunk
 from pi_framework.contract.sinks import CREATED_BY, Hit, SearchQuery, SinkError, WriteResult
 from pi_framework.settings import Settings
+from pi_framework.sinks.stop_words import STOP_WORDS
 
 _GLOBAL = ""  # generation key of global content (workspace_id NULL)
 _IN_BATCH = 500
@@ -42,6 +43,9 @@ _MIN_CANDIDATES = 200
 #: vector matrices kept in memory (one per recently searched workspace, global content counts as one)
 _MAX_CACHED_WORKSPACES = 8
 _TERM = re.compile(r"\w+", re.UNICODE)
+#: index size (chunks) from which the OR pass of a text query leaves out terms found in half the chunks or more
+#: (they have no BM25 weight in FTS5; see ``EmbeddedSink._scoring_terms``): below it ranking every match costs a few ms
+COMMON_TERMS_FROM = 10_000
 #: BM25 weight of a term found in the document title, relative to one in the chunk text (FTS5 column weights); the
 #: same role as ``title^N`` in the OpenSearch sink's multi_match (see ``bench/retrieval.py`` for how it was chosen)
 TITLE_WEIGHT = 2.0
@@ -140,17 +144,10 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-#: dropped from text queries (not from the index) unless the query has nothing else: they match nearly every chunk
-_STOP_WORDS = frozenset(
-    "a an and are as at be but by for from has have how i if in is it its my of on or our so that the their then there "
-    "these this to was we what when where which who why will with you your".split()
-)
-
-
 def query_terms(text: str) -> list[str]:
     """The words of *text* to search for: lower-cased, de-duplicated, stop words dropped when others remain."""
     terms = list(dict.fromkeys(term.lower() for term in _TERM.findall(text)))
-    meaningful = [term for term in terms if term not in _STOP_WORDS]
+    meaningful = [term for term in terms if term not in STOP_WORDS]
     return (meaningful or terms)[:_MAX_QUERY_TERMS]
 
 
@@ -613,11 +610,36 @@ class EmbeddedSink:
             for operator in ("AND", "OR") if len(terms) > 1 else ("OR",):
                 if len(ranked) >= query.limit:
                     break
-                for rowid, score in self._ranked(fts_query(terms, operator), query):
+                chosen = self._scoring_terms(terms) if operator == "OR" else terms
+                for rowid, score in self._ranked(fts_query(chosen, operator), query):
                     if len(ranked) < query.limit:
                         ranked.setdefault(rowid, score)
             rows = self._rows(list(ranked))
         return [self._hit(rows[rowid], score) for rowid, score in ranked.items() if rowid in rows]
+
+    def _scoring_terms(self, terms: list[str]) -> list[str]:
+        """The *terms* an OR query ranks by: in an index of :data:`COMMON_TERMS_FROM` chunks or more, those in fewer
+        than half the chunks (all *terms* if none is); in a smaller one, all *terms*.
+
+        FTS5's BM25 gives a term in half the chunks or more no weight (its IDF, ``log((N - n + 0.5) / (n + 0.5))``,
+        is at most 0 and clamped to 1e-6), so leaving it out changes no chunk's score by more than that: chunks
+        matching other terms rank as before, and chunks matching only such terms (all scored about 0, in no useful
+        order) are no longer candidates. In a large index those are most of it, and ranking them was most of the
+        query's time (``bench/retrieval.py``); in a small one they cost little and may be all there is to show.
+        Counting a term's chunks is one pass over its row list, unranked.
+        """
+        if len(terms) < 2:
+            return terms
+        total = self.connection.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        if total < COMMON_TERMS_FROM:
+            return terms
+        count = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        scoring = [
+            term
+            for term in terms
+            if 2 * self.connection.execute(count, [f"{{title text}} : {fts_query([term])}"]).fetchone()[0] < total
+        ]
+        return scoring or terms
 
     def _ranked(self, match: str, query: SearchQuery) -> list[tuple[int, float]]:
         """``(rowid, score)`` of the best *query.limit* allowed chunks matching *match*, best first.

@@ -13,6 +13,7 @@ from typing import Any
 
 from pi_framework.contract.documents import Chunk
 from pi_framework.contract.sinks import CREATED_BY, FILTER_KEYS, Hit, SearchQuery, filter_values
+from pi_framework.sinks.stop_words import without_stop_words
 
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("title^2", "text", "key^3")
@@ -211,13 +212,14 @@ _NO_VECTOR = {"excludes": [VECTOR_FIELD]}
 
 
 def text_query_body(query: SearchQuery) -> dict[str, Any]:
-    """BM25 over title, text and key, inside the mandatory filters."""
+    """BM25 over title, text and key, inside the mandatory filters; the query's stop words are left out (as the
+    embedded sink does: see :mod:`pi_framework.sinks.stop_words`), so "how do I ..." ranks by the words that matter."""
     return {
         "size": query.limit,
         "_source": _NO_VECTOR,
         "query": {
             "bool": {
-                "must": {"multi_match": {"query": query.text, "fields": list(TEXT_FIELDS)}},
+                "must": {"multi_match": {"query": without_stop_words(query.text), "fields": list(TEXT_FIELDS)}},
                 "filter": search_filters(query),
             }
         },
