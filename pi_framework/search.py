@@ -1,4 +1,5 @@
-"""Hybrid search over every configured sink: kNN and BM25 fused with reciprocal rank fusion (RRF).
+"""Hybrid search over every configured sink: kNN and BM25 fused with reciprocal rank fusion (RRF), or with a convex
+combination of normalised scores (``PI_SEARCH_FUSION=convex``).
 
 Every query is filtered inside each sink — by workspace (global content such as docs matches from every
 workspace), by privacy, and by what the user may read in Plane — and the fused result is checked once more
@@ -71,6 +72,24 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = RRF_K) ->
     return [_with_score(hits[chunk], scores[chunk]) for chunk in fused]
 
 
+def convex_fusion(rankings: Sequence[Sequence[Hit]]) -> list[Hit]:
+    """Fuse ranked lists by their scores: each list's scores min-max normalised to [0, 1], a chunk scores the mean of
+    its normalised scores over the lists (0 in a list it is not in); best first, ties in list order. The combination
+    OpenSearch's hybrid query uses by default (``min_max`` normalisation, ``arithmetic_mean``, equal weights)."""
+    lists = [ranking for ranking in rankings if ranking]
+    scores: dict[str, float] = {}
+    hits: dict[str, Hit] = {}
+    for ranking in lists:
+        raw = [hit.score for hit in ranking]
+        low, high = min(raw), max(raw)
+        for hit in ranking:
+            normalised = (hit.score - low) / (high - low) if high > low else 1.0
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + normalised / len(lists)
+            hits.setdefault(hit.chunk_id, hit)
+    fused = sorted(hits, key=lambda chunk: scores[chunk], reverse=True)
+    return [_with_score(hits[chunk], scores[chunk]) for chunk in fused]
+
+
 def _with_score(hit: Hit, score: float) -> Hit:
     return replace(hit, score=score)
 
@@ -119,7 +138,8 @@ def search(
     ``rerank``: in ``hybrid`` mode, the configured cross-encoder (``PI_RERANKER_PATH``, see :mod:`pi_framework.rerank`)
     re-orders the best ``PI_RERANK_CANDIDATES`` documents of the fusion; ``None`` = whenever one is configured and
     loads, ``False`` = never.
-    Scores are RRF scores (comparable within one result list), or the cross-encoder's when it re-ranked.
+    Scores are those of the fusion (``PI_SEARCH_FUSION``: RRF, or the mean of min-max normalised scores; comparable
+    within one result list), or the cross-encoder's when it re-ranked.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -158,7 +178,7 @@ def search(
                 if mode == "vector"
                 else _vector_hits(sink, request)
             )
-    fused = reciprocal_rank_fusion(rankings)
+    fused = convex_fusion(rankings) if get_settings().PI_SEARCH_FUSION == "convex" else reciprocal_rank_fusion(rankings)
     withheld = Ledger(get_database()).withheld(list({hit.document_id for hit in fused})) if fused else set()
     reranker = rerank_module.get_reranker() if rerank is not False and mode == "hybrid" else None
     wanted = max(limit, get_settings().PI_RERANK_CANDIDATES) if reranker is not None else limit

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     PI_RERANK_CANDIDATES: PositiveInt = Field(
         default=20, description="Fused results (one per document) the re-ranker scores, when PI_RERANKER_PATH is set."
     )
+    PI_SEARCH_FUSION: Literal["rrf", "convex"] = Field(
+        default="rrf",
+        description="How hybrid search merges BM25 and kNN: rrf (reciprocal rank fusion) or convex (the mean of "
+        "min-max normalised scores; see Retrieval quality in the README).",
+    )
     PI_SINKS: list[str] = Field(
         default_factory=list, description="Sinks to write to; default opensearch if OPENSEARCH_URL else embedded."
     )

@@ -11,7 +11,7 @@ from pi_framework import runtime
 from pi_framework.contract.documents import Document
 from pi_framework.contract.sinks import Hit, SearchQuery, SinkError
 from pi_framework.pipeline.indexer import Indexer
-from pi_framework.search import reciprocal_rank_fusion, search
+from pi_framework.search import convex_fusion, reciprocal_rank_fusion, search
 from pi_framework.sinks.embedded import EmbeddedSink
 
 WS_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -109,6 +109,21 @@ def test_hybrid_search_finds_the_meaning_and_the_words(indexed) -> None:
     assert titles(search("VAT", WS_A, mode="text")) == ["Invoices show wrong VAT"]
 
 
+def test_hybrid_search_with_convex_fusion(indexed, monkeypatch) -> None:
+    from pi_framework.settings import get_settings
+
+    monkeypatch.setenv("PI_SEARCH_FUSION", "convex")
+    get_settings.cache_clear()
+    try:
+        hits = search("calendar integration for cycles", WS_A, kinds=["issues"], limit=3)
+        assert hits[0].title == "Sync cycles with Google Calendar"
+        assert 0.0 < hits[-1].score <= hits[0].score <= 1.0  # means of min-max normalised scores
+        assert titles(search("VAT", WS_A, mode="text")) == ["Invoices show wrong VAT"]
+    finally:
+        monkeypatch.delenv("PI_SEARCH_FUSION")
+        get_settings.cache_clear()
+
+
 def test_one_hit_per_document_best_first(indexed) -> None:
     hits = search("password", WS_A, limit=10)
     assert len({hit.document_id for hit in hits}) == len(hits)
@@ -182,3 +197,18 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     fused = reciprocal_rank_fusion([[hit("a"), hit("b"), hit("c")], [hit("b"), hit("d"), hit("a")]])
     assert [h.document_id for h in fused] == ["b", "a", "d", "c"]
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_convex_fusion_averages_min_max_normalised_scores() -> None:
+    def hit(name: str, score: float) -> Hit:
+        return Hit(chunk_id=f"{name}#0", document_id=name, kind="issues", score=score)
+
+    bm25 = [hit("a", 12.0), hit("b", 7.0), hit("c", 2.0)]  # normalised 1, 0.5, 0
+    cosine = [hit("b", 0.61), hit("d", 0.60), hit("a", 0.21)]  # 1, 0.975, 0
+    fused = convex_fusion([bm25, cosine])
+    assert [h.document_id for h in fused] == ["b", "a", "d", "c"]
+    assert [h.score for h in fused] == pytest.approx([0.75, 0.5, 0.4875, 0.0])
+    # one list (text or vector mode, or a failed vector query): its own order; a list of equal scores: all 1
+    assert [h.document_id for h in convex_fusion([bm25, []])] == ["a", "b", "c"]
+    assert [h.score for h in convex_fusion([[hit("x", 3.0), hit("y", 3.0)]])] == [1.0, 1.0]
+    assert convex_fusion([]) == []
