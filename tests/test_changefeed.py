@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg2
 import pytest
@@ -247,9 +247,8 @@ def test_polling_alone_misses_a_bulk_soft_delete_the_feed_resumes_from_the_slot(
 def test_bulk_state_change_into_triage_and_back(world, feed) -> None:
     ws, plane, issue = world["ws"], world["plane"], world["issues"][4]
     document = f"issues:{issue['id']}"
-    before = (
-        plane.engine.connect().execute(select(schema.issues.c.state_id).where(schema.issues.c.id == issue["id"])).scalar_one()
-    )
+    with plane.engine.connect() as connection:
+        before = connection.execute(select(schema.issues.c.state_id).where(schema.issues.c.id == issue["id"])).scalar_one()
     bulk(
         plane,
         "UPDATE issues SET state_id = :state, priority = 'high' WHERE id = :id",
@@ -311,6 +310,12 @@ def test_an_idle_feed_keeps_confirming_while_unwatched_tables_churn(world, feed)
     assert compare_requests.compare_requests() == set(), "nothing watched changed: nothing flagged"
 
 
+def plane_now(plane) -> datetime:  # noqa: ANN001 - a PlaneFactory
+    """Plane's clock (a connection per call, returned to the pool: a polling loop must not exhaust it)."""
+    with plane.engine.connect() as connection:
+        return connection.execute(text("SELECT now()")).scalar_one()
+
+
 def test_an_ordinary_edit_needs_no_compare_but_a_bulk_update_right_after_it_does(world, pi_env) -> None:
     """A new updated_at is seen by the cursors: flag only (no compare). The same row updated again without touching
     updated_at (a bulk path, a second later) carries a stamp the cursor may already have seen: compared."""
@@ -323,7 +328,7 @@ def test_an_ordinary_edit_needs_no_compare_but_a_bulk_update_right_after_it_does
         first = plane.update(schema.issues, world["issues"][0]["id"], name="Warm-up edit")["updated_at"]
         wait_for(lambda: compare_requests.compare_requested(ws), 15, message="the first change (before the feed knows stamps)")
         live_sync(ws)
-        wait_for(lambda: plane.engine.connect().execute(text("SELECT now()")).scalar_one() > first + timedelta(seconds=3.5), 15)
+        wait_for(lambda: plane_now(plane) > first + timedelta(seconds=3.5), 15, message="the warm-up edit's stamp behind")
         issue = world["issues"][2]
         plane.update(schema.issues, issue["id"], name="Ordinary edit wombat")
         wait_for(lambda: state.marker(ws), 15, message="the edit is flagged")
