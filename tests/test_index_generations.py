@@ -72,7 +72,7 @@ def vectorized(plane_db, env: dict[str, str]) -> dict[str, Any]:  # noqa: ANN001
         )
     }
     assert vectorize(ws["id"])["status"] == JobStatus.SUCCESS
-    return {"plane": plane_db, "ws": ws["id"], "owner": owner["id"], "items": items, "env": env}
+    return {"plane": plane_db, "ws": ws["id"], "ws_row": ws, "owner": owner["id"], "items": items, "env": env}
 
 
 @pytest.fixture
@@ -147,6 +147,9 @@ def test_a_model_change_builds_beside_the_live_generation_and_swaps_without_an_e
     assert (live.name, live.model) == ("g2", "hashing-256")
     assert_search_answers(workspace)
     assert first(workspace, "sunset timer schedule", "vector") == "Dark mode schedule", "the edit made during the build"
+    outsider = plane.user()  # a workspace member outside the project: the copied chunks kept their access fields
+    plane.workspace_member(workspace["ws_row"], outsider)
+    assert search("login form crashes", ws, user_id=outsider["id"]) == []
     new_sinks = runtime.get_sinks()
     assert dimensions(new_sinks, ws) == {256}, "every chunk of the new generation re-embedded"
     assert sum(sink.count(ws) for sink in new_sinks) == sum(sink.count(ws) for sink in old_sinks)
