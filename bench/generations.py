@@ -11,7 +11,7 @@ model). Then, side by side in one run, the same change of model two ways:
    new model into an empty index (search had nothing, or a mix of two models, meanwhile);
 2. **generation**: ``pi_framework.sync.generations.advance`` until the new generation is live — the stored chunks
    copied and re-embedded while the old generation keeps answering. Searches run all along in another thread; their
-   latency is printed with the same searches on an idle process before the change.
+   latency (``--searches`` a second, 20 by default) is printed with the same searches on an idle process before the change.
 """
 
 from __future__ import annotations
@@ -37,14 +37,18 @@ from pi_framework.sync.vectorize import vectorize  # noqa: E402
 QUERIES = ("login page crashes", "export invoices", "dark mode", "notifications are late", "slow dashboard")
 
 
-def timed_searches(workspace_id: str, stop: threading.Event, latencies: list[float], answers: list[int]) -> None:
-    """Search in a loop until *stop*, noting each latency (ms) and how many hits came back."""
-    while not stop.is_set():
+def timed_searches(
+    workspace_id: str, stop: threading.Event, latencies: list[float], answers: list[int], per_second: float
+) -> None:
+    """Search about *per_second* times a second until *stop* (users asking, not a hot loop stealing the copy's core),
+    noting each latency (ms) and how many hits came back."""
+    while per_second and not stop.is_set():
         for query in QUERIES:
             started = time.perf_counter()
             hits = search(query, workspace_id, all_projects=True)
             latencies.append((time.perf_counter() - started) * 1000)
             answers.append(len(hits))
+            stop.wait(1 / per_second)
 
 
 def percentiles(values: list[float]) -> str:
@@ -58,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--issues", type=int, default=1000)
     parser.add_argument("--to", default="fastembed", help="the new model: fastembed (its default model) or hashing-<dim>")
+    parser.add_argument("--searches", type=float, default=20.0, help="searches a second while the generation builds (0: none)")
     args = parser.parse_args()
     new_model = (
         {"PI_EMBEDDER": "fastembed", "PI_EMBEDDING_MODEL": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -97,7 +102,7 @@ def main() -> None:
         configure(**{**env, **new_model})
         runtime.embedder_of(runtime.generations().live)
         stop, during, answers = threading.Event(), [], []
-        searcher = threading.Thread(target=timed_searches, args=(workspace_id, stop, during, answers))
+        searcher = threading.Thread(target=timed_searches, args=(workspace_id, stop, during, answers, args.searches))
         searcher.start()
         started = time.perf_counter()
         passes = 0
