@@ -361,3 +361,27 @@ def test_two_passes_at_once_start_one_generation(plane_db, plane_settings, pi_en
     # (on a loaded machine a pass may already copy and swap: which one is live does not matter here)
     assert sorted(row["generation"] for row in generations.status()) == ["g1", "g2"]
     assert not any("abandoned" in result for result in results)
+
+
+def test_a_copy_that_lost_its_lease_stops_and_leaves_the_scope_to_the_next_pass(embedded_workspace, pi_env, monkeypatch):
+    """A pass that stalled past the builder lease (another pass took over) stops at its next page, with no error and
+    nothing marked copied; the scope is copied by whoever holds the lease."""
+    from pi_framework.sync import current_leases
+
+    switch_model(pi_env, embedded_workspace, "hashing-256")
+    database = get_database(runtime.get_registry().settings)
+    started = generations.advance()["started"]
+    wait_for(lambda: state.copy_may_start(database, started, generations.settle_seconds()), timeout=10, interval=0.05)
+    real = state.pending_scopes
+
+    def taken_over(database, generation):  # noqa: ANN001, ANN202
+        current_leases().seize(generations.BUILDER_LEASE, "another pass")
+        return real(database, generation)
+
+    monkeypatch.setattr(state, "pending_scopes", taken_over)
+    result = generations.advance()
+    assert "error" not in result and "swapped" not in result and not result.get("scopes_copied")
+    assert {scope for scope, _ in real(database, started)} == {"", embedded_workspace["ws"]}
+    monkeypatch.undo()
+    current_leases().release(generations.BUILDER_LEASE, "another pass")
+    advance_until_live(embedded_workspace)

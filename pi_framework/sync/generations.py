@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -45,6 +45,7 @@ from pi_framework.db import get_database
 from pi_framework.db.generations import Generation
 from pi_framework.mirror import reembedded
 from pi_framework.sync import current_leases
+from pi_framework.sync.leases import LeaseLost
 
 #: the lease of the one pass that copies at a time (plain, not fenced: copies are guarded by chunk versions)
 BUILDER_LEASE = "index-generation-builder"
@@ -77,13 +78,23 @@ def _scope_chunks(sink: Sink, scope: str) -> Iterator[Chunk]:
     return sink.read_chunks(global_chunks=True) if scope == state.GLOBAL_SCOPE else sink.read_chunks(workspace_id=scope)
 
 
-def copy_scope(scope: str, live: Sequence[Sink], targets: Sequence[Sink], embedder: Embedder, page: int) -> int:
-    """Copy *scope* from each *live* sink into its *target*, re-embedded; returns the chunks copied. Raises
-    :class:`SinkError` when a target refuses a chunk (the scope stays pending)."""
+def copy_scope(
+    scope: str,
+    live: Sequence[Sink],
+    targets: Sequence[Sink],
+    embedder: Embedder,
+    page: int,
+    progress: Callable[[], None] | None = None,
+) -> int:
+    """Copy *scope* from each *live* sink into its *target*, re-embedded; returns the chunks copied. *progress* is
+    called after each page (the builder renews its lease there). Raises :class:`SinkError` when a target refuses a
+    chunk (the scope stays pending)."""
     copied = 0
     for source, target in zip(live, targets, strict=True):
         target.ensure_ready(embedder.dimension)
         for chunks in _pages(_scope_chunks(source, scope), page):
+            if progress is not None:
+                progress()
             for version, group in _by_version(reembedded(chunks, embedder)):
                 result = target.write(group, version=version)
                 if result.failed:
@@ -107,20 +118,26 @@ def _copy(building: Generation, live: Generation, deadline: float) -> dict[str, 
     counts = {"scopes_copied": 0, "chunks_copied": 0}
     if not leases.acquire(BUILDER_LEASE, holder):
         return counts
+
+    def renew() -> None:  # a page can take a while (the model): a pass that stalls past its lease stops here
+        leases.renew(BUILDER_LEASE, holder)
+
     try:
         live_sinks, targets = runtime.sinks_of(live), runtime.sinks_of(building)
         embedder = runtime.embedder_of(building)
         for scope, epoch in state.pending_scopes(database, building.name):
             if time.monotonic() >= deadline:
                 break
-            leases.renew(BUILDER_LEASE, holder)
-            copied = copy_scope(scope, live_sinks, targets, embedder, settings.PI_EMBEDDING_BATCH_SIZE * 4)
+            renew()
+            copied = copy_scope(scope, live_sinks, targets, embedder, settings.PI_EMBEDDING_BATCH_SIZE * 4, renew)
             if state.finish_scope(database, building.name, scope, epoch, copied):
                 counts["scopes_copied"] += 1
                 counts["chunks_copied"] += copied
                 logger.info("index generation {}: copied scope {} ({} chunks)", building.name, scope or "<global>", copied)
         if counts["scopes_copied"]:
             state.note_error(database, building.name, None)
+    except LeaseLost:  # another pass copies now (this one stalled past the lease); its scope stays pending for it
+        logger.warning("index generation {}: the copy lost its lease; another pass goes on", building.name)
     finally:
         leases.release(BUILDER_LEASE, holder)
     return counts
