@@ -32,6 +32,10 @@ _snapshot: tuple[float, Snapshot] | None = None
 _generation_sinks: dict[str, list[Sink]] = {}
 _embedders: dict[tuple[str, str], Embedder] = {}
 _mirrors: dict[str, list[Sink]] = {}
+#: building generation -> when this process last failed to build its mirrors (its model would not load)
+_mirror_failures: dict[str, float] = {}
+#: how long a process writes the live generation only after its mirrors failed, before it tries again
+_MIRROR_RETRY_SECONDS = 60.0
 
 
 class ConfigurationError(RuntimeError):
@@ -146,10 +150,27 @@ def write_sinks() -> list[Sink]:
         return live
     key = snapshot.building.name
     if key not in _mirrors:
-        targets, embedder = sinks_of(snapshot.building), embedder_of(snapshot.building)
+        database = get_database(get_registry().settings)
+        failed_at = _mirror_failures.get(key)
+        if failed_at is not None and time.monotonic() - failed_at < _MIRROR_RETRY_SECONDS:
+            return live
+        try:
+            targets, embedder = sinks_of(snapshot.building), embedder_of(snapshot.building)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot load must not stop the live writes
+            # what this process writes from now on misses the new generation: every scope is copied again later
+            _mirror_failures[key] = time.monotonic()
+            logger.warning(
+                "index generation {} ({}): cannot write it here ({}: {}); writing the live generation only",
+                key,
+                snapshot.building.model,
+                type(exc).__name__,
+                exc,
+            )
+            generation_state.invalidate(database, key, None)
+            generation_state.note_error(database, key, f"a writer cannot load the model: {type(exc).__name__}: {exc}")
+            return live
         _mirrors[key] = [
-            MirrorSink(sink, target, embedder, key, get_database(get_registry().settings))
-            for sink, target in zip(live, targets, strict=True)
+            MirrorSink(sink, target, embedder, key, database) for sink, target in zip(live, targets, strict=True)
         ]
     return live + _mirrors[key]
 
@@ -173,6 +194,7 @@ def _forget_built() -> None:
     _generation_sinks.clear()
     _embedders.clear()
     _mirrors.clear()
+    _mirror_failures.clear()
 
 
 def reset() -> None:

@@ -385,3 +385,23 @@ def test_a_copy_that_lost_its_lease_stops_and_leaves_the_scope_to_the_next_pass(
     monkeypatch.undo()
     current_leases().release(generations.BUILDER_LEASE, "another pass")
     advance_until_live(embedded_workspace)
+
+
+def test_a_model_that_cannot_load_never_stops_the_live_writes(embedded_workspace, pi_env):
+    """A typo in PI_EMBEDDING_MODEL (fastembed cannot load it offline): the build cannot go on and says why in `pi
+    health`, while live sync keeps the live generation current; correcting the setting abandons the build."""
+    workspace = embedded_workspace
+    pi_env(**{**workspace["env"], "PI_EMBEDDER": "fastembed", "PI_EMBEDDING_MODEL": "no-such-org/no-such-model"})
+    database = get_database(runtime.get_registry().settings)
+    started = generations.advance()["started"]
+    wait_for(lambda: state.copy_may_start(database, started, generations.settle_seconds()), timeout=10, interval=0.05)
+    assert "error" in generations.advance()
+    workspace["plane"].update(schema.issues, workspace["items"]["Dark mode"]["id"], description_html="<p>Sunset timer</p>")
+    assert live_sync(workspace["ws"])["status"] == "success", "the live generation is written without the broken mirror"
+    assert first(workspace, "sunset timer", "text") == "Dark mode"
+    assert_search_answers(workspace)
+    health = run_health_checks(runtime.get_registry())["checks"]["index_generations"]
+    assert not health["ok"] and "no-such-model" in health["error"]
+    switch_model(pi_env, workspace, "sentence-transformers/all-MiniLM-L6-v2")  # the live model again
+    assert generations.advance()["abandoned"] == started
+    assert run_health_checks(runtime.get_registry())["checks"]["index_generations"]["ok"]
