@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,12 +44,17 @@ def timed_searches(
     """Search about *per_second* times a second until *stop* (users asking, not a hot loop stealing the copy's core),
     noting each latency (ms) and how many hits came back."""
     while per_second and not stop.is_set():
-        for query in QUERIES:
-            started = time.perf_counter()
-            hits = search(query, workspace_id, all_projects=True)
-            latencies.append((time.perf_counter() - started) * 1000)
-            answers.append(len(hits))
-            stop.wait(1 / per_second)
+        search_all(workspace_id, latencies, answers, pause=lambda: stop.wait(1 / per_second))
+
+
+def search_all(workspace_id: str, latencies: list[float], answers: list[int], pause: Callable[[], object] = lambda: None) -> None:
+    """Each of :data:`QUERIES` once, noting its latency (ms) and how many hits came back; *pause* after each."""
+    for query in QUERIES:
+        started = time.perf_counter()
+        hits = search(query, workspace_id, all_projects=True)
+        latencies.append((time.perf_counter() - started) * 1000)
+        answers.append(len(hits))
+        pause()
 
 
 def percentiles(values: list[float]) -> str:
@@ -89,7 +95,7 @@ def main() -> None:
 
         idle: list[float] = []
         for _ in range(10):
-            timed_searches_once(workspace_id, idle)
+            search_all(workspace_id, idle, [])
 
         # 1. re-vectorize from Plane into an empty index with the new model
         configure(**{**env, **new_model, "PI_DATA_DIR": str(Path(tmp) / "revectorized")})
@@ -126,13 +132,6 @@ def main() -> None:
         f"{percentiles(during)} ({len(during)} searches; idle {percentiles(idle)}) | {answers.count(0)} |"
     )
     print(f"\ngeneration / re-vectorize time: {generation / revectorize:.2f}x")
-
-
-def timed_searches_once(workspace_id: str, latencies: list[float]) -> None:
-    for query in QUERIES:
-        started = time.perf_counter()
-        search(query, workspace_id, all_projects=True)
-        latencies.append((time.perf_counter() - started) * 1000)
 
 
 if __name__ == "__main__":

@@ -193,11 +193,7 @@ def swap(database: Database, generation: str, settle_seconds: float) -> bool:
         row = session.get(IndexGeneration, generation, with_for_update=True)
         if row is None or row.status != BUILDING:
             return False
-        old_enough = session.scalar(
-            select(func.count()).where(
-                IndexGeneration.name == generation, IndexGeneration.created_at <= clock(session, -settle_seconds)
-            )
-        )
+        old_enough = _settled(session, generation, settle_seconds)
         pending = session.scalar(
             select(func.count()).where(GenerationScope.generation == generation, GenerationScope.status == PENDING)
         )
@@ -216,13 +212,13 @@ def copy_may_start(database: Database, generation: str, settle_seconds: float) -
     """Whether *settle_seconds* passed since *generation* started: every process writes it by then (see
     :func:`pi_framework.runtime.write_sinks`), so what the copy reads is all it must carry over."""
     with database.session() as session:
-        return bool(
-            session.scalar(
-                select(func.count()).where(
-                    IndexGeneration.name == generation, IndexGeneration.created_at <= clock(session, -settle_seconds)
-                )
-            )
-        )
+        return _settled(session, generation, settle_seconds)
+
+
+def _settled(session: Session, generation: str, settle_seconds: float) -> bool:
+    """Whether *generation* started at least *settle_seconds* ago (by the database's clock)."""
+    started_before = IndexGeneration.created_at <= clock(session, -settle_seconds)
+    return bool(session.scalar(select(func.count()).where(IndexGeneration.name == generation, started_before)))
 
 
 def due_for_drop(database: Database, grace_seconds: float) -> list[Generation]:
