@@ -335,9 +335,8 @@ def test_after_a_model_change_an_unchanged_text_is_not_embedded_again(embedded_w
 
 @pytest.mark.parametrize("pi_database", ["sqlite", "postgresql"])
 def test_two_passes_at_once_start_one_generation(plane_db, plane_settings, pi_env, request, pi_database):
-    """``pi generations advance`` run while beat's pass runs: one new generation, not one abandoning the other (on
-    SQLite a start waits for the other's write lock; on PostgreSQL the second insert of the name fails and the pass
-    goes on with the first one's generation)."""
+    """``pi generations advance`` run while beat's pass runs: one new generation, not one abandoning the other, nor
+    two building at once (a start waits for the other's lock on the live row, then sees its generation)."""
     import threading
 
     env = {**FAST, "PI_DATABASE_URL": request.getfixturevalue("postgres_url")} if pi_database == "postgresql" else dict(FAST)

@@ -92,10 +92,11 @@ def snapshot(database: Database, embedder: str, model: str) -> Snapshot:
 def start(database: Database, embedder: str, model: str) -> Generation:
     """A new building generation for (*embedder*, *model*), with a pending scope per workspace the ledger holds
     documents of (and the global scope). A building generation of another model is abandoned (retired); one of this model
-    (another pass started it meanwhile) is returned as it is. Two passes at once on PostgreSQL: one inserts, the other
-    gets ``IntegrityError`` (the same name)."""
+    (another pass started it meanwhile) is returned as it is: two starts at once run one after the other."""
     with database.session() as session:
-        # a write first: on SQLite it takes the write lock, so a concurrent start waits and then sees this one's row
+        # a write to the live row first: it takes SQLite's write lock and PostgreSQL's row lock, so a concurrent start
+        # waits here until this one commits, and its next statements (read committed) then see this one's row
+        session.execute(update(IndexGeneration).where(IndexGeneration.status == LIVE).values(status=LIVE))
         session.execute(
             update(IndexGeneration)
             .where(IndexGeneration.status == BUILDING, or_(IndexGeneration.embedder != embedder, IndexGeneration.model != model))

@@ -34,7 +34,6 @@ from itertools import groupby
 from typing import Any
 
 from loguru import logger
-from sqlalchemy.exc import IntegrityError
 
 from pi_framework import runtime
 from pi_framework.contract.contributions import Embedder
@@ -157,12 +156,7 @@ def advance(budget_seconds: float | None = None) -> dict[str, Any]:
         state.abandon(database, building.name)
         result["abandoned"], building = building.name, None
     if building is None and snapshot.live.model_key != wanted:
-        try:
-            building = state.start(database, *wanted)
-        except IntegrityError:  # another pass started it at the same moment: go on with that one
-            building = state.snapshot(database, *wanted).building
-            if building is None:
-                raise
+        building = state.start(database, *wanted)  # another pass's start of the same model comes back as it is
         logger.info(
             "index generation {} started for {} {} (live: {} {})", building.name, *wanted, snapshot.live.name, snapshot.live.model
         )
